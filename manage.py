@@ -1,0 +1,23 @@
+#!/usr/bin/env python
+import os
+import sys
+
+
+def main():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    from settings.environment import ConfigurationError
+
+    try:
+        from django.conf import settings
+
+        settings.INSTALLED_APPS  # noqa: B018 — load settings now so a bad variable is one clear line
+    except ConfigurationError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.exit(2)
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

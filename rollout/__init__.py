@@ -1,0 +1,1 @@
+"""The rollout controller: flags, cohorts, router, shadow comparison. Knows nothing of the legacy domain."""

@@ -1,0 +1,16 @@
+"""The embedded PostgreSQL a newcomer gets when DATABASE_URL is unset.
+
+pgserver ships PostgreSQL binaries in its wheel; the cluster lives in a
+git-ignored folder and is left running (cleanup_mode=None) so later commands
+and test runs reuse it instead of paying the start-up again.
+"""
+
+from pathlib import Path
+
+
+def start(data_dir: Path) -> str:
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    return server.get_uri()

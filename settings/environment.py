@@ -1,0 +1,150 @@
+"""Reading configuration from the environment.
+
+Every function takes the environment mapping explicitly so tests can pass
+their own; a bad value raises ConfigurationError naming the variable.
+"""
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"
+POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis"}
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+class ConfigurationError(ImproperlyConfigured):
+    """A setting read from the environment is malformed; the message names the variable."""
+
+
+def env_bool(environ, name, default):
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
+
+
+def env_int(environ, name, default, minimum=None):
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_float(environ, name, default, minimum=None):
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_list(environ, name, default):
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_config(environ, base_dir: Path, start_embedded=None):
+    """DATABASES['default'] from DATABASE_URL, or an embedded PostgreSQL when it is unset."""
+    url = environ.get("DATABASE_URL", "").strip()
+    if not url:
+        data_dir = Path(environ.get("EMBEDDED_PG_DIR") or base_dir / ".data" / "pgdata")
+        if start_embedded is None:
+            from settings.embedded_postgres import start as start_embedded
+        url = start_embedded(data_dir)
+    try:
+        scheme = urlparse(url).scheme
+        if scheme not in POSTGRES_SCHEMES:
+            raise ValueError(f"scheme {scheme!r} is not PostgreSQL (use postgres://)")
+        config = dj_database_url.parse(url)
+        if not config.get("NAME"):
+            raise ValueError("no database name in the path")
+        if config.get("PORT"):
+            int(config["PORT"])
+    except ValueError as exc:
+        raise ConfigurationError(f"DATABASE_URL is malformed: {exc}") from None
+    config["ENGINE"] = "django.db.backends.postgresql"
+    options = config.pop("OPTIONS", {})
+    if "host" in options:  # a Unix socket folder given as ?host=
+        config["HOST"] = options.pop("host")
+    timeout_ms = env_int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
+    options["options"] = f"-c statement_timeout={timeout_ms}"
+    if env_bool(environ, "DB_POOL", True):
+        options["pool"] = {
+            "min_size": env_int(environ, "DB_POOL_MIN_SIZE", 1, minimum=0),
+            "max_size": env_int(environ, "DB_POOL_MAX_SIZE", 10, minimum=1),
+            "timeout": env_float(environ, "DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+        }
+        config["CONN_MAX_AGE"] = 0
+    else:
+        config["CONN_MAX_AGE"] = env_int(environ, "DB_CONN_MAX_AGE", 60, minimum=0)
+    config["CONN_HEALTH_CHECKS"] = True
+    config["OPTIONS"] = options
+    config["TEST"] = {"NAME": environ.get("DB_TEST_NAME") or None}
+    return config
+
+
+def cache_config(environ):
+    """CACHES['default']: django-redis on REDIS_URL, else local memory."""
+    url = environ.get("REDIS_URL", "").strip()
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pg-retire"}
+    try:
+        parsed = urlparse(url)
+        if parsed.scheme not in REDIS_SCHEMES:
+            raise ValueError(f"scheme {parsed.scheme!r} is not redis://, rediss:// or unix://")
+        if parsed.scheme != "unix" and not parsed.hostname:
+            raise ValueError("no host")
+        parsed.port  # noqa: B018 — raises ValueError on a non-numeric port
+        db = parsed.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"database {db!r} is not a number")
+    except ValueError as exc:
+        raise ConfigurationError(f"REDIS_URL is malformed: {exc}") from None
+    timeout = env_float(environ, "REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.01)
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": environ.get("CACHE_KEY_PREFIX", "pg-retire"),
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": timeout,
+            "SOCKET_TIMEOUT": timeout,
+            # A Redis outage turns the cache into a no-op rather than an error.
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+
+
+def secret_key(environ, production):
+    key = environ.get("SECRET_KEY", "")
+    if production and (not key or key == DEVELOPMENT_SECRET_KEY):
+        raise ConfigurationError("SECRET_KEY must be set to a real secret when DJANGO_ENV=production")
+    return key or DEVELOPMENT_SECRET_KEY
+
+
+def environment_name(environ):
+    name = environ.get("DJANGO_ENV", "development").strip().lower()
+    if name not in {"development", "production"}:
+        raise ConfigurationError(f"DJANGO_ENV={name!r} must be development or production")
+    return name
