@@ -12,7 +12,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-SENTINEL_ID = -1
+from query_backends.sentinels import SENTINEL_ID  # noqa: F401 — the twins import it from here
 
 
 def _fk(to, **kwargs):

@@ -1,0 +1,106 @@
+"""The parameter space of the data actually in the database, one generator of cases per query."""
+
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Q
+
+from query_backends.models import (
+    SENTINEL_ID, Asset, BusinessUnit, Capability, GroupMembership, JobNeed, People, SitePeople,
+)  # fmt: skip
+
+EPSILON = timedelta(microseconds=1)
+
+
+def job_cases():
+    """Every person × the sites and clients they touch."""
+    memberships = {}
+    for person, site in SitePeople.objects.values_list("people_id", "bu_id"):
+        memberships.setdefault(person, set()).add(site)
+    for person, client, site in People.objects.exclude(id=SENTINEL_ID).values_list("id", "client_id", "bu_id"):
+        for bu in {site, *memberships.get(person, ())} - {None}:
+            yield {"people_id": person, "bu_id": bu, "client_id": client if client is not None else SENTINEL_ID}
+
+
+def adhoc_cases():
+    """Each open plan, at and around the edges of its window, for its person and a member of its group."""
+    members = {}
+    for group, person in GroupMembership.objects.exclude(pgroup_id=SENTINEL_ID).values_list("pgroup_id", "people_id"):
+        members.setdefault(group, person)
+    plans = JobNeed.objects.filter(asset_id__isnull=False, qset_id__isnull=False, plandatetime__isnull=False,
+                                   expirydatetime__isnull=False, bu_id__isnull=False)  # fmt: skip
+    for plan in plans.values("plandatetime", "gracetime", "expirydatetime", "bu_id", "people_id", "pgroup_id",
+                             "asset_id", "qset_id"):  # fmt: skip
+        start = plan["plandatetime"] - timedelta(minutes=plan["gracetime"])
+        people = {plan["people_id"], members.get(plan["pgroup_id"])} - {None}
+        for moment in (start - EPSILON, start, start + (plan["expirydatetime"] - start) / 2,
+                       plan["expirydatetime"], plan["expirydatetime"] + EPSILON):  # fmt: skip
+            for person in people:
+                yield {"plandatetime": moment, "bu_id": plan["bu_id"], "people_id": person,
+                       "asset_id": plan["asset_id"], "questionset_id": plan["qset_id"]}  # fmt: skip
+
+
+def bu_list_cases():
+    for bu in BusinessUnit.objects.values_list("id", flat=True):
+        for up in (True, False):
+            for down in (True, False):
+                for fmt in ("text", "array", "jsonb", "JSONB"):
+                    yield {"bu_id": bu, "up": up, "down": down, "fmt": fmt}
+    yield {"bu_id": 10**12, "up": True, "down": True, "fmt": "array"}
+
+
+def bulist_by_identifier_cases():
+    candidates = list(BusinessUnit.objects.filter(Q(parent_id=SENTINEL_ID) | Q(parent_id__isnull=True))
+                      .values_list("id", flat=True))  # fmt: skip
+    candidates += list(BusinessUnit.objects.exclude(parent_id=SENTINEL_ID).values_list("id", flat=True)[:5])
+    for bu in [*candidates, None, 10**12]:
+        for customers in (True, False):
+            for sites in (True, False):
+                yield {"bu_id": bu, "customers": customers, "sites": sites}
+
+
+def sites_list_web_cases():
+    """Every client × its people, and each person against one other client."""
+    for person, client in People.objects.values_list("id", "client_id"):
+        if client is not None:
+            yield {"client_id": client, "people_id": person}
+        yield {"client_id": SENTINEL_ID if client is None else client + 1, "people_id": person}
+
+
+def asset_questionset_cases():
+    for asset, site in Asset.objects.values_list("id", "bu_id"):
+        for kind in ("", "name", "NAME", "ids"):
+            yield {"site_id": site if site is not None else SENTINEL_ID, "asset_id": str(asset), "type": kind}
+
+
+def asset_details_cases():
+    now = datetime.now(UTC)
+    sites = Asset.objects.exclude(bu_id__isnull=True).values_list("bu_id", flat=True).distinct()
+    for site in sites:
+        moments = [datetime(2000, 1, 1, tzinfo=UTC), now - timedelta(days=30), now - timedelta(days=7), now]
+        edge = Asset.objects.filter(bu_id=site).order_by("-mdtz").values_list("mdtz", flat=True).first()
+        if edge:
+            moments += [edge, edge + EPSILON]
+        for moment in moments:
+            yield {"mdtz": moment, "site_id": site}
+
+
+def web_capability_cases():
+    for cap in Capability.objects.filter(Q(parent_id__isnull=True) | Q(cfor="WEB")).values_list("id", flat=True):
+        yield {"root_id": cap}
+    for cap in Capability.objects.exclude(parent_id__isnull=True).values_list("id", flat=True)[:10]:
+        yield {"root_id": cap}
+
+
+CASES = {
+    "job_needs": job_cases,
+    "external_tour_job_needs": job_cases,
+    "schedule_for_adhoc": adhoc_cases,
+    "bu_list": bu_list_cases,
+    "bulist_by_identifier": bulist_by_identifier_cases,
+    "sites_list_web": sites_list_web_cases,
+    "asset_questionsets": asset_questionset_cases,
+    "asset_details": asset_details_cases,
+    "web_capabilities": web_capability_cases,
+}
+
+

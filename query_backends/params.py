@@ -1,0 +1,114 @@
+"""Typed query parameters, validated before any SQL runs.
+
+`clean` is strict (the Python API passes real types); `parse` reads the text
+the CLI and the HTTP API receive, then cleans it.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from query_backends.errors import InvalidQueryParams
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+_NULL = {"null", "none"}
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: object = _MISSING
+    nullable: bool = False
+    choices: tuple[str, ...] = ()  # case-insensitive, for str parameters
+
+    @property
+    def required(self):
+        return self.default is _MISSING
+
+    def _reject(self, problem):
+        raise InvalidQueryParams(self.name, problem)
+
+    def clean(self, value):
+        if value is None:
+            if self.nullable:
+                return None
+            self._reject("must not be None")
+        check = getattr(self, f"_clean_{self.type.__name__}")
+        return check(value)
+
+    def _clean_int(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._reject(f"expected an integer, got {type(value).__name__}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            self._reject("integer outside the 64-bit range")
+        return value
+
+    def _clean_bool(self, value):
+        if not isinstance(value, bool):
+            self._reject(f"expected a boolean, got {type(value).__name__}")
+        return value
+
+    def _clean_str(self, value):
+        if not isinstance(value, str):
+            self._reject(f"expected a string, got {type(value).__name__}")
+        if "\x00" in value:
+            self._reject("contains a NUL character, which PostgreSQL text cannot hold")
+        if self.choices and value.lower() not in self.choices:
+            self._reject(f"{value!r} is not one of {', '.join(self.choices)} (case-insensitive)")
+        return value
+
+    def _clean_datetime(self, value):
+        if not isinstance(value, datetime):
+            self._reject(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            self._reject("naive datetime: give a time zone (e.g. 2024-05-01T08:00:00+00:00)")
+        return value
+
+    def parse(self, text):
+        """Read a parameter from text (CLI, query string) and clean it."""
+        if not isinstance(text, str):
+            return self.clean(text)
+        if self.nullable and text.strip().lower() in _NULL:
+            return None
+        if self.type is int:
+            if not _INTEGER_TEXT.fullmatch(text.strip()):
+                self._reject(f"{text!r} is not an integer")
+            return self.clean(int(text))
+        if self.type is bool:
+            word = text.strip().lower()
+            if word not in _TRUE | _FALSE:
+                self._reject(f"{text!r} is not a boolean (true/false)")
+            return word in _TRUE
+        if self.type is datetime:
+            try:
+                value = datetime.fromisoformat(text.strip())
+            except ValueError:
+                self._reject(f"{text!r} is not an ISO 8601 datetime")
+            return self.clean(value)
+        return self.clean(text)
+
+    def describe(self):
+        kind = self.type.__name__ + (" | None" if self.nullable else "")
+        return kind if self.required else f"{kind} = {self.default!r}"
+
+
+def clean_params(params_spec, given, parse=False):
+    """Validate a mapping of parameters against the spec; returns them in spec order, defaults filled."""
+    known = {p.name for p in params_spec}
+    for name in given:
+        if name not in known:
+            raise InvalidQueryParams(name, f"unknown parameter (expected: {', '.join(p.name for p in params_spec)})")
+    cleaned = {}
+    for param in params_spec:
+        if param.name in given:
+            value = given[param.name]
+            cleaned[param.name] = param.parse(value) if parse else param.clean(value)
+        elif param.required:
+            raise InvalidQueryParams(param.name, "missing")
+        else:
+            cleaned[param.name] = param.default
+    return cleaned

@@ -1,0 +1,123 @@
+"""The one place that knows every query: its parameters, its two backends, how to compare its answers."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from query_backends import functions as legacy
+from query_backends.equality import compare
+from query_backends.errors import InvalidQueryParams, UnknownQuery, translated_database_errors
+from query_backends.params import Param, clean_params
+from query_backends.twins import assets, business_units, capabilities, jobs
+
+BACKENDS = ("pg", "orm")
+
+
+@dataclass(frozen=True)
+class QueryDefinition:
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    function: legacy.LegacyFunction
+    twin: Callable
+    ordered: bool
+    reads: tuple[str, ...]  # the tables its answer depends on
+
+    def clean(self, params: Mapping, parse=False):
+        """Validated parameters in contract order, defaults filled; InvalidQueryParams names the culprit."""
+        return clean_params(self.params, params, parse=parse)
+
+    def run(self, backend, params):
+        """Run one backend with already-cleaned parameters."""
+        if backend == "pg":
+            return self.function(*params.values())
+        if backend == "orm":
+            with translated_database_errors():
+                return self.twin(**params)
+        raise InvalidQueryParams("backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+
+    def compare(self, control, candidate):
+        return compare(control, candidate, ordered=self.ordered)
+
+
+class QueryRegistry:
+    def __init__(self, definitions):
+        self._definitions = {d.name: d for d in definitions}
+
+    def get(self, name):
+        try:
+            return self._definitions[name]
+        except (KeyError, TypeError):
+            raise UnknownQuery(name, self._definitions) from None
+
+    def names(self):
+        return list(self._definitions)
+
+    def __iter__(self):
+        return iter(self._definitions.values())
+
+    def __contains__(self, name):
+        return name in self._definitions
+
+
+_JOB_PARAMS = (Param("people_id", int), Param("bu_id", int), Param("client_id", int))
+_JOB_TABLES = ("jobneed", "pgbelonging")
+F = legacy.FUNCTIONS
+
+REGISTRY = QueryRegistry(
+    [
+        QueryDefinition(
+            "job_needs", "Today's and tomorrow's work for a person at a site.",
+            _JOB_PARAMS, F["fun_getjobneed"], jobs.job_needs, False, _JOB_TABLES,
+        ),
+        QueryDefinition(
+            "external_tour_job_needs", "A person's current external tours (the site is ignored).",
+            _JOB_PARAMS, F["fun_getexttourjobneed"], jobs.external_tour_job_needs, False, _JOB_TABLES,
+        ),
+        QueryDefinition(
+            "schedule_for_adhoc", "The open scheduled instance an ad-hoc scan belongs to.",
+            (Param("plandatetime", datetime), Param("bu_id", int), Param("people_id", int),
+             Param("asset_id", int), Param("questionset_id", int)),
+            F["fn_get_schedule_for_adhoc"], jobs.schedule_for_adhoc, True, _JOB_TABLES,
+        ),
+        QueryDefinition(
+            "bu_list", "A business unit with its ancestors and/or descendants.",
+            (Param("bu_id", int), Param("up", bool, True), Param("down", bool, True),
+             Param("fmt", str, "text", choices=("text", "array", "jsonb"))),
+            F["fn_get_bulist"], business_units.bu_list, True, ("bt",),
+        ),
+        QueryDefinition(
+            "bulist_by_identifier", "A top-level client's customers and/or sites (or the client).",
+            (Param("bu_id", int, nullable=True), Param("customers", bool, True), Param("sites", bool, True)),
+            F["fn_getbulist_basedon_idnf"], business_units.bulist_by_identifier, True, ("bt", "typeassist"),
+        ),
+        QueryDefinition(
+            "sites_list_web", "The sites a person may pick in the web front end.",
+            (Param("client_id", int), Param("people_id", int)),
+            F["fn_get_siteslist_web"], business_units.sites_list_web, False,
+            ("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
+        ),
+        QueryDefinition(
+            "asset_questionsets", "The checklists of a site that include an asset, as text.",
+            (Param("site_id", int), Param("asset_id", str), Param("type", str, "")),
+            F["fn_getassetvsquestionset"], assets.asset_questionsets, True, ("questionset",),
+        ),
+        QueryDefinition(
+            "asset_details", "Assets of a site changed since a moment, for mobile sync.",
+            (Param("mdtz", datetime), Param("site_id", int)),
+            F["fn_getassetdetails"], assets.asset_details, False, ("asset", "bt", "questionset"),
+        ),
+        QueryDefinition(
+            "web_capabilities", "The web menu tree under a root capability.",
+            (Param("root_id", int),),
+            F["fn_get_web_caps"], capabilities.web_capabilities, True, ("capability",),
+        ),
+    ]
+)  # fmt: skip
+
+
+def run_query(name, backend, **params):
+    definition = REGISTRY.get(name)
+    if backend not in BACKENDS:
+        raise InvalidQueryParams("backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+    return definition.run(backend, definition.clean(params))

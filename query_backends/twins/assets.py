@@ -1,0 +1,73 @@
+"""Twins of fn_getassetvsquestionset and fn_getassetdetails.
+
+Text ordering (names and ids-as-text) is always done by the database, under
+its collation, never by Python's sort: that is what the legacy functions did.
+"""
+
+from django.db.models import F, TextField, Window
+from django.db.models.functions import Cast, DenseRank
+
+from query_backends.models import SENTINEL_ID, Asset, QuestionSet
+from query_backends.twins import as_rows
+
+ASSET_COLUMNS = (
+    "id", "uuid", "assetcode", "assetname", "enable", "iscritical", "parent_id", "runningstatus",
+    "identifier", "type_id", "category_id", "subcategory_id", "brand_id", "ctzoffset", "capacity",
+    "unit_id", "bu_id", "client_id", "cuser_id", "muser_id", "cdtz", "mdtz", "location_id",
+    "servprov_id", "servprovname",
+)  # fmt: skip
+ASSETINCLUDES_LENGTH = QuestionSet._meta.get_field("assetincludes").base_field.max_length
+
+
+def _top_level_questionsets(site_id):
+    return QuestionSet.objects.filter(parent_id=SENTINEL_ID, bu_id=site_id)
+
+
+def asset_questionsets(site_id, asset_id, type=""):
+    if len(asset_id) > ASSETINCLUDES_LENGTH:
+        # No varchar(50) element can equal it; Django's varchar(50)[] cast would truncate it into a match.
+        return ""
+    questionsets = _top_level_questionsets(site_id).filter(assetincludes__contains=[asset_id])
+    if type.lower() == "name":
+        names = questionsets.order_by("qsetname").values_list("qsetname", flat=True).distinct()
+        return "~".join(names)
+    ids = (
+        questionsets.annotate(idtext=Cast("id", TextField()))
+        .order_by("idtext")
+        .values_list("idtext", flat=True)
+        .distinct()
+    )
+    return " ".join(ids)
+
+
+def asset_details(mdtz, site_id):
+    assets = as_rows(
+        Asset.objects.filter(mdtz__gte=mdtz, bu_id=site_id, identifier__isnull=False, enable=True)
+        .exclude(identifier="NEA")
+        .annotate(servprovname=F("servprov__buname")),
+        ASSET_COLUMNS,
+    )
+    if not assets:
+        return []
+    asset_ids = [str(asset["id"]) for asset in assets]
+    idtext = Cast("id", TextField())
+    # Ranks carry the database's text order of ids and names back to Python.
+    questionsets = (
+        _top_level_questionsets(site_id)
+        .filter(assetincludes__overlap=asset_ids)
+        .annotate(
+            idtext=idtext,
+            id_rank=Window(DenseRank(), order_by=idtext.asc()),
+            name_rank=Window(DenseRank(), order_by=F("qsetname").asc()),
+        )
+        .values_list("idtext", "qsetname", "assetincludes", "id_rank", "name_rank")
+    )
+    ids_of, names_of = {}, {}
+    for qset_id, name, includes, id_rank, name_rank in questionsets:
+        for asset_id in set(includes):
+            ids_of.setdefault(asset_id, set()).add((id_rank, qset_id))
+            names_of.setdefault(asset_id, set()).add((name_rank, name))
+    for asset, key in zip(assets, asset_ids):
+        asset["qsetids"] = " ".join(text for _, text in sorted(ids_of.get(key, ())))
+        asset["qsetname"] = "~".join(text for _, text in sorted(names_of.get(key, ())))
+    return assets

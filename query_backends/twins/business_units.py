@@ -1,0 +1,121 @@
+"""Twins of fn_get_bulist, fn_getbulist_basedon_idnf and fn_get_siteslist_web.
+
+Trees are walked in the database with recursive CTEs (django-cte), one query
+per call, so the cost does not grow with the number of levels.
+"""
+
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import BigIntegerField, BooleanField, Case, F, Func, Q, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+from django_cte import CTE, with_cte
+
+from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople
+from query_backends.twins import as_rows
+from query_backends.twins.clock import today
+
+SITE_COLUMNS = ("id", "bucode", "buname", "butype_id", "butypename", "enable", "cdtz", "mdtz", "cuser_id", "muser_id")
+IDENTIFIER_CODES = {
+    (True, False): ("CUSTOMER",),
+    (False, True): ("SITE",),
+    (True, True): ("CUSTOMER", "SITE"),
+    (False, False): ("CLIENT",),
+}
+
+
+class StringToArray(Func):
+    function = "string_to_array"
+
+
+def _ancestors(bu_id):
+    """bu_id and its ancestors; the walk stops at a NULL parent or at the sentinel, which is not added."""
+
+    def make(cte):
+        return (
+            BusinessUnit.objects.filter(id=bu_id)
+            .values("id", "parent_id")
+            .union(
+                cte.join(BusinessUnit, id=cte.col.parent_id).exclude(id=SENTINEL_ID).values("id", "parent_id"),
+                all=False,
+            )
+        )
+
+    return CTE.recursive(make, name="bu_up")
+
+
+def _descendants(bu_id, root_filter=None):
+    def make(cte):
+        return (
+            BusinessUnit.objects.filter(id=bu_id, **(root_filter or {}))
+            .values("id")
+            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id"), all=False)
+        )
+
+    return CTE.recursive(make, name="bu_down")
+
+
+def related_units(bu_id, up, down):
+    """bt rows of bu_id with its ancestors (up) and/or descendants (down); bu_id alone for neither."""
+    ctes = []
+    related = Q(id=bu_id)
+    if up:
+        ctes.append(_ancestors(bu_id))
+        related |= Q(id__in=ctes[-1].queryset().values("id"))
+    if down:
+        ctes.append(_descendants(bu_id))
+        related |= Q(id__in=ctes[-1].queryset().values("id"))
+    return with_cte(*ctes, select=BusinessUnit.objects.filter(related))
+
+
+def bu_list(bu_id, up=True, down=True, fmt="text"):
+    units = related_units(bu_id, up, down).order_by("id")
+    fmt = fmt.lower()
+    if fmt == "jsonb":
+        rows = units.values_list("id", "bucode", "buname", "parent_id")
+        result = {str(i): {"bucode": code, "buname": name, "parent_id": parent} for i, code, name, parent in rows}
+        return result or None
+    ids = list(units.values_list("id", flat=True))
+    if fmt == "array":
+        return ids
+    return " ".join(map(str, ids))
+
+
+def bulist_by_identifier(bu_id, customers=True, sites=True):
+    if bu_id is None:
+        return ""
+    tree = _descendants(bu_id, root_filter={"parent_id": SENTINEL_ID})
+    ids = (
+        with_cte(tree, select=BusinessUnit.objects.filter(id__in=tree.queryset().values("id")))
+        .filter(identifier__tacode__in=IDENTIFIER_CODES[(customers, sites)])
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    return " ".join(map(str, ids))
+
+
+def sites_list_web(client_id, people_id):
+    is_admin = Q(client_id=client_id, isadmin=True)
+    # The CASE keeps the cast from running for an admin, whose assignsitegroup the legacy
+    # function never reads; for anyone else a malformed token fails in the database, as it did.
+    groups_cast = Cast(
+        StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField())
+    )
+    person = (
+        People.objects.filter(id=people_id)
+        .annotate(
+            admin=Case(When(is_admin, then=Value(True)), default=Value(False), output_field=BooleanField()),
+            groups=Case(When(is_admin, then=Value(None)), default=groups_cast),
+        )
+        .values_list("admin", "groups")
+        .first()
+    )
+    admin, groups = person or (False, None)
+    if admin:
+        sites = related_units(client_id, up=True, down=True)
+    else:
+        current = SitePeople.objects.filter(people_id=people_id, fromdt__lte=today(), uptodt__gte=today())
+        sites = BusinessUnit.objects.filter(
+            Q(id__in=GroupMembership.objects.filter(pgroup_id__in=groups or []).values("assignsites_id"))
+            | Q(id__in=current.values("bu_id"))
+        )
+    return as_rows(sites.filter(enable=True).annotate(butypename=F("butype__taname")), SITE_COLUMNS)

@@ -1,0 +1,34 @@
+"""Twin of fn_get_web_caps: the web menu tree as one recursive CTE."""
+
+from django.db.models import ExpressionWrapper, IntegerField, TextField, Value
+from django.db.models.functions import Cast, Concat
+from django_cte import CTE, with_cte
+
+from query_backends.models import Capability
+from query_backends.twins import as_rows
+
+CAPABILITY_COLUMNS = ("id", "capsname", "capscode", "parent_id", "cfor", "depth", "path", "xpath")
+FIELDS = ("id", "capsname", "capscode", "parent_id", "cfor")
+
+
+def web_capabilities(root_id):
+    def make(cte):
+        root = Capability.objects.filter(id=root_id, cfor="WEB").values(
+            *FIELDS,
+            depth=Value(1, output_field=IntegerField()),
+            path=Cast("capscode", TextField()),
+            xpath=Cast("id", TextField()),
+        )
+        child_depth = ExpressionWrapper(cte.col.depth + Value(1), output_field=IntegerField())
+        children = cte.join(Capability, parent_id=cte.col.id).values(
+            *FIELDS,
+            depth=child_depth,
+            path=Concat(cte.col.path, Value("->"), "capscode", output_field=TextField()),
+            # The legacy xpath runs the child id and its depth together: "1>52" is child 5 at depth 2.
+            xpath=Concat(cte.col.xpath, Value(">"), Cast("id", TextField()), Cast(child_depth, TextField()),
+                         output_field=TextField()),
+        )
+        return root.union(children, all=True)
+
+    tree = CTE.recursive(make, name="caps")
+    return as_rows(with_cte(tree, select=tree).order_by("xpath", "id"), CAPABILITY_COLUMNS)

@@ -1,0 +1,92 @@
+"""Twins of fun_getjobneed, fun_getexttourjobneed and fn_get_schedule_for_adhoc."""
+
+from django.db.models import DateField, DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from query_backends.models import SENTINEL_ID, GroupMembership, JobNeed
+from query_backends.twins import as_rows
+from query_backends.twins.clock import minutes, now, today, today_plus
+
+EXTERNAL_TOUR_COLUMNS = (
+    "id", "jobdesc", "plandatetime", "expirydatetime", "gracetime",
+    "receivedonserver", "starttime", "endtime", "remarks", "cdtz", "mdtz", "pgroup_id",
+    "asset_id", "cuser_id", "frequency", "job_id", "jobstatus", "jobtype", "muser_id",
+    "performedby_id", "priority", "qset_id", "scantype", "people_id", "attachmentcount",
+    "identifier", "parent_id", "bu_id", "client_id", "seqno", "ticketcategory_id", "ctzoffset",
+    "multifactor", "uuid",
+)  # fmt: skip
+JOB_NEED_COLUMNS = EXTERNAL_TOUR_COLUMNS + ("istimebound", "ticket_id", "remarkstype_id")
+ADHOC_COLUMNS = (
+    "bu_id", "jobneedid", "jobdesc", "plandatetime", "expirydatetime", "asset_id", "qset_id",
+    "people_id", "pgroup_id", "identifier", "jobstatus", "jobtype",
+)  # fmt: skip
+
+
+def person_groups(people_id):
+    """The groups of a person: pgbelonging.pgroup_id, leaving out the sentinel (NULL never matches)."""
+    return (
+        GroupMembership.objects.filter(people_id=people_id, pgroup_id__isnull=False)
+        .exclude(pgroup_id=SENTINEL_ID)
+        .values("pgroup_id")
+    )
+
+
+def _involves(people_id):
+    return (
+        Q(people_id=people_id)
+        | Q(cuser_id=people_id)
+        | Q(muser_id=people_id)
+        | Q(pgroup_id__in=person_groups(people_id))
+    )
+
+
+def _current_for(people_id, client_id):
+    """Plans whose local date is today or tomorrow, or whose window spans now, for one person."""
+    local_plan = ExpressionWrapper(F("plandatetime") + minutes(F("ctzoffset")), output_field=DateTimeField())
+    return (
+        JobNeed.objects.alias(local_plan_date=Cast(local_plan, DateField()))
+        .filter(
+            Q(local_plan_date__gte=today(), local_plan_date__lte=today_plus(1))
+            | Q(plandatetime__lte=now(), expirydatetime__gte=now()),
+            client_id=client_id,
+        )
+        .filter(_involves(people_id))
+    )
+
+
+def job_needs(people_id, bu_id, client_id):
+    queryset = (
+        _current_for(people_id, client_id)
+        # NOT IN leaves NULL identifiers out; Django's exclude() alone would keep them.
+        .filter(bu_id=bu_id, identifier__isnull=False)
+        .exclude(identifier__in=("TICKET", "EXTERNALTOUR"))
+        .annotate(istimebound=KT("other_info__istimebound"))
+    )
+    return as_rows(queryset, JOB_NEED_COLUMNS)
+
+
+def external_tour_job_needs(people_id, bu_id, client_id):
+    # bu_id is accepted and ignored, as the legacy function does.
+    queryset = _current_for(people_id, client_id).filter(identifier="EXTERNALTOUR")
+    return as_rows(queryset, EXTERNAL_TOUR_COLUMNS)
+
+
+def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id):
+    window_start = ExpressionWrapper(F("plandatetime") - minutes(F("gracetime")), output_field=DateTimeField())
+    queryset = (
+        JobNeed.objects.alias(window_start=window_start)
+        .filter(
+            jobstatus__isnull=False,
+            asset_id=asset_id,
+            bu_id=bu_id,
+            qset_id=questionset_id,
+            window_start__lte=plandatetime,
+            expirydatetime__gte=plandatetime,
+        )
+        .exclude(jobstatus="COMPLETED")
+        .filter(Q(people_id=people_id) | Q(pgroup_id__in=person_groups(people_id)))
+        .annotate(jobneedid=F("id"))
+        .order_by("plandatetime", "id")[:1]
+    )
+    return as_rows(queryset, ADHOC_COLUMNS)

@@ -1,0 +1,75 @@
+"""Both backends over the parameter space, compared case by case in one snapshot."""
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from query_backends.cases import CASES
+from query_backends.equality import error_kind
+from query_backends.registry import REGISTRY
+from query_backends.snapshot import run_isolated, snapshot
+
+
+@dataclass
+class QueryReport:
+    query: str
+    cases: int = 0
+    equal: int = 0
+    different: int = 0
+    errors: int = 0  # cases where both sides failed alike (equal, but worth knowing)
+    seconds: float = 0.0
+    examples: dict = field(default_factory=dict)  # kind of difference → one minimal example
+
+    def as_dict(self):
+        return vars(self).copy()
+
+
+def _difference_kind(difference):
+    if difference.errors:
+        return "errors:" + "/".join(str(k) for k in difference.errors)
+    parts = [name for name in ("missing", "extra", "changed", "reordered", "value") if getattr(difference, name)]
+    if difference.changed:
+        parts.append("fields:" + ",".join(sorted({c.field for c in difference.changed})))
+    return "+".join(parts)
+
+
+def _jsonable(value):
+    if isinstance(value, BaseException):
+        return {"error": error_kind(value), "message": str(value)}
+    return value
+
+
+def sample_cases(query, limit=None, seed=0):
+    cases = list(CASES[query]())
+    if limit is not None and len(cases) > limit:
+        cases = random.Random(seed).sample(cases, limit)
+    return cases
+
+
+def validate_query(query, cases, registry=REGISTRY, on_case=None):
+    definition = registry.get(query)
+    report = QueryReport(query)
+    started = time.perf_counter()
+    with snapshot():
+        for params in cases:
+            cleaned = definition.clean(params)
+            control = run_isolated(definition.run, "pg", cleaned)
+            candidate = run_isolated(definition.run, "orm", cleaned)
+            difference = definition.compare(control, candidate)
+            report.cases += 1
+            if difference.equal:
+                report.equal += 1
+                report.errors += isinstance(control, BaseException)
+            else:
+                report.different += 1
+                kind = _difference_kind(difference)
+                example = {"params": params, "difference": difference.as_dict(),
+                           "control": _jsonable(control), "candidate": _jsonable(candidate)}  # fmt: skip
+                size = len(repr(example))
+                if kind not in report.examples or size < report.examples[kind][0]:
+                    report.examples[kind] = (size, example)
+            if on_case:
+                on_case()
+    report.seconds = time.perf_counter() - started
+    report.examples = {kind: example for kind, (_, example) in report.examples.items()}
+    return report
