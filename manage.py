@@ -5,13 +5,12 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-    from settings.environment import ConfigurationError
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
 
     try:
-        from django.conf import settings
-
         settings.INSTALLED_APPS  # noqa: B018 — load settings now so a bad variable is one clear line
-    except ConfigurationError as exc:
+    except ImproperlyConfigured as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         sys.exit(2)
     from django.core.management import execute_from_command_line

@@ -8,6 +8,7 @@ edges, windows spanning now) occur at the rates in QUIRK_RATES.
 """
 
 import json
+import sys
 import random
 import uuid
 from dataclasses import dataclass
@@ -190,11 +191,14 @@ class World:
                 self.rng.random() < 0.03, self.rng.random() > 0.04,
                 None if self.rng.random() < 0.02 else client,
                 self.pick(self.client_sites[client], null=0.05, sentinel=0.03),
-                json.dumps(self.people_extras(client), sort_keys=True), cdtz, mdtz,
+                json.dumps(self.people_extras(client, force_malformed=person_id == 7), sort_keys=True), cdtz, mdtz,
             ))  # fmt: skip
         return rows, group_rows
 
-    def people_extras(self, client):
+    def people_extras(self, client, force_malformed=False):
+        # One person is always malformed so even the tiny world exercises the legacy failure.
+        if force_malformed:
+            return {"assignsitegroup": "3 x7"}
         if self.chance("people.assignsitegroup_missing"):
             return {"mobilecapability": ["TOUR"]}
         if self.chance("people.assignsitegroup_empty"):
@@ -413,7 +417,10 @@ def legacy_rows_exist():
 def reset():
     """Empty the legacy tables, keeping (re-creating) the sentinel rows."""
     with transaction.atomic(), connection.cursor() as cursor:
+        # Fire FK checks still pending in an enclosing transaction: TRUNCATE refuses to run past them.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"TRUNCATE {', '.join(LEGACY_TABLES)} RESTART IDENTITY")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         create_sentinels(django_apps)
 
 
@@ -430,7 +437,7 @@ def load(scale_name, seed=0, anchor=None, progress_factory=None):
 
     scale = SCALES[scale_name]
     world = World(scale, seed, anchor or datetime.now(UTC).date())
-    progress_factory = progress_factory or (lambda table, total: tqdm(total=total, desc=f"{table:>15}", unit="row"))
+    progress_factory = progress_factory or (lambda table, total: tqdm(total=total, desc=f"{table:>15}", unit="row", file=sys.stderr))
     people_rows, group_rows = None, None
 
     def tables():

@@ -5,11 +5,15 @@ git-ignored folder and is left running (cleanup_mode=None) so later commands
 and test runs reuse it instead of paying the start-up again.
 """
 
+import logging
 from pathlib import Path
 
 
 def start(data_dir: Path) -> str:
     import pgserver
+
+    # Its exit hook logs at INFO after test runners have closed their streams.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode=None)

@@ -1,0 +1,28 @@
+import contextlib
+
+import pytest
+from django.db import transaction
+from tqdm import tqdm
+
+from query_backends import generator
+
+WORLD_SEED = 20240501
+
+
+def quiet_progress(table, total):
+    return tqdm(total=total, disable=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Every test database holds the generated tiny world, read-only by convention."""
+    with django_db_blocker.unblock():
+        generator.load("tiny", seed=WORLD_SEED, progress_factory=quiet_progress)
+
+
+@contextlib.contextmanager
+def rolled_back():
+    """A transaction that never commits: hypothesis examples share one test's database."""
+    with transaction.atomic():
+        yield
+        transaction.set_rollback(True)

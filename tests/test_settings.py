@@ -1,0 +1,93 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from settings import environment as env
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = "postgres://postgres@127.0.0.1:5432/app"
+
+
+def no_embedded(_):
+    raise AssertionError("the embedded server must not start when DATABASE_URL is set")
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "postgres://u@h:notaport/db", "postgres://u@h:5432/", "::"])
+def test_malformed_database_url_names_the_variable(url):
+    with pytest.raises(env.ConfigurationError, match="DATABASE_URL"):
+        env.database_config({"DATABASE_URL": url}, ROOT, start_embedded=no_embedded)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("url", ["http://localhost:6379", "redis://:6379/0", "redis://h:port/0", "redis://h:6379/x"])
+def test_malformed_redis_url_names_the_variable(url):
+    with pytest.raises(env.ConfigurationError, match="REDIS_URL"):
+        env.cache_config({"REDIS_URL": url})
+
+
+def test_database_url_sets_pool_and_statement_timeout():
+    config = env.database_config(
+        {"DATABASE_URL": PG, "DB_STATEMENT_TIMEOUT_MS": "1234", "DB_POOL_MAX_SIZE": "7"}, ROOT, no_embedded
+    )
+    assert (config["HOST"], config["PORT"], config["NAME"]) == ("127.0.0.1", 5432, "app")
+    assert config["OPTIONS"]["options"] == "-c statement_timeout=1234"
+    assert config["OPTIONS"]["pool"]["max_size"] == 7
+    no_pool = env.database_config({"DATABASE_URL": PG, "DB_POOL": "false"}, ROOT, no_embedded)
+    assert "pool" not in no_pool["OPTIONS"] and no_pool["CONN_MAX_AGE"] == 60
+
+
+def test_unset_database_url_starts_the_embedded_server(tmp_path):
+    started = []
+
+    def fake_start(data_dir):
+        started.append(data_dir)
+        return f"postgresql://postgres:@/postgres?host={data_dir}"
+
+    config = env.database_config({"EMBEDDED_PG_DIR": str(tmp_path)}, ROOT, start_embedded=fake_start)
+    assert started == [tmp_path]
+    assert config["HOST"] == str(tmp_path) and config["NAME"] == "postgres"
+
+
+@pytest.mark.smoke
+def test_redis_url_selects_django_redis_and_unset_selects_local_memory():
+    assert env.cache_config({})["BACKEND"].endswith("LocMemCache")
+    redis = env.cache_config({"REDIS_URL": "redis://127.0.0.1:6379/2"})
+    assert redis["BACKEND"] == "django_redis.cache.RedisCache"
+    assert redis["OPTIONS"]["IGNORE_EXCEPTIONS"] is True
+
+
+@pytest.mark.smoke
+def test_production_refuses_the_development_secret():
+    with pytest.raises(env.ConfigurationError, match="SECRET_KEY"):
+        env.secret_key({}, production=True)
+    with pytest.raises(env.ConfigurationError, match="SECRET_KEY"):
+        env.secret_key({"SECRET_KEY": env.DEVELOPMENT_SECRET_KEY}, production=True)
+    assert env.secret_key({"SECRET_KEY": "s3cret"}, production=True) == "s3cret"
+    assert env.secret_key({}, production=False) == env.DEVELOPMENT_SECRET_KEY
+
+
+@pytest.mark.smoke
+def test_bad_scalar_variables_name_themselves():
+    with pytest.raises(env.ConfigurationError, match="DEBUG"):
+        env.env_bool({"DEBUG": "maybe"}, "DEBUG", False)
+    with pytest.raises(env.ConfigurationError, match="DB_POOL_MAX_SIZE"):
+        env.env_int({"DB_POOL_MAX_SIZE": "0"}, "DB_POOL_MAX_SIZE", 10, minimum=1)
+    with pytest.raises(env.ConfigurationError, match="DJANGO_ENV"):
+        env.environment_name({"DJANGO_ENV": "staging"})
+    assert env.env_list({"ALLOWED_HOSTS": "a.example, b.example"}, "ALLOWED_HOSTS", []) == ["a.example", "b.example"]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("variable,value", [("DATABASE_URL", "mysql://x@y/z"), ("REDIS_URL", "http://nope")])
+def test_manage_py_reports_a_malformed_url_in_one_line(variable, value):
+    environ = {**os.environ, "DATABASE_URL": PG, variable: value}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environ,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0]
