@@ -93,10 +93,16 @@ def test_adhoc_earliest_open_plan_wins_ties_by_lower_id_and_null_status_is_left_
     qset = questionset(site, [thing.id])
     now = db_now()
     common = {"people": worker, "asset": thing, "qset": qset, "gracetime": 10}
-    jobneed(site, site.parent, plandatetime=now - timedelta(hours=2), jobstatus=None, **common)
-    jobneed(site, site.parent, plandatetime=now - timedelta(hours=2), jobstatus="COMPLETED", **common)
+    # Earlier and open at `now`, but left out: NULL status (<> is never true for NULL) and COMPLETED.
+    jobneed(site, site.parent, plandatetime=now - timedelta(minutes=50), jobstatus=None, **common)
+    jobneed(site, site.parent, plandatetime=now - timedelta(minutes=50), jobstatus="COMPLETED", **common)
+    autoclosed = jobneed(site, site.parent, plandatetime=now - timedelta(minutes=40), jobstatus="AUTOCLOSED", **common)
     first = jobneed(site, site.parent, plandatetime=now - timedelta(minutes=30), **common)
     jobneed(site, site.parent, plandatetime=now - timedelta(minutes=30), **common)
+    rows = agreed("schedule_for_adhoc", plandatetime=now, bu_id=site.id, people_id=worker.id,
+                  asset_id=thing.id, questionset_id=qset.id)  # fmt: skip
+    assert [row["jobneedid"] for row in rows] == [autoclosed.id]
+    autoclosed.delete()
     rows = agreed("schedule_for_adhoc", plandatetime=now, bu_id=site.id, people_id=worker.id,
                   asset_id=thing.id, questionset_id=qset.id)  # fmt: skip
     assert [row["jobneedid"] for row in rows] == [first.id]
