@@ -7,7 +7,7 @@ instants, JSON by value, text byte for byte; two errors of the same kind are equ
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -28,7 +28,6 @@ class Difference:
     reordered: bool = False
     value: tuple | None = None  # (control, candidate) for scalar answers that differ
     errors: tuple | None = None  # (control error kind or None, candidate error kind or None)
-    notes: tuple = field(default=())
 
     @property
     def equal(self):
