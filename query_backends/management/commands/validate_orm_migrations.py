@@ -8,6 +8,8 @@ from tqdm import tqdm
 from query_backends.registry import REGISTRY
 from query_backends.validation import sample_cases, validate_query
 
+DEFAULT_LIMIT = 5000
+
 
 class Command(BaseCommand):
     help = "Run every query on both backends over the data in the database and compare; non-zero exit on any difference."
@@ -15,14 +17,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--queries", help="comma-separated query names (default: all)")
         parser.add_argument("--json", dest="json_path", help="write the report here")
-        parser.add_argument("--limit-per-query", type=int, help="sample at most N cases per query")
+        parser.add_argument("--limit-per-query", type=int, default=DEFAULT_LIMIT,
+                            help=f"sample at most N cases per query, deterministically (default {DEFAULT_LIMIT})")
 
     def handle(self, *args, queries, json_path, limit_per_query, **options):
         names = REGISTRY.names() if not queries else [q.strip() for q in queries.split(",") if q.strip()]
         unknown = [n for n in names if n not in REGISTRY]
         if unknown:
             raise CommandError(f"--queries: unknown query {', '.join(unknown)}; known: {', '.join(REGISTRY.names())}")
-        if limit_per_query is not None and limit_per_query < 1:
+        if limit_per_query < 1:
             raise CommandError("--limit-per-query must be at least 1")
         reports = []
         for name in names:
