@@ -8,9 +8,18 @@ from query_backends import functions as legacy
 from query_backends.equality import compare
 from query_backends.errors import InvalidQueryParams, UnknownQuery, translated_database_errors
 from query_backends.params import Param, clean_params
+from query_backends.snapshot import snapshot
 from query_backends.twins import assets, business_units, capabilities, jobs
 
 BACKENDS = ("pg", "orm")
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """A known, accepted difference: compare() results it matches are not discrepancies."""
+
+    reason: str
+    applies: Callable  # (control, candidate, difference) -> bool
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,7 @@ class QueryDefinition:
     twin: Callable
     ordered: bool
     reads: tuple[str, ...]  # the tables its answer depends on
+    ignore: tuple[IgnoreRule, ...] = ()
 
     def clean(self, params: Mapping, parse=False):
         """Validated parameters in contract order, defaults filled; InvalidQueryParams names the culprit."""
@@ -38,6 +48,10 @@ class QueryDefinition:
 
     def compare(self, control, candidate):
         return compare(control, candidate, ordered=self.ordered)
+
+    def ignored(self, control, candidate, difference):
+        """The reason of the first ignore rule this difference matches, or None."""
+        return next((rule.reason for rule in self.ignore if rule.applies(control, candidate, difference)), None)
 
 
 class QueryRegistry:
@@ -58,6 +72,10 @@ class QueryRegistry:
 
     def __contains__(self, name):
         return name in self._definitions
+
+    @staticmethod
+    def snapshot():
+        return snapshot()
 
 
 _JOB_PARAMS = (Param("people_id", int), Param("bu_id", int), Param("client_id", int))

@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _create_flags(sender, **kwargs):
+    from rollout.operations import ensure_flags
+
+    ensure_flags()
 
 
 class RolloutConfig(AppConfig):
     name = "rollout"
     verbose_name = "Rollout"
+
+    def ready(self):
+        from rollout import checks, history  # noqa: F401 — registers the system check and the history signals
+
+        post_migrate.connect(_create_flags, sender=self)

@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "waffle.middleware.WaffleMiddleware",
+    "rollout.middleware.ActorMiddleware",
 ]
 
 ROOT_URLCONF = "settings.urls"
@@ -82,8 +83,14 @@ USE_I18N = False
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".data" / "static"
 
+WAFFLE_FLAG_MODEL = "rollout.QueryFlag"
 WAFFLE_CACHE_NAME = "default"
 WAFFLE_CREATE_MISSING_FLAGS = False
+
+ROLLOUT_FLAG_RECHECK_SECONDS = env_float(_env, "ROLLOUT_FLAG_RECHECK_SECONDS", 1.0, minimum=0.0)
+ROLLOUT_SHADOW_WORKERS = env_int(_env, "ROLLOUT_SHADOW_WORKERS", 2, minimum=1)
+ROLLOUT_SHADOW_QUEUE_SIZE = env_int(_env, "ROLLOUT_SHADOW_QUEUE_SIZE", 100, minimum=1)
+ROLLOUT_SLOW_CALL_SECONDS = env_float(_env, "ROLLOUT_SLOW_CALL_SECONDS", 0.5, minimum=0.0)
 
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool(_env, "SECURE_SSL_REDIRECT", True)

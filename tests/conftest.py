@@ -26,3 +26,15 @@ def rolled_back():
     with transaction.atomic():
         yield
         transaction.set_rollback(True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rollout_state():
+    """Flag snapshots and metrics start empty in every test (they outlive transactions by design)."""
+    from rollout.flag_cache import flags
+    from rollout.metrics import metrics
+
+    flags.invalidate()
+    metrics.reset()
+    yield
+    flags.invalidate()

@@ -1,0 +1,79 @@
+"""Flag states cached in-process, re-validated against a version at most every FLAG_RECHECK_SECONDS.
+
+The version is a fingerprint of the flag table (count, last modification),
+kept in the default cache for half a recheck interval. A committed flag change
+deletes it, so with Redis every process sees the change at its next recheck;
+with local memory (or Redis down) each process recomputes the fingerprint from
+the database when its own copy expires. Either way: within two seconds.
+"""
+
+import logging
+import threading
+import time
+
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.db.models import Count, Max
+
+from rollout.conf import get_setting
+from rollout.flag_state import FlagState
+
+logger = logging.getLogger(__name__)
+VERSION_KEY = "rollout:flags:version"
+
+
+class FlagCache:
+    def __init__(self):
+        self._states = {}
+        self._version = None
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, name):
+        """The FlagState of a flag, or None when no such flag exists."""
+        if time.monotonic() - self._checked_at >= get_setting("FLAG_RECHECK_SECONDS"):
+            self._refresh()
+        return self._states.get(name)
+
+    def _refresh(self):
+        with self._lock:
+            try:
+                version = cache.get(VERSION_KEY)
+                if version is None:
+                    version = self._fingerprint()
+                    cache.set(VERSION_KEY, version, timeout=get_setting("FLAG_RECHECK_SECONDS") / 2)
+                if version != self._version:
+                    self._states = self._load()
+                    self._version = version
+            except DatabaseError:
+                # Serve the states we have; the next call tries again.
+                logger.exception("could not refresh rollout flags; keeping the last known states")
+                return
+            self._checked_at = time.monotonic()
+
+    @staticmethod
+    def _fingerprint():
+        from rollout.models import QueryFlag
+
+        stats = QueryFlag.objects.aggregate(count=Count("id"), modified=Max("modified"), top=Max("id"))
+        return f"{stats['count']}:{stats['top']}:{stats['modified'].isoformat() if stats['modified'] else ''}"
+
+    @staticmethod
+    def _load():
+        from rollout.models import QueryFlag
+
+        flags = QueryFlag.objects.prefetch_related("users", "groups")
+        return {
+            flag.name: FlagState.from_flag(
+                flag, user_ids=[u.pk for u in flag.users.all()], user_group_ids=[g.pk for g in flag.groups.all()]
+            )
+            for flag in flags
+        }
+
+    def invalidate(self):
+        """Called on commit of a flag change: this process at once, the others at their next recheck."""
+        cache.delete(VERSION_KEY)
+        self._checked_at = float("-inf")
+
+
+flags = FlagCache()

@@ -1,0 +1,103 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
+
+from rollout import guard, operations, reports
+from rollout.actors import PERCENT_KEYS
+from rollout.operations import COHORT_FIELDS, OperationError
+
+
+class Command(BaseCommand):
+    help = "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, history, replay, purge."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("status", help="what serves whom, per query")
+        for name, text in (("enable", "the candidate for everyone"), ("disable", "back to the cohort rules")):
+            sub.add_parser(name, help=text).add_argument("queries", nargs="+")
+        sub.add_parser("kill", help="every query (or those named) back to the control").add_argument("queries", nargs="*")
+        percent = sub.add_parser("percent", help="sticky percentage of actors on the candidate")
+        percent.add_argument("query")
+        percent.add_argument("percent")
+        percent.add_argument("--key", choices=PERCENT_KEYS)
+        shadow = sub.add_parser("shadow", help="percentage of calls compared in shadow")
+        shadow.add_argument("query")
+        shadow.add_argument("percent")
+        cohort = sub.add_parser("cohort", help="add or remove ids of a cohort")
+        cohort.add_argument("query")
+        for field in COHORT_FIELDS:
+            option = field.replace("_", "-")
+            cohort.add_argument(f"--add-{option}", dest=f"add_{field}", type=int, nargs="+", default=[])
+            cohort.add_argument(f"--remove-{option}", dest=f"remove_{field}", type=int, nargs="+", default=[])
+        cohort.add_argument("--exclude", action="store_true", help="change the exclusion lists instead")
+        history = sub.add_parser("history", help="flag changes, newest first")
+        history.add_argument("query", nargs="?")
+        history.add_argument("--limit", type=int, default=50)
+        sub.add_parser("replay", help="run a recorded discrepancy again").add_argument("id", type=int)
+        purge = sub.add_parser("purge", help="delete discrepancies not seen for DAYS days")
+        purge.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+        sub.add_parser("clear-guard", help="forget a guard trip").add_argument("query")
+
+    def handle(self, *args, action, **options):
+        try:
+            result = getattr(self, "do_" + action.replace("-", "_"))(**options)
+        except OperationError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result, cls=DjangoJSONEncoder, indent=2))
+        elif isinstance(result, str):
+            self.stdout.write(result)
+
+    def do_status(self, **options):
+        rows = reports.status()
+        return rows if options["json"] else reports.table(rows, reports.STATUS_COLUMNS)
+
+    def _changed(self, flags, options):
+        rows = [reports.flag_summary(f) for f in flags]
+        return rows if options["json"] else "\n".join(f"{r['flag']}: {r['serving']}" for r in rows)
+
+    def do_enable(self, queries, **options):
+        return self._changed(operations.enable(queries), options)
+
+    def do_disable(self, queries, **options):
+        return self._changed(operations.disable(queries), options)
+
+    def do_kill(self, queries, **options):
+        return self._changed(operations.kill(queries), options)
+
+    def do_percent(self, query, percent, key, **options):
+        return self._changed([operations.set_percent(query, percent, key)], options)
+
+    def do_shadow(self, query, percent, **options):
+        return self._changed([operations.set_shadow(query, percent)], options)
+
+    def do_cohort(self, query, exclude, **options):
+        flag = None
+        for field in COHORT_FIELDS:
+            add, remove = options[f"add_{field}"], options[f"remove_{field}"]
+            if add or remove:
+                flag = operations.change_cohort(query, field, add, remove, excluded=exclude)
+        if flag is None:
+            raise CommandError("cohort: give at least one --add-… or --remove-… option")
+        return self._changed([flag], options)
+
+    def do_history(self, query, limit, **options):
+        rows = reports.history(query, limit)
+        return rows if options["json"] else reports.table(rows, reports.HISTORY_COLUMNS)
+
+    def do_replay(self, id, **options):
+        outcome = reports.replay(id)
+        return outcome if options["json"] else outcome["text"]
+
+    def do_purge(self, older_than, **options):
+        if older_than < 0:
+            raise CommandError("--older-than: DAYS must be 0 or more")
+        deleted = reports.purge(older_than)
+        return {"deleted": deleted} if options["json"] else f"deleted {deleted} discrepancies"
+
+    def do_clear_guard(self, query, **options):
+        [flag] = operations.flags_for([query])
+        guard.clear(flag)
+        return self._changed([flag], options)

@@ -1,0 +1,14 @@
+from django.utils.functional import SimpleLazyObject
+
+from rollout.actors import actor_for_user
+
+
+class ActorMiddleware:
+    """Attaches request.actor, resolved on first use."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.actor = SimpleLazyObject(lambda: actor_for_user(getattr(request, "user", None)))
+        return self.get_response(request)

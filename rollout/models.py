@@ -1,0 +1,136 @@
+"""The query flag (a waffle flag with cohort rules) and its change history."""
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from waffle.models import AbstractUserFlag
+
+from rollout.actors import PERCENT_KEYS, actor_for_user
+from rollout.flag_state import FlagState
+
+
+def _ids(help_text):
+    return ArrayField(models.BigIntegerField(), default=list, blank=True, help_text=help_text)
+
+
+class QueryFlag(AbstractUserFlag):
+    """One flag per query: on for an actor → the candidate (ORM twin) serves; off → the control (function).
+
+    Precedence, top to bottom (first rule with an opinion wins), in flag_state.FlagState:
+    everyone=No → exclusions → everyone=Yes → people → people groups → sites → clients →
+    waffle's users/groups/staff/superusers/authenticated → sticky percentage → off.
+    """
+
+    people = _ids("Legacy person ids the candidate serves.")
+    people_groups = _ids("Legacy people-group ids the candidate serves.")
+    sites = _ids("Legacy site (bt) ids the candidate serves.")
+    clients = _ids("Legacy client (bt) ids the candidate serves.")
+    excluded_people = _ids("Never the candidate for these people, whatever else matches.")
+    excluded_people_groups = _ids("Never the candidate for these people groups.")
+    excluded_sites = _ids("Never the candidate at these sites.")
+    excluded_clients = _ids("Never the candidate for these clients.")
+    percent_key = models.CharField(
+        max_length=10, choices=[(k, k) for k in PERCENT_KEYS], default="person",
+        help_text="What the sticky percentage hashes: a person, or a whole site or client switching together.",
+    )  # fmt: skip
+    shadow_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=0, validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of calls (0–100) that also run the other backend off the request path and compare.",
+    )  # fmt: skip
+    fallback = models.BooleanField(default=True, help_text="When the candidate raises while serving, serve the control.")
+    guard_window = models.PositiveIntegerField(default=200, help_text="The guard looks at the last N comparisons.")
+    guard_min_sample = models.PositiveIntegerField(default=50, help_text="The guard never trips on fewer comparisons.")
+    guard_max_discrepancy_rate = models.FloatField(default=0.01, help_text="Trip at this share of discrepancies.")
+    guard_max_error_rate = models.FloatField(default=0.05, help_text="Trip at this share of candidate errors.")
+    guard_max_latency_ratio = models.FloatField(
+        null=True, blank=True, default=3.0, help_text="Trip when candidate/control median latency reaches this."
+    )
+    guard_tripped_at = models.DateTimeField(null=True, blank=True)
+    guard_reason = models.TextField(blank=True)
+
+    class Meta(AbstractUserFlag.Meta):
+        verbose_name = "query flag"
+        verbose_name_plural = "query flags"
+
+    def state(self):
+        return FlagState.from_flag(self)
+
+    def is_active_for(self, actor):
+        return self.state().is_active_for(actor)
+
+    def is_active(self, request, read_only=False):
+        # waffle's helpers, template tags and views ask with a request: answer by the same rules.
+        actor = getattr(request, "actor", None) or actor_for_user(getattr(request, "user", None))
+        return self.is_active_for(actor)
+
+
+class FlagChange(models.Model):
+    """Who changed which flag, when, from what to what."""
+
+    flag_name = models.CharField(max_length=100, db_index=True)
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    source = models.CharField(max_length=20)  # admin, cli, guard, migration, code
+    changes = models.JSONField(default=dict)  # field → [before, after]
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self):
+        return f"{self.flag_name} {self.changed_at:%Y-%m-%d %H:%M:%S} by {self.user or self.source}"
+
+
+class Discrepancy(models.Model):
+    """One kind of difference between control and candidate for one query, grouped by fingerprint."""
+
+    KINDS = [
+        ("mismatch", "value mismatch"),
+        ("candidate_error", "twin error"),
+        ("control_error", "function error"),
+        ("different_errors", "different errors"),
+        ("timeout", "timeout"),
+        ("stale_cache", "stale cache"),
+    ]
+    STATUSES = [("new", "new"), ("acknowledged", "acknowledged"), ("fixed", "fixed"), ("ignored", "ignored")]
+
+    query = models.CharField(max_length=100, db_index=True)
+    flag = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=KINDS, db_index=True)
+    fingerprint = models.CharField(max_length=64, unique=True)
+    occurrences = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_seen = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=20, choices=STATUSES, default="new", db_index=True)
+    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                          on_delete=models.SET_NULL)  # fmt: skip
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        verbose_name_plural = "discrepancies"
+
+    def __str__(self):
+        return f"{self.query} {self.kind} ×{self.occurrences}"
+
+    def latest(self):
+        return self.examples.order_by("-seen_at", "-id").first()
+
+
+class DiscrepancyExample(models.Model):
+    """One occurrence, with what it takes to reproduce it. At most DISCREPANCIES_PER_FINGERPRINT are kept."""
+
+    discrepancy = models.ForeignKey(Discrepancy, on_delete=models.CASCADE, related_name="examples")
+    seen_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.JSONField(default=dict)  # ids only
+    params = models.JSONField(default=dict)
+    diff = models.JSONField(default=dict)  # bounded; "cut" counts what was left out
+    served_backend = models.CharField(max_length=20)
+    control_duration = models.FloatField(null=True)
+    candidate_duration = models.FloatField(null=True)
+    control_error = models.TextField(blank=True)
+    candidate_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-seen_at", "-id"]

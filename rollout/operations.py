@@ -1,0 +1,105 @@
+"""What operators do to flags. The admin actions and the `rollout` command are thin layers over these."""
+
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+
+from rollout.actors import PERCENT_KEYS
+from rollout.experiments import flag_name, registry
+from rollout.history import changed_by
+from rollout.models import QueryFlag
+
+COHORT_FIELDS = ("people", "people_groups", "sites", "clients")
+
+
+class OperationError(ValueError):
+    """A bad operator request; the message names the parameter."""
+
+
+def flags_for(queries):
+    """The flags of the named queries (all when none are named); unknown names are an error."""
+    known = registry().names()
+    unknown = [q for q in queries if q not in known]
+    if unknown:
+        raise OperationError(f"unknown query {', '.join(unknown)}; known: {', '.join(known)}")
+    names = [flag_name(q) for q in (queries or known)]
+    found = {f.name: f for f in QueryFlag.objects.filter(name__in=names)}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise OperationError(f"no flag {', '.join(missing)}: run `python manage.py migrate` to create it")
+    return [found[n] for n in names]
+
+
+def _percentage(value, name):
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise OperationError(f"{name}: {value!r} is not a number") from None
+    if not number.is_finite() or not 0 <= number <= 100:
+        raise OperationError(f"{name}: {value} is not between 0 and 100")
+    return number
+
+
+def _save_each(flags, user, source, reason, change):
+    with transaction.atomic(), changed_by(user, source, reason):
+        for flag in flags:
+            change(flag)
+            flag.save()
+    return flags
+
+
+def kill(queries=(), user=None, source="cli", reason="kill switch"):
+    """Every named query (or all) back to the control for everyone; cohorts are kept for later."""
+    return _save_each(flags_for(queries), user, source, reason, lambda f: setattr(f, "everyone", False))
+
+
+def enable(queries, user=None, source="cli"):
+    return _save_each(flags_for(queries), user, source, "enable for everyone", lambda f: setattr(f, "everyone", True))
+
+
+def disable(queries, user=None, source="cli"):
+    """Back to the cohort rules (waffle's everyone=unknown): neither forced on nor killed."""
+    return _save_each(flags_for(queries), user, source, "back to cohort rules", lambda f: setattr(f, "everyone", None))
+
+
+def set_percent(query, percent, key=None, user=None, source="cli"):
+    percent = _percentage(percent, "percent")
+    if key is not None and key not in PERCENT_KEYS:
+        raise OperationError(f"key: {key!r} is not one of {', '.join(PERCENT_KEYS)}")
+
+    def change(flag):
+        flag.percent = percent
+        flag.percent_key = key or flag.percent_key
+
+    return _save_each(flags_for([query]), user, source, f"percent {percent}", change)[0]
+
+
+def set_shadow(query, percent, user=None, source="cli"):
+    percent = _percentage(percent, "shadow percent")
+    return _save_each(flags_for([query]), user, source, f"shadow {percent}",
+                      lambda f: setattr(f, "shadow_percent", percent))[0]  # fmt: skip
+
+
+def change_cohort(query, field, add=(), remove=(), excluded=False, user=None, source="cli"):
+    if field not in COHORT_FIELDS:
+        raise OperationError(f"cohort: {field!r} is not one of {', '.join(COHORT_FIELDS)}")
+    attribute = f"excluded_{field}" if excluded else field
+
+    def change(flag):
+        current = set(getattr(flag, attribute))
+        setattr(flag, attribute, sorted((current | set(add)) - set(remove)))
+
+    return _save_each(flags_for([query]), user, source, f"cohort {attribute}", change)[0]
+
+
+def ensure_flags(source="migration"):
+    """A flag for every registered query, inactive (the control serves). Returns the names created."""
+    created = []
+    with changed_by(None, source, "created for a registered query"):
+        for name in registry().names():
+            _, was_created = QueryFlag.objects.get_or_create(
+                name=flag_name(name), defaults={"note": name, "superusers": False}
+            )
+            if was_created:
+                created.append(name)
+    return created

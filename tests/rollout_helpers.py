@@ -1,0 +1,64 @@
+"""Helpers for tests that need what other threads and processes see: committed state."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from django.db import connection, connections
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAG_DEFAULTS = {
+    "everyone": None, "percent": 0, "percent_key": "person", "people": [], "people_groups": [], "sites": [],
+    "clients": [], "excluded_people": [], "excluded_people_groups": [], "excluded_sites": [],
+    "excluded_clients": [], "shadow_percent": 0, "fallback": True, "superusers": False, "staff": False,
+    "authenticated": False, "guard_tripped_at": None, "guard_reason": "",
+}  # fmt: skip
+
+
+def committed(function, *args, **kwargs):
+    """Run in another thread on its own connection, committed when it returns."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def reset_flags():
+    from rollout.models import QueryFlag
+
+    for flag in QueryFlag.objects.all():
+        for field, value in FLAG_DEFAULTS.items():
+            setattr(flag, field, value)
+        flag.save()
+        flag.users.clear()
+        flag.groups.clear()
+
+
+def database_url():
+    settings = connection.settings_dict
+    host = settings["HOST"] or "127.0.0.1"
+    if host.startswith("/"):
+        return f"postgresql://{settings['USER']}@/{settings['NAME']}?host={host}"
+    return f"postgresql://{settings['USER']}@{host}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
+def python_process(code):
+    """A separate Django process on the test database and the same cache, reading code from -c."""
+    prelude = "import django, os, sys, time\ndjango.setup()\n"
+    environ = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "settings"}
+    return subprocess.Popen([sys.executable, "-c", prelude + code], cwd=ROOT, env=environ, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
