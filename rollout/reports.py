@@ -106,5 +106,5 @@ def replay(discrepancy_id):
 
 def purge(older_than_days):
     cutoff = timezone.now() - timedelta(days=older_than_days)
-    deleted, _ = Discrepancy.objects.filter(last_seen__lt=cutoff).delete()
-    return deleted
+    _, per_model = Discrepancy.objects.filter(last_seen__lt=cutoff).delete()
+    return per_model.get(Discrepancy._meta.label, 0)
