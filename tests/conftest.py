@@ -38,3 +38,16 @@ def fresh_rollout_state():
     metrics.reset()
     yield
     flags.invalidate()
+
+
+@pytest.fixture
+def no_discrepancies():
+    """Discrepancy records are committed by the recorder's own connection; clear them before the test
+    (after it, the test's transaction may still hold locks on them) and let no write leak into the next."""
+    from rollout import shadow
+    from rollout.models import Discrepancy
+    from tests.rollout_helpers import committed
+
+    committed(lambda: Discrepancy.objects.all().delete())
+    yield
+    shadow.executor.drain()

@@ -21,21 +21,10 @@ from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.observation import Observation
 from tests.rollout_helpers import committed
 
-pytestmark = pytest.mark.django_db
 ALICE = Actor(person_id=1, client_id=10, site_id=100)
 
 
-def delete_discrepancies():
-    Discrepancy.objects.all().delete()
-
-
-@pytest.fixture(autouse=True)
-def clean_records():
-    """Records are committed by the recorder's own connection, so they are removed the same way."""
-    committed(delete_discrepancies)
-    yield
-    shadow.executor.drain()
-    committed(delete_discrepancies)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
 
 
 def shadow_all(query, serve_candidate=False):

@@ -1,0 +1,149 @@
+"""Operator surfaces in the Django admin; the actions are thin layers over rollout.operations."""
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from waffle.admin import FlagAdmin
+
+from rollout import guard, operations, reports
+from rollout.experiments import query_name
+from rollout.history import changed_by
+from rollout.models import Discrepancy, QueryFlag
+
+
+@admin.action(description="Send back to PostgreSQL (kill)", permissions=["change"])
+def kill(modeladmin, request, queryset):
+    flags = operations.kill([query_name(f.name) for f in queryset], user=request.user, source="admin")
+    modeladmin.message_user(request, f"{len(flags)} flag(s) sent back to the control.", messages.WARNING)
+
+
+@admin.action(description="Shadow 100 %%", permissions=["change"])
+def shadow_all(modeladmin, request, queryset):
+    for flag in queryset:
+        operations.set_shadow(query_name(flag.name), 100, user=request.user, source="admin")
+    modeladmin.message_user(request, f"{queryset.count()} flag(s) compared on every call.")
+
+
+@admin.action(description="Clear guard", permissions=["change"])
+def clear_guard(modeladmin, request, queryset):
+    for flag in queryset:
+        guard.clear(flag, user=request.user, source="admin")
+    modeladmin.message_user(request, "Guard cleared; the flags stay as they are until you turn them on.")
+
+
+@admin.register(QueryFlag)
+class QueryFlagAdmin(FlagAdmin):
+    actions = [kill, shadow_all, clear_guard, *FlagAdmin.actions]
+    list_display = ("name", "serving", "percent", "percent_key", "shadow_percent", "fallback", "guard_state",
+                    "modified")  # fmt: skip
+    list_filter = ("everyone", "fallback", "guard_tripped_at")
+    readonly_fields = ("guard_tripped_at", "guard_reason", "history", "created", "modified")
+    fieldsets = (
+        (None, {"fields": ("name", "note", "everyone")}),
+        ("Cohorts (the candidate serves them)", {"fields": ("people", "people_groups", "sites", "clients")}),
+        ("Exclusions (never the candidate; beat every rule but everyone=No)", {"fields": (
+            "excluded_people", "excluded_people_groups", "excluded_sites", "excluded_clients")}),
+        ("Sticky percentage", {"fields": ("percent", "percent_key")}),
+        ("Shadow and fallback", {"fields": ("shadow_percent", "fallback")}),
+        ("Guard", {"fields": ("guard_window", "guard_min_sample", "guard_max_discrepancy_rate",
+                              "guard_max_error_rate", "guard_max_latency_ratio", "guard_tripped_at", "guard_reason")}),
+        ("Waffle user rules", {"classes": ("collapse",), "fields": (
+            "users", "groups", "staff", "superusers", "authenticated", "testing")}),
+        ("History", {"fields": ("history", "created", "modified")}),
+    )  # fmt: skip
+
+    @admin.display(description="serving")
+    def serving(self, flag):
+        return reports.serving(flag)
+
+    @admin.display(description="guard")
+    def guard_state(self, flag):
+        return format_html("<b>tripped</b> {}", flag.guard_reason) if flag.guard_tripped_at else "armed"
+
+    @admin.display(description="history")
+    def history(self, flag):
+        rows = reports.history(query_name(flag.name), limit=20) if flag.pk else []
+        if not rows:
+            return "no change yet"
+        return format_html("<table>{}</table>", format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", ((r["when"], r["by"], r["changes"]) for r in rows)))
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic(), changed_by(request.user, "admin"):
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        with changed_by(request.user, "admin"):
+            super().save_related(request, form, formsets, change)
+
+
+def _set_status(status):
+    @admin.action(description=f"Mark as {status}", permissions=["change"])
+    def action(modeladmin, request, queryset):
+        count = queryset.update(status=status, status_changed_by=request.user, status_changed_at=timezone.now())
+        modeladmin.message_user(request, f"{count} discrepancy(ies) marked {status}.")
+
+    action.__name__ = f"mark_{status}"
+    return action
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(admin.ModelAdmin):
+    list_display = ("id", "query", "kind", "status", "occurrences", "first_seen", "last_seen")
+    list_filter = ("query", "kind", "status", "last_seen")
+    date_hierarchy = "last_seen"
+    actions = [_set_status(s) for s in ("acknowledged", "ignored", "fixed")]
+    readonly_fields = ("query", "flag", "kind", "fingerprint", "occurrences", "first_seen", "last_seen",
+                       "status_changed_by", "status_changed_at", "difference", "replay_button")  # fmt: skip
+    fields = ("query", "flag", "kind", "status", "occurrences", "first_seen", "last_seen", "status_changed_by",
+              "status_changed_at", "difference", "replay_button", "fingerprint")  # fmt: skip
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="latest occurrence")
+    def difference(self, discrepancy):
+        example = discrepancy.latest()
+        if example is None:
+            return "-"
+        diff = example.diff
+        rows = [("parameters", example.params, ""), ("actor", example.actor, "")]
+        rows += [("missing from the twin", row, "") for row in diff.get("missing", [])]
+        rows += [("extra in the twin", "", row) for row in diff.get("extra", [])]
+        rows += [(f"{c['key']} · {c['field']}", c["control"], c["candidate"]) for c in diff.get("changed", [])]
+        if diff.get("value"):
+            rows.append(("value", *diff["value"]))
+        if diff.get("errors"):
+            rows.append(("errors", example.control_error or "-", example.candidate_error or "-"))
+        if diff.get("reordered"):
+            rows.append(("order", "differs", ""))
+        if diff.get("cut"):
+            rows.append(("left out", diff["cut"], ""))
+        return format_html(
+            '<table class="rollout-diff"><tr><th></th><th>function (control)</th><th>twin (candidate)</th></tr>{}'
+            "</table>",
+            format_html_join("", '<tr><th>{}</th><td style="background:#fee">{}</td>'
+                             '<td style="background:#efe">{}</td></tr>', rows),
+        )  # fmt: skip
+
+    @admin.display(description="replay")
+    def replay_button(self, discrepancy):
+        url = reverse("admin:rollout_discrepancy_replay", args=[discrepancy.pk])
+        return format_html('<a class="button" href="{}">Replay now</a>', url)
+
+    def get_urls(self):
+        return [path("<int:pk>/replay/", self.admin_site.admin_view(self.replay_view),
+                     name="rollout_discrepancy_replay"), *super().get_urls()]  # fmt: skip
+
+    def replay_view(self, request, pk):
+        discrepancy = get_object_or_404(Discrepancy, pk=pk)
+        if not self.has_view_permission(request, discrepancy):
+            return HttpResponseRedirect(reverse("admin:index"))
+        outcome = reports.replay(pk)
+        level = messages.SUCCESS if outcome["agree"] else messages.ERROR
+        self.message_user(request, outcome["text"], level)
+        return HttpResponseRedirect(reverse("admin:rollout_discrepancy_change", args=[pk]))

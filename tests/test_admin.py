@@ -1,0 +1,108 @@
+import dataclasses
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+import rollout
+from query_backends.registry import REGISTRY
+from rollout import operations, shadow
+from rollout.actors import Actor
+from rollout.flag_cache import flags
+from rollout.models import Discrepancy, FlagChange, QueryFlag
+
+pytestmark = pytest.mark.django_db
+FORM = {
+    "name": "orm.bu_list", "note": "bu_list", "everyone": "unknown", "percent": "0", "percent_key": "person",
+    "shadow_percent": "0", "fallback": "on", "guard_window": "200", "guard_min_sample": "50",
+    "guard_max_discrepancy_rate": "0.01", "guard_max_error_rate": "0.05", "guard_max_latency_ratio": "3.0",
+    "people": "", "people_groups": "", "sites": "5,6", "clients": "", "excluded_people": "",
+    "excluded_people_groups": "", "excluded_sites": "", "excluded_clients": "", "users": "",
+}  # fmt: skip
+
+
+def flag_url(flag, action="change"):
+    return reverse(f"admin:rollout_queryflag_{action}", args=[flag.pk] if flag else [])
+
+
+@pytest.fixture
+def bu_flag():
+    return QueryFlag.objects.get(name="orm.bu_list")
+
+
+def test_flag_pages_render_for_staff_and_are_refused_to_others(admin_client, client, bu_flag):
+    assert admin_client.get(flag_url(None, "changelist")).status_code == 200
+    page = admin_client.get(flag_url(bu_flag))
+    assert page.status_code == 200 and b"Sticky percentage" in page.content
+    assert client.get(flag_url(None, "changelist")).status_code == 302  # to the login page
+    User.objects.create_user("plain", password="pw")
+    client.login(username="plain", password="pw")
+    assert client.get(flag_url(None, "changelist")).status_code == 302
+
+
+def test_a_flag_change_through_the_admin_writes_history_with_the_user(admin_client, admin_user, bu_flag):
+    response = admin_client.post(flag_url(bu_flag), FORM)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    bu_flag.refresh_from_db()
+    assert bu_flag.sites == [5, 6]
+    change = FlagChange.objects.filter(flag_name="orm.bu_list", source="admin").get()
+    assert change.user == admin_user and change.changes["sites"] == [[], [5, 6]]
+    page = admin_client.get(flag_url(bu_flag))
+    assert b"sites: [] \xe2\x86\x92 [5, 6]" in page.content
+
+
+def test_staff_without_change_permission_can_look_but_not_change(client, bu_flag):
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_queryflag"))
+    client.login(username="viewer", password="pw")
+    assert client.get(flag_url(bu_flag)).status_code == 200
+    client.post(flag_url(bu_flag), FORM)
+    client.post(flag_url(None, "changelist"), {"action": "kill", "_selected_action": [bu_flag.pk]})
+    bu_flag.refresh_from_db()
+    assert bu_flag.sites == [] and bu_flag.everyone is None
+
+
+def test_kill_action_sends_the_selected_flags_back(admin_client, admin_user, bu_flag):
+    operations.enable(["bu_list"])
+    response = admin_client.post(flag_url(None, "changelist"), {"action": "kill", "_selected_action": [bu_flag.pk]})
+    assert response.status_code == 302
+    bu_flag.refresh_from_db()
+    assert bu_flag.everyone is False
+    assert FlagChange.objects.filter(flag_name="orm.bu_list", source="admin", user=admin_user).exists()
+
+
+@pytest.fixture
+def recorded(monkeypatch, no_discrepancies):
+    definition = REGISTRY.get("bu_list")
+    monkeypatch.setitem(REGISTRY._definitions, "bu_list", dataclasses.replace(
+        definition, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[:-1]))
+    operations.set_shadow("bu_list", 100)
+    flags.invalidate()
+    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
+    shadow.executor.drain()
+    return Discrepancy.objects.get(query="bu_list")
+
+
+def test_discrepancy_page_shows_the_diff_side_by_side_and_replays(admin_client, recorded):
+    url = reverse("admin:rollout_discrepancy_change", args=[recorded.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert b"function (control)" in page.content and b"twin (candidate)" in page.content
+    assert b"Replay now" in page.content
+    response = admin_client.get(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk]), follow=True)
+    assert b"they still differ" in response.content
+
+
+def test_discrepancy_details_need_the_view_permission(client, recorded):
+    User.objects.create_user("staffer", password="pw", is_staff=True)
+    client.login(username="staffer", password="pw")
+    url = reverse("admin:rollout_discrepancy_change", args=[recorded.pk])
+    assert client.get(url).status_code == 403
+    assert client.get(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk])).status_code == 302
+
+
+def test_bulk_acknowledge_records_who(admin_client, admin_user, recorded):
+    admin_client.post(reverse("admin:rollout_discrepancy_changelist"),
+                      {"action": "mark_acknowledged", "_selected_action": [recorded.pk]})  # fmt: skip
+    recorded.refresh_from_db()
+    assert recorded.status == "acknowledged" and recorded.status_changed_by == admin_user
