@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.apps import apps as django_apps
 from django.db import connection, transaction
 
+from query_backends.caching import bump
 from query_backends.sentinels import SENTINEL_ID, create_sentinels
 
 
@@ -422,6 +423,7 @@ def reset():
         cursor.execute(f"TRUNCATE {', '.join(LEGACY_TABLES)} RESTART IDENTITY")
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         create_sentinels(django_apps)
+        transaction.on_commit(lambda: bump(LEGACY_TABLES))
 
 
 def _copy(cursor, table, rows, progress):
@@ -466,6 +468,8 @@ def load(scale_name, seed=0, anchor=None, progress_factory=None):
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT max(id) FROM {table}), 1))"
             )
+        # COPY bypasses Django's signals: every cached answer is now suspect.
+        transaction.on_commit(lambda: bump(LEGACY_TABLES))
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {', '.join(LEGACY_TABLES)}")
     return counts

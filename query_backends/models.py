@@ -12,6 +12,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from query_backends.invalidation import LegacyManager
 from query_backends.sentinels import SENTINEL_ID  # noqa: F401 — the twins import it from here
 
 
@@ -21,7 +22,14 @@ def _fk(to, **kwargs):
     return models.ForeignKey(to, on_delete=models.DO_NOTHING, related_name="+", **kwargs)
 
 
-class Stamped(models.Model):
+class Legacy(models.Model):
+    objects = LegacyManager()
+
+    class Meta:
+        abstract = True
+
+
+class Stamped(Legacy):
     cdtz = models.DateTimeField(default=timezone.now)
     mdtz = models.DateTimeField(default=timezone.now)
 
@@ -29,7 +37,7 @@ class Stamped(models.Model):
         abstract = True
 
 
-class TypeAssist(models.Model):
+class TypeAssist(Legacy):
     tacode = models.CharField(max_length=50)
     taname = models.CharField(max_length=100)
     tatype = models.CharField(max_length=50, null=True, blank=True)
@@ -106,7 +114,7 @@ class GroupMembership(Stamped):
         db_table = "pgbelonging"
 
 
-class SitePeople(models.Model):
+class SitePeople(Legacy):
     people = _fk(People, null=False, blank=False)
     bu = _fk(BusinessUnit, null=False, blank=False)
     client = _fk(BusinessUnit)

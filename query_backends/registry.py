@@ -4,6 +4,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from query_backends import caching
 from query_backends import functions as legacy
 from query_backends.equality import compare
 from query_backends.errors import InvalidQueryParams, UnknownQuery, translated_database_errors
@@ -31,6 +32,8 @@ class QueryDefinition:
     twin: Callable
     ordered: bool
     reads: tuple[str, ...]  # the tables its answer depends on
+    cache: str | None = "always"  # "always", "daily" (reads current_date) or None (reads now(): never cached)
+    batch: tuple[str, Callable] | None = None  # (parameter, twin answering many values of it at once)
     ignore: tuple[IgnoreRule, ...] = ()
 
     def clean(self, params: Mapping, parse=False):
@@ -45,6 +48,32 @@ class QueryDefinition:
             with translated_database_errors():
                 return self.twin(**params)
         raise InvalidQueryParams("backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+
+    def run_many(self, backend, name, values, params):
+        """{value: answer} for many values of one parameter; the twin batches when it can."""
+        spec = next((p for p in self.params if p.name == name), None)
+        if spec is None:
+            raise InvalidQueryParams(name, "unknown parameter")
+        values = [spec.clean(v) for v in values]
+        if not values:
+            return {}
+        cleaned = self.clean({**params, name: values[0]})
+        if backend == "orm" and self.batch and self.batch[0] == name:
+            others = {k: v for k, v in cleaned.items() if k != name}
+            with translated_database_errors():
+                return self.batch[1](values, **others)
+        return {value: self.run(backend, {**cleaned, name: value}) for value in values}
+
+    def run_cached(self, backend, params):
+        """(answer, hit): through the never-stale cache when the query may be cached, else (run, False)."""
+        if self.cache is None:
+            return self.run(backend, params), False
+        return caching.cached(self, {"backend": backend, **params}, lambda: self.run(backend, params))
+
+    def cached_answer(self, backend, params):
+        """(found, answer): what the cache holds now for these parameters."""
+        value = caching.peek(self, {"backend": backend, **params}) if self.cache else caching.MISS
+        return (False, None) if value is caching.MISS else (True, value)
 
     def compare(self, control, candidate):
         return compare(control, candidate, ordered=self.ordered)
@@ -86,11 +115,12 @@ REGISTRY = QueryRegistry(
     [
         QueryDefinition(
             "job_needs", "Today's and tomorrow's work for a person at a site.",
-            _JOB_PARAMS, F["fun_getjobneed"], jobs.job_needs, False, _JOB_TABLES,
+            _JOB_PARAMS, F["fun_getjobneed"], jobs.job_needs, False, _JOB_TABLES, cache=None,
+            batch=("people_id", jobs.job_needs_many),
         ),
         QueryDefinition(
             "external_tour_job_needs", "A person's current external tours (the site is ignored).",
-            _JOB_PARAMS, F["fun_getexttourjobneed"], jobs.external_tour_job_needs, False, _JOB_TABLES,
+            _JOB_PARAMS, F["fun_getexttourjobneed"], jobs.external_tour_job_needs, False, _JOB_TABLES, cache=None,
         ),
         QueryDefinition(
             "schedule_for_adhoc", "The open scheduled instance an ad-hoc scan belongs to.",
@@ -113,7 +143,7 @@ REGISTRY = QueryRegistry(
             "sites_list_web", "The sites a person may pick in the web front end.",
             (Param("client_id", int), Param("people_id", int)),
             F["fn_get_siteslist_web"], business_units.sites_list_web, False,
-            ("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
+            ("bt", "typeassist", "people", "pgbelonging", "sitepeople"), cache="daily",
         ),
         QueryDefinition(
             "asset_questionsets", "The checklists of a site that include an asset, as text.",

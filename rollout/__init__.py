@@ -3,7 +3,7 @@
     rollout.dispatch("job_needs", actor=actor, people_id=1, bu_id=2, client_id=3)
 """
 
-_ROUTER = {"dispatch", "adispatch", "last_decision", "decide"}
+_ROUTER = {"dispatch", "dispatch_many", "adispatch", "last_decision", "decide"}
 
 
 def __getattr__(name):

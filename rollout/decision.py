@@ -12,6 +12,7 @@ class Decision:
     rule: str  # the flag rule that decided, e.g. "sites", "percent", "everyone_off", "missing_flag"
     shadow: bool = False
     fell_back: bool = False
+    cache_hit: bool | None = None  # None: not served through the cache
 
     def with_fallback(self, backend):
         return replace(self, backend=backend, role="control", fell_back=True)

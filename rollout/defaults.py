@@ -14,6 +14,8 @@ FLAG_RECHECK_SECONDS = 1.0
 METRICS_FLUSH_SECONDS = 1.0
 LATENCY_SAMPLES = 1000
 SLOW_CALL_SECONDS = 0.5
+# The candidate serves through the experiment's never-stale cache (run_cached) when it has one.
+CACHE_CANDIDATE = True
 # Shadow comparisons (shadow.py).
 SHADOW_WORKERS = 2
 SHADOW_QUEUE_SIZE = 100

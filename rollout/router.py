@@ -1,5 +1,6 @@
 """Every call to a registered query goes through here: decide, serve, fall back, sample for shadow."""
 
+import dataclasses
 import logging
 from contextvars import ContextVar
 
@@ -35,8 +36,26 @@ def decide(query, actor=None):
     return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled()), state
 
 
+def _candidate_through_cache(experiment, decision, params):
+    hits = []
+
+    def run(backend, params):
+        value, hit = experiment.run_cached(backend, params)
+        hits.append(hit)
+        return value
+
+    served = Observation.of(decision.backend, run, decision.backend, params)
+    if hits:
+        metrics.increment(decision.query, decision.backend, "cache_hits" if hits[0] else "cache_misses")
+        decision = dataclasses.replace(decision, cache_hit=hits[0])
+    return decision, served
+
+
 def _serve(experiment, decision, state, params, actor):
-    served = Observation.of(decision.backend, experiment.run, decision.backend, params)
+    if decision.role == "candidate" and get_setting("CACHE_CANDIDATE"):
+        decision, served = _candidate_through_cache(experiment, decision, params)
+    else:
+        served = Observation.of(decision.backend, experiment.run, decision.backend, params)
     if served.raised and decision.role == "candidate" and state.fallback:
         logger.warning("candidate %s of %s raised %r; serving the control", decision.backend, decision.query,
                        served.exception)  # fmt: skip
@@ -65,6 +84,24 @@ def dispatch(query_name, *, actor=None, **params):
         shadow.submit(experiment, decision, cleaned, served, actor)
     _last_decision.set(decision)
     logger.debug("%s", decision)
+    return served.unwrap()
+
+
+def dispatch_many(query_name, *, vary, values, actor=None, **params):
+    """{value: answer} for many values of one parameter (e.g. job_needs for many people), one decision."""
+    experiment = get_experiment(query_name)
+    values = list(values)
+    if values:
+        experiment.clean({**params, vary: values[0]})
+    decision, state = decide(query_name, actor)
+    served = Observation.of(decision.backend, experiment.run_many, decision.backend, vary, values, params)
+    if served.raised and decision.role == "candidate" and state.fallback:
+        metrics.increment(query_name, decision.backend, "fallbacks")
+        decision = decision.with_fallback(get_setting("CONTROL_BACKEND"))
+        served = Observation.of(decision.backend, experiment.run_many, decision.backend, vary, values, params)
+    metrics.increment(query_name, decision.backend, "calls")
+    metrics.observe(query_name, decision.backend, served.duration)
+    _last_decision.set(decision)
     return served.unwrap()
 
 

@@ -86,6 +86,12 @@ def build_record(experiment, decision, params, control, candidate, difference, a
     )  # fmt: skip
 
 
+def _still_cached(experiment, decision, params, fresh):
+    """After the fresh answer, the cache still serves a different one: stale, not noise."""
+    found, current = experiment.cached_answer(decision.backend, params)
+    return found and not experiment.compare(current, fresh.outcome).equal
+
+
 def compare(experiment, decision, params, served, actor):
     """The comparison itself (runs on a worker). Returns the Record written, or None."""
     from rollout import guard
@@ -93,7 +99,13 @@ def compare(experiment, decision, params, served, actor):
     control, candidate = observe_both(experiment, params)
     fresh = control if served.backend == control.backend else candidate
     metrics.increment(decision.query, get_setting("CANDIDATE_BACKEND"), "comparisons")
-    if not experiment.compare(served.outcome, fresh.outcome).equal:
+    moved = experiment.compare(served.outcome, fresh.outcome)
+    if not moved.equal:
+        if decision.cache_hit and _still_cached(experiment, decision, params, fresh):
+            record = build_record(experiment, decision, params, fresh, served, moved, actor, kind="stale_cache")
+            metrics.increment(decision.query, get_setting("CANDIDATE_BACKEND"), "discrepancies")
+            recorder.submit(record)
+            return record
         metrics.increment(decision.query, get_setting("CANDIDATE_BACKEND"), "noise")
         return None
     difference = experiment.compare(control.outcome, candidate.outcome)

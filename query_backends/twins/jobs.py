@@ -41,29 +41,28 @@ def _involves(people_id):
     )
 
 
-def _current_for(people_id, client_id):
-    """Plans whose local date is today or tomorrow, or whose window spans now, for one person."""
+def _current(client_id):
+    """A client's plans whose local date is today or tomorrow, or whose window spans now."""
     local_plan = ExpressionWrapper(F("plandatetime") + minutes(F("ctzoffset")), output_field=DateTimeField())
-    return (
-        JobNeed.objects.alias(local_plan_date=Cast(local_plan, DateField()))
-        .filter(
-            Q(local_plan_date__gte=today(), local_plan_date__lte=today_plus(1))
-            | Q(plandatetime__lte=now(), expirydatetime__gte=now()),
-            client_id=client_id,
-        )
-        .filter(_involves(people_id))
+    return JobNeed.objects.alias(local_plan_date=Cast(local_plan, DateField())).filter(
+        Q(local_plan_date__gte=today(), local_plan_date__lte=today_plus(1))
+        | Q(plandatetime__lte=now(), expirydatetime__gte=now()),
+        client_id=client_id,
     )
+
+
+def _current_for(people_id, client_id):
+    return _current(client_id).filter(_involves(people_id))
+
+
+def _not_tickets_or_tours(queryset):
+    # NOT IN leaves NULL identifiers out; Django's exclude() alone would keep them.
+    return queryset.filter(identifier__isnull=False).exclude(identifier__in=("TICKET", "EXTERNALTOUR"))
 
 
 def job_needs(people_id, bu_id, client_id):
-    queryset = (
-        _current_for(people_id, client_id)
-        # NOT IN leaves NULL identifiers out; Django's exclude() alone would keep them.
-        .filter(bu_id=bu_id, identifier__isnull=False)
-        .exclude(identifier__in=("TICKET", "EXTERNALTOUR"))
-        .annotate(istimebound=KT("other_info__istimebound"))
-    )
-    return as_rows(queryset, JOB_NEED_COLUMNS)
+    queryset = _not_tickets_or_tours(_current_for(people_id, client_id).filter(bu_id=bu_id))
+    return as_rows(queryset.annotate(istimebound=KT("other_info__istimebound")), JOB_NEED_COLUMNS)
 
 
 def external_tour_job_needs(people_id, bu_id, client_id):
@@ -90,3 +89,24 @@ def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id)
         .order_by("plandatetime", "id")[:1]
     )
     return as_rows(queryset, ADHOC_COLUMNS)
+
+
+def job_needs_many(people_ids, bu_id, client_id):
+    """job_needs for many people in two queries: their groups, then every row any of them is involved in."""
+    people = set(people_ids)
+    groups_of = {}
+    memberships = (GroupMembership.objects.filter(people_id__in=people, pgroup_id__isnull=False)
+                   .exclude(pgroup_id=SENTINEL_ID).values_list("people_id", "pgroup_id"))  # fmt: skip
+    for person, group in memberships:
+        groups_of.setdefault(person, set()).add(group)
+    all_groups = set().union(*groups_of.values()) if groups_of else set()
+    involved = (Q(people_id__in=people) | Q(cuser_id__in=people) | Q(muser_id__in=people)
+                | Q(pgroup_id__in=all_groups))  # fmt: skip
+    queryset = _not_tickets_or_tours(_current(client_id).filter(involved, bu_id=bu_id))
+    rows = as_rows(queryset.annotate(istimebound=KT("other_info__istimebound")), JOB_NEED_COLUMNS)
+    answers = {}
+    for person in people_ids:
+        mine = groups_of.get(person, set())
+        answers[person] = [r for r in rows if person in (r["people_id"], r["cuser_id"], r["muser_id"])
+                           or r["pgroup_id"] in mine]  # fmt: skip
+    return answers
