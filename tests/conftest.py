@@ -30,10 +30,13 @@ def rolled_back():
 
 @pytest.fixture(autouse=True)
 def fresh_rollout_state():
-    """Flag snapshots and metrics start empty in every test (they outlive transactions by design)."""
+    """Cache, flag snapshots and metrics start empty in every test (they outlive transactions by design)."""
+    from django.core.cache import cache
+
     from rollout.flag_cache import flags
     from rollout.metrics import metrics
 
+    cache.clear()
     flags.invalidate()
     metrics.reset()
     yield
