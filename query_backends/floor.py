@@ -41,7 +41,7 @@ SQL = {
         b.cuser_id, b.muser_id FROM bt b LEFT JOIN typeassist ta ON ta.id = b.butype_id
         WHERE b.enable AND (b.id IN (SELECT pb.assignsites_id FROM pgbelonging pb WHERE pb.pgroup_id = ANY(
             (SELECT string_to_array(p.people_extras ->> 'assignsitegroup', ' ')::bigint[] FROM people p
-             WHERE p.id = %(p)s)))
+             WHERE p.id = %(p)s)::bigint[]))
           OR b.id IN (SELECT sp.bu_id FROM sitepeople sp WHERE sp.people_id = %(p)s
                       AND current_date BETWEEN sp.fromdt AND sp.uptodt))""",
     "asset_questionsets": """SELECT string_agg(DISTINCT qs.id::text, ' ') FROM questionset qs

@@ -89,6 +89,11 @@ def database_config(environ, base_dir: Path, start_embedded=None):
         config["HOST"] = options.pop("host")
     timeout_ms = env_int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
     options["options"] = f"-c statement_timeout={timeout_ms}"
+    # Server-side binding lets psycopg prepare a statement after a few runs, so PostgreSQL plans an
+    # ORM query once per connection, as PL/pgSQL does for a function's queries (docs/performance.md).
+    options["server_side_binding"] = env_bool(environ, "DB_SERVER_SIDE_BINDING", True)
+    threshold = env_int(environ, "DB_PREPARE_THRESHOLD", 5, minimum=-1)
+    options["prepare_threshold"] = None if threshold < 0 else threshold  # -1: never prepare (PgBouncer)
     if env_bool(environ, "DB_POOL", True):
         options["pool"] = {
             "min_size": env_int(environ, "DB_POOL_MIN_SIZE", 1, minimum=0),

@@ -33,12 +33,11 @@ def person_groups(people_id):
 
 
 def _involves(people_id):
-    return (
-        Q(people_id=people_id)
-        | Q(cuser_id=people_id)
-        | Q(muser_id=people_id)
-        | Q(pgroup_id__in=person_groups(people_id))
-    )
+    # The groups are fetched first (query 1) and passed as a literal list: PostgreSQL can then answer the
+    # whole OR with a BitmapOr of the foreign-key indexes, where `IN (subquery)` forces a scan of every
+    # row of the client (docs/performance.md).
+    groups = list(person_groups(people_id).values_list("pgroup_id", flat=True))
+    return Q(people_id=people_id) | Q(cuser_id=people_id) | Q(muser_id=people_id) | Q(pgroup_id__in=groups)
 
 
 def _current(client_id):
@@ -84,7 +83,7 @@ def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id)
             expirydatetime__gte=plandatetime,
         )
         .exclude(jobstatus="COMPLETED")
-        .filter(Q(people_id=people_id) | Q(pgroup_id__in=person_groups(people_id)))
+        .filter(Q(people_id=people_id) | Q(pgroup_id__in=list(person_groups(people_id).values_list("pgroup_id", flat=True))))
         .annotate(jobneedid=F("id"))
         .order_by("plandatetime", "id")[:1]
     )
