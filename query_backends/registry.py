@@ -96,6 +96,12 @@ class QueryRegistry:
     def names(self):
         return list(self._definitions)
 
+    def register(self, definition):
+        self._definitions[definition.name] = definition
+
+    def unregister(self, name):
+        self._definitions.pop(name, None)
+
     def __iter__(self):
         return iter(self._definitions.values())
 

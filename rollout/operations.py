@@ -30,13 +30,13 @@ def flags_for(queries):
     return [found[n] for n in names]
 
 
-def _percentage(value, name):
+def _percentage(value, name, top=Decimal(100), hint=""):
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         raise OperationError(f"{name}: {value!r} is not a number") from None
-    if not number.is_finite() or not 0 <= number <= 100:
-        raise OperationError(f"{name}: {value} is not between 0 and 100")
+    if not number.is_finite() or not 0 <= number <= top:
+        raise OperationError(f"{name}: {value} is not between 0 and {top}{hint}")
     return number
 
 
@@ -63,7 +63,8 @@ def disable(queries, user=None, source="cli"):
 
 
 def set_percent(query, percent, key=None, user=None, source="cli"):
-    percent = _percentage(percent, "percent")
+    # waffle stores the percentage as DecimalField(3, 1).
+    percent = _percentage(percent, "percent", Decimal("99.9"), " (for everyone use `rollout enable`)")
     if key is not None and key not in PERCENT_KEYS:
         raise OperationError(f"key: {key!r} is not one of {', '.join(PERCENT_KEYS)}")
 

@@ -93,7 +93,11 @@ def replay(discrepancy_id):
     example = discrepancy.latest() if discrepancy else None
     if example is None:
         raise OperationError(f"id: no discrepancy {discrepancy_id}")
-    experiment = get_experiment(discrepancy.query)
+    try:
+        experiment = get_experiment(discrepancy.query)
+    except LookupError:
+        raise OperationError(f"id: discrepancy {discrepancy_id} is of {discrepancy.query!r}, "
+                             "which is no longer registered") from None
     params = experiment.clean(example.params, parse=True)
     control, candidate = observe_both(experiment, params)
     difference = experiment.compare(control.outcome, candidate.outcome)
