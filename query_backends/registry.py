@@ -4,7 +4,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from query_backends import caching
+from query_backends import caching, tenancy
 from query_backends import functions as legacy
 from query_backends.equality import compare
 from query_backends.errors import InvalidQueryParams, UnknownQuery, translated_database_errors
@@ -74,6 +74,10 @@ class QueryDefinition:
         """(found, answer): what the cache holds now for these parameters."""
         value = caching.peek(self, {"backend": backend, **params}) if self.cache else caching.MISS
         return (False, None) if value is caching.MISS else (True, value)
+
+    def allowed_for(self, client_id, params):
+        """Tenant isolation: whether a caller of this legacy client may ask with these parameters."""
+        return tenancy.allowed(client_id, params)
 
     def compare(self, control, candidate):
         return compare(control, candidate, ordered=self.ordered)

@@ -21,3 +21,6 @@ SHADOW_WORKERS = 2
 SHADOW_QUEUE_SIZE = 100
 SHADOW_DIFF_ROWS = 20
 DISCREPANCIES_PER_FINGERPRINT = 50
+# /metrics: a bearer token, or one of these client addresses.
+METRICS_TOKEN = ""
+METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")

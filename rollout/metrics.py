@@ -21,6 +21,8 @@ COUNTERS = (
     "cache_hits", "cache_misses", "record_failures", "guard_trips",
 )  # fmt: skip
 PREFIX = "rollout:metrics"
+SERIES_SAMPLES = 200  # latency samples kept per minute, query and backend
+SERIES_TTL = 25 * 3600
 
 
 def percentile(sorted_values, fraction):
@@ -48,6 +50,18 @@ class LocalStore:
         self.counters = defaultdict(Counter)
         self.latencies = defaultdict(lambda: deque(maxlen=get_setting("LATENCY_SAMPLES")))
         self.windows = {}
+        self.series = {}
+
+    def push_series(self, minute, counters, latencies):
+        bucket = self.series.setdefault(minute, (defaultdict(Counter), defaultdict(list)))
+        for key, counts in counters.items():
+            bucket[0][key].update(counts)
+        for key, values in latencies.items():
+            bucket[1][key].extend(values[:SERIES_SAMPLES])
+
+    def read_series(self, minutes):
+        return {m: ({k: dict(c) for k, c in self.series[m][0].items()}, dict(self.series[m][1]))
+                for m in minutes if m in self.series}  # fmt: skip
 
     def push_window(self, key, entry, size):
         window = self.windows.get(key)
@@ -97,6 +111,46 @@ class RedisStore:
         keys = list(self.redis.scan_iter(f"{PREFIX}:*"))
         if keys:
             self.redis.delete(*keys)
+
+    def push_series(self, minute, counters, latencies):
+        pipe = self.redis.pipeline(transaction=False)
+        counts_key, samples_key = f"{PREFIX}:ts:{minute}", f"{PREFIX}:ts:{minute}:latency"
+        for (query, backend), counts in counters.items():
+            for name, n in counts.items():
+                pipe.hincrby(counts_key, f"{query}|{backend}|{name}", n)
+        for (query, backend), values in latencies.items():
+            key = f"{samples_key}:{query}|{backend}"
+            pipe.lpush(key, *values[:SERIES_SAMPLES])
+            pipe.ltrim(key, 0, SERIES_SAMPLES - 1)
+            pipe.expire(key, SERIES_TTL)
+            pipe.sadd(f"{samples_key}:index", f"{query}|{backend}")
+        pipe.expire(counts_key, SERIES_TTL)
+        pipe.expire(f"{samples_key}:index", SERIES_TTL)
+        pipe.execute()
+
+    def read_series(self, minutes):
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in minutes:
+            pipe.hgetall(f"{PREFIX}:ts:{minute}")
+            pipe.smembers(f"{PREFIX}:ts:{minute}:latency:index")
+        replies = pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        wanted = []
+        for i, minute in enumerate(minutes):
+            for member in replies[2 * i + 1]:
+                wanted.append((minute, member.decode()))
+                pipe.lrange(f"{PREFIX}:ts:{minute}:latency:{member.decode()}", 0, -1)
+        samples = pipe.execute()
+        result = {}
+        for i, minute in enumerate(minutes):
+            counters = defaultdict(dict)
+            for field, n in replies[2 * i].items():
+                query, backend, name = field.decode().rsplit("|", 2)
+                counters[(query, backend)][name] = int(n)
+            result[minute] = (dict(counters), {})
+        for (minute, member), values in zip(wanted, samples):
+            result[minute][1][tuple(member.split("|", 1))] = [float(v) for v in values]
+        return result
 
     def push_window(self, key, entry, size):
         pipe = self.redis.pipeline(transaction=True)
@@ -148,6 +202,7 @@ class Metrics:
             return
         try:
             self.store.push(counters, latencies)
+            self.store.push_series(int(time.time() // 60), counters, latencies)
         except Exception:  # noqa: BLE001 — metrics must never fail a caller
             logger.warning("metrics store unreachable; keeping counts for the next flush", exc_info=True)
             with self._lock:
@@ -169,6 +224,26 @@ class Metrics:
             row.update(samples=len(ordered), p50=percentile(ordered, 0.5), p95=percentile(ordered, 0.95),
                        p99=percentile(ordered, 0.99))  # fmt: skip
             result[key] = row
+        return result
+
+    def series(self, minutes_back):
+        """[(minute, {(query, backend): {counter: n, "p50", "p95"}})] for the last minutes, oldest first."""
+        self.flush()
+        now = int(time.time() // 60)
+        minutes = list(range(now - minutes_back + 1, now + 1))
+        try:
+            raw = self.store.read_series(minutes)
+        except Exception:  # noqa: BLE001
+            logger.warning("metrics store unreachable; no series", exc_info=True)
+            raw = {}
+        result = []
+        for minute in minutes:
+            counters, samples = raw.get(minute, ({}, {}))
+            row = {}
+            for key in set(counters) | set(samples):
+                ordered = sorted(samples.get(key, ()))
+                row[key] = {**counters.get(key, {}), "p50": percentile(ordered, 0.5), "p95": percentile(ordered, 0.95)}
+            result.append((minute, row))
         return result
 
     def push_window(self, key, entry, size):

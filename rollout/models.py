@@ -1,5 +1,8 @@
 """The query flag (a waffle flag with cohort rules) and its change history."""
 
+import hashlib
+import secrets
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -134,3 +137,29 @@ class DiscrepancyExample(models.Model):
 
     class Meta:
         ordering = ["-seen_at", "-id"]
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API. Only a hash is stored; the key is shown once, when issued."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        permissions = [("query_any_tenant", "Can query any client's data through the API")]
+
+    @staticmethod
+    def _digest(key):
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user):
+        key = secrets.token_urlsafe(32)
+        cls.objects.create(user=user, digest=cls._digest(key))
+        return key
+
+    @classmethod
+    def user_for(cls, key):
+        token = cls.objects.select_related("user").filter(digest=cls._digest(key)).first()
+        return token.user if token and token.user.is_active else None

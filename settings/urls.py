@@ -1,6 +1,11 @@
 from django.contrib import admin
 from django.urls import path
 
+from rollout import api, dashboard, prometheus
+
 urlpatterns = [
+    path("admin/rollout/dashboard/", admin.site.admin_view(dashboard.view), name="rollout-dashboard"),
     path("admin/", admin.site.urls),
+    path("api/queries/<str:name>", api.query, name="api-query"),
+    path("metrics", prometheus.view, name="metrics"),
 ]

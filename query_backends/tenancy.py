@@ -1,0 +1,59 @@
+"""Which legacy clients a query's parameters point into: the API's tenant check asks this.
+
+A business unit belongs to the client at the top of its tree (the ancestor
+whose parent is the sentinel); people, assets and question sets to their
+client_id; a capability to its client, or to everyone when its client is NULL
+(the shared menu). An id with no row, or the sentinel, belongs to no one.
+"""
+
+from django.db.models import F
+from django_cte import CTE, with_cte
+
+from query_backends.models import SENTINEL_ID, Asset, BusinessUnit, Capability, People, QuestionSet
+
+NO_ONE = None
+EVERYONE = "everyone"
+_UNITS = {"bu_id", "site_id", "client_id"}
+_ROWS = {"people_id": People, "asset_id": Asset, "questionset_id": QuestionSet, "root_id": Capability}
+
+
+def _clients_of_units(ids):
+    """{unit id: its client's id}, walking every unit up its tree in one recursive query."""
+
+    def make(cte):
+        return (
+            BusinessUnit.objects.filter(id__in=ids)
+            .values("id", "parent_id", origin=F("id"))
+            .union(cte.join(BusinessUnit, id=cte.col.parent_id).values("id", "parent_id", origin=cte.col.origin),
+                   all=False)  # fmt: skip
+        )
+
+    walk = CTE.recursive(make, name="tenant_walk")
+    tops = with_cte(walk, select=walk.queryset()).filter(parent_id=SENTINEL_ID).values_list("origin", "id")
+    return dict(tops)
+
+
+def _owner(model, value):
+    if isinstance(value, str):  # asset ids arrive as text
+        value = int(value) if value.isascii() and value.isdigit() else None
+    if value is None or value == SENTINEL_ID:
+        return NO_ONE
+    row = model.objects.filter(id=value).values_list("client_id", flat=True)
+    if not row:
+        return NO_ONE
+    client = row[0]
+    return EVERYONE if client is None and model is Capability else client
+
+
+def clients_touched(params):
+    """The clients (ids, or NO_ONE / EVERYONE) the cleaned parameters point into."""
+    units = [v for k, v in params.items() if k in _UNITS and v is not None]
+    tops = _clients_of_units(units) if units else {}
+    touched = {tops.get(unit, NO_ONE) for unit in units}
+    touched |= {_owner(_ROWS[k], v) for k, v in params.items() if k in _ROWS}
+    return touched
+
+
+def allowed(client_id, params):
+    """May someone of this client ask with these parameters?"""
+    return client_id is not None and clients_touched(params) <= {client_id, EVERYONE}

@@ -1,0 +1,142 @@
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+import rollout
+from query_backends import models as m
+from query_backends.registry import REGISTRY
+from rollout import operations
+from rollout.actors import Actor
+from rollout.flag_cache import flags
+from rollout.models import ApiToken
+
+pytestmark = pytest.mark.django_db
+SINCE = "2000-01-01T00:00:00+00:00"
+
+
+def url(name, **params):
+    from urllib.parse import urlencode
+
+    return reverse("api-query", args=[name]) + ("?" + urlencode(params) if params else "")
+
+
+@pytest.fixture
+def world():
+    """Two clients of the generated world: a user's own, and another."""
+    person = m.People.objects.filter(loginid__isnull=False, client_id__isnull=False, bu_id__gt=0).order_by("id").first()
+    own = person.client_id
+    other = m.BusinessUnit.objects.filter(parent_id=-1).exclude(id=own).order_by("id").first().id
+    site = {c: m.BusinessUnit.objects.filter(parent_id=c, identifier__tacode="SITE").first()
+            or m.BusinessUnit.objects.filter(parent__parent_id=c, identifier__tacode="SITE").first() for c in (own, other)}
+    asset = {c: m.Asset.objects.filter(client_id=c).first() for c in (own, other)}
+    caps = {c: m.Capability.objects.filter(client_id=c, cfor="WEB", parent=None).first() for c in (own, other)}
+    qsets = {c: m.QuestionSet.objects.filter(client_id=c).first() for c in (own, other)}
+    user = User.objects.create_user(person.loginid, password="pw")
+    other_person = m.People.objects.filter(client_id=other).first()
+    return {"person": person, "own": own, "other": other, "site": site, "asset": asset, "caps": caps,
+            "user": user, "other_person": other_person, "qsets": qsets}  # fmt: skip
+
+
+def params_for(w, client):
+    mine = client == w["own"]
+    person = w["person"].id if mine else w["other_person"].id
+    site, asset = w["site"][client].id, w["asset"][client]
+    return {
+        "job_needs": {"people_id": person, "bu_id": site, "client_id": client},
+        "external_tour_job_needs": {"people_id": person, "bu_id": site, "client_id": client},
+        "schedule_for_adhoc": {"plandatetime": datetime.now(UTC).isoformat(), "bu_id": site, "people_id": person,
+                               "asset_id": asset.id, "questionset_id": w["qsets"][client].id},
+        "bu_list": {"bu_id": client, "fmt": "array"},
+        "bulist_by_identifier": {"bu_id": client},
+        "sites_list_web": {"client_id": client, "people_id": person},
+        "asset_questionsets": {"site_id": asset.bu_id, "asset_id": str(asset.id)},
+        "asset_details": {"mdtz": SINCE, "site_id": site},
+        "web_capabilities": {"root_id": w["caps"][client].id},
+    }
+
+
+def test_unauthenticated_is_401(client):
+    response = client.get(url("bu_list", bu_id=1))
+    assert response.status_code == 401 and "authentication required" in response.json()["error"]
+    assert client.get(url("bu_list", bu_id=1), HTTP_AUTHORIZATION="Token nope").status_code == 401
+
+
+def test_token_and_session_auth_serve_through_the_router_and_name_the_backend(client, world):
+    key = ApiToken.issue(world["user"])
+    response = client.get(url("bu_list", bu_id=world["own"], fmt="array"), HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 200 and response["X-Rollout-Backend"] == "pg"
+    expected = REGISTRY.get("bu_list").run("pg", {"bu_id": world["own"], "up": True, "down": True, "fmt": "array"})
+    assert response.json() == {"query": "bu_list", "backend": "pg", "result": expected}
+    operations.change_cohort("bu_list", "clients", add=[world["own"]])
+    flags.invalidate()
+    client.login(username=world["user"].username, password="pw")
+    response = client.get(url("bu_list", bu_id=world["own"], fmt="array"))
+    assert response["X-Rollout-Backend"] == "orm" and response.json()["result"] == expected
+
+
+def test_unknown_query_is_404_and_bad_parameters_are_400_naming_them(client, world):
+    client.login(username=world["user"].username, password="pw")
+    assert client.get(url("nope")).status_code == 404
+    for params, name in (({"bu_id": "x"}, "bu_id"), ({}, "bu_id"), ({"bu_id": 1, "fmt": "xml"}, "fmt"),
+                         ({"bu_id": 2**70}, "bu_id"), ({"bu_id": 1, "extra": 1}, "extra"),
+                         ({"bu_id": "1\x00"}, "bu_id")):  # fmt: skip
+        response = client.get(url("bu_list", **params))
+        assert response.status_code == 400, params
+        assert response.json()["parameter"] == name and name in response.json()["error"]
+    response = client.get(url("asset_details", site_id=1, mdtz="yesterday"))
+    assert response.status_code == 400 and response.json()["parameter"] == "mdtz"
+
+
+@pytest.mark.parametrize("query", REGISTRY.names())
+def test_tenant_isolation_for_every_query(client, world, query):
+    client.login(username=world["user"].username, password="pw")
+    own = client.get(url(query, **params_for(world, world["own"])[query]))
+    assert own.status_code == 200, own.content
+    foreign = client.get(url(query, **params_for(world, world["other"])[query]))
+    assert foreign.status_code == 403 and "outside your client" in foreign.json()["error"]
+
+
+def test_the_sentinel_and_unknown_ids_belong_to_no_one(client, world):
+    client.login(username=world["user"].username, password="pw")
+    assert client.get(url("bu_list", bu_id=-1)).status_code == 403
+    assert client.get(url("bu_list", bu_id=10**12)).status_code == 403
+
+
+def test_staff_with_the_permission_may_ask_about_any_client(client, world):
+    world["user"].user_permissions.add(Permission.objects.get(codename="query_any_tenant"))
+    client.login(username=world["user"].username, password="pw")
+    assert client.get(url("bu_list", bu_id=world["other"])).status_code == 200
+
+
+def test_legacy_data_errors_are_422_not_500(client, world):
+    broken = m.People.objects.create(peoplecode="X", peoplename="X", client_id=world["own"],
+                                     people_extras={"assignsitegroup": "1 x"})  # fmt: skip
+    client.login(username=world["user"].username, password="pw")
+    response = client.get(url("sites_list_web", client_id=world["own"], people_id=broken.id))
+    assert response.status_code == 422 and response.json()["kind"] == "legacy_data"
+
+
+def test_metrics_are_prometheus_text_for_allowed_callers(client, settings):
+    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'rollout_calls_total{backend="pg",query="bu_list"} 1.0' in body
+    assert 'rollout_latency_seconds{backend="pg",quantile="0.50",query="bu_list"}' in body
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+    settings.ROLLOUT_METRICS_TOKEN = "s3cret"
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer nope").status_code == 403
+
+
+def test_dashboard_renders_charts_for_staff_only(admin_client, client):
+    for _ in range(3):
+        rollout.dispatch("web_capabilities", actor=Actor(person_id=1), root_id=1)
+    page = admin_client.get(reverse("rollout-dashboard") + "?range=15m")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('class="rollout-chart"') == 3 * len(REGISTRY.names())
+    assert 'id="panel-web_capabilities"' in html and "<polyline" in html
+    assert client.get(reverse("rollout-dashboard")).status_code == 302
