@@ -11,8 +11,9 @@ JOB_COLUMNS = """jn.id, jn.jobdesc, jn.plandatetime, jn.expirydatetime, jn.grace
     jn.ticketcategory_id, jn.ctzoffset, jn.multifactor, jn.uuid"""
 CURRENT = """((jn.plandatetime + jn.ctzoffset * interval '1 minute')::date BETWEEN current_date AND current_date + 1
        OR now() BETWEEN jn.plandatetime AND jn.expirydatetime)"""
-INVOLVED = """(jn.people_id = %(p)s OR jn.cuser_id = %(p)s OR jn.muser_id = %(p)s OR jn.pgroup_id IN
-       (SELECT pb.pgroup_id FROM pgbelonging pb WHERE pb.people_id = %(p)s AND pb.pgroup_id <> -1))"""
+# = ANY(ARRAY(subquery)) is evaluated once, before the scan, so the OR can use every FK index (BitmapOr).
+INVOLVED = """(jn.people_id = %(p)s OR jn.cuser_id = %(p)s OR jn.muser_id = %(p)s OR jn.pgroup_id = ANY(ARRAY(
+       SELECT pb.pgroup_id FROM pgbelonging pb WHERE pb.people_id = %(p)s AND pb.pgroup_id <> -1)))"""
 
 SQL = {
     "job_needs": f"""SELECT {JOB_COLUMNS}, jn.other_info ->> 'istimebound', jn.ticket_id, jn.remarkstype_id
@@ -24,8 +25,8 @@ SQL = {
         jn.qset_id, jn.people_id, jn.pgroup_id, jn.identifier, jn.jobstatus, jn.jobtype FROM jobneed jn
         WHERE jn.jobstatus <> 'COMPLETED' AND jn.asset_id = %(a)s AND jn.bu_id = %(bu)s AND jn.qset_id = %(q)s
         AND %(t)s BETWEEN jn.plandatetime - jn.gracetime * interval '1 minute' AND jn.expirydatetime
-        AND (jn.people_id = %(p)s OR jn.pgroup_id IN (SELECT pb.pgroup_id FROM pgbelonging pb
-             WHERE pb.people_id = %(p)s AND pb.pgroup_id <> -1))
+        AND (jn.people_id = %(p)s OR jn.pgroup_id = ANY(ARRAY(SELECT pb.pgroup_id FROM pgbelonging pb
+             WHERE pb.people_id = %(p)s AND pb.pgroup_id <> -1)))
         ORDER BY jn.plandatetime, jn.id LIMIT 1""",
     "bu_list": """WITH RECURSIVE up AS (SELECT id, parent_id FROM bt WHERE id = %(bu)s AND %(up)s
             UNION SELECT b.id, b.parent_id FROM bt b JOIN up ON b.id = up.parent_id WHERE up.parent_id <> -1),

@@ -7,6 +7,7 @@ pending for the next flush instead of raising.
 """
 
 import logging
+import os
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -170,6 +171,20 @@ class Metrics:
         self._counters = defaultdict(Counter)
         self._latencies = defaultdict(list)
         self._flushed_at = time.monotonic()
+        self._flusher_pid = None
+
+    def _ensure_flusher(self):
+        """A daemon thread per process, so counts reach the store even when calls stop coming."""
+        if self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+
+        def run():
+            while True:
+                time.sleep(get_setting("METRICS_FLUSH_SECONDS"))
+                self.flush()
+
+        threading.Thread(target=run, name="rollout-metrics-flusher", daemon=True).start()
 
     @property
     def store(self):
@@ -190,6 +205,7 @@ class Metrics:
         self._maybe_flush()
 
     def _maybe_flush(self):
+        self._ensure_flusher()
         if time.monotonic() - self._flushed_at >= get_setting("METRICS_FLUSH_SECONDS"):
             self.flush()
 

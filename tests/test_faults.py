@@ -1,0 +1,125 @@
+"""The fault matrix of docs/reliability.md: each fault, the behaviour it must get, proven here."""
+
+import threading
+
+import pytest
+from django.db import close_old_connections, connection, transaction
+from django.db.utils import OperationalError
+
+import rollout
+from query_backends.errors import LegacyFunctionMissing, QueryTimeout
+from query_backends.functions import FUNCTIONS, LegacyFunction
+from query_backends.registry import REGISTRY
+from rollout import operations, shadow
+from rollout.actors import Actor
+from rollout.flag_cache import flags
+from rollout.metrics import RedisStore, metrics
+from rollout.models import Discrepancy
+from tests.rollout_helpers import committed
+
+pytestmark = pytest.mark.django_db
+ALICE = Actor(person_id=1, client_id=1, site_id=1)
+DEAD_REDIS = {"default": {
+    "BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
+    "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05, "IGNORE_EXCEPTIONS": True}}}  # fmt: skip
+
+
+def expected(query, **params):
+    definition = REGISTRY.get(query)
+    return definition.run("pg", definition.clean(params))
+
+
+def test_redis_unreachable_then_lost_then_back(settings, monkeypatch):
+    """Answers stay right (cache bypassed, flags from the database), nothing raises, metrics resume."""
+    live = settings.CACHES
+    operations.change_cohort("bu_list", "people", add=[1])
+    settings.CACHES = DEAD_REDIS
+    monkeypatch.setattr(metrics, "_store", RedisStore())  # the shared store, unreachable
+    flags.invalidate()
+    assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1) == expected("bu_list", bu_id=1)
+    assert rollout.last_decision().rule == "people"  # the flag came from the database
+    metrics.flush()  # the store is down: the counts wait for the next flush
+    assert metrics._counters[("bu_list", "orm")]["calls"] == 1
+    assert metrics.snapshot() == {}
+    settings.CACHES = live
+    monkeypatch.setattr(metrics, "_store", None)
+    flags.invalidate()
+    rollout.dispatch("bu_list", actor=ALICE, bu_id=1)
+    assert metrics.snapshot()[("bu_list", "orm")]["calls"] == 2
+
+
+def drop(name):
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP FUNCTION {FUNCTIONS[name].signature}")
+
+
+def reinstall(name):
+    with connection.cursor() as cursor:
+        cursor.execute(FUNCTIONS[name].source)
+
+
+@pytest.mark.usefixtures("no_discrepancies")
+def test_a_dropped_legacy_function_is_named_and_the_twin_keeps_serving():
+    committed(drop, "fn_get_web_caps")
+    try:
+        with pytest.raises(LegacyFunctionMissing, match=r"fn_get_web_caps.*migrate query_backends"):
+            with transaction.atomic():
+                rollout.dispatch("web_capabilities", root_id=1)
+        operations.enable(["web_capabilities"])
+        operations.set_shadow("web_capabilities", 100)
+        flags.invalidate()
+        answer = rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+        assert answer and rollout.last_decision().backend == "orm"
+        shadow.executor.drain()
+        kinds = list(Discrepancy.objects.values_list("kind", flat=True))
+    finally:
+        committed(reinstall, "fn_get_web_caps")
+    assert kinds == ["control_error"]
+
+
+def test_a_query_past_statement_timeout_is_a_clear_error_and_the_connection_serves_again():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE FUNCTION fn_slow(s float) RETURNS text LANGUAGE sql AS $$ SELECT pg_sleep(s)::text $$")
+        cursor.execute("SET LOCAL statement_timeout = 100")
+    slow = LegacyFunction("fn_slow", ("float",), returns_rows=False)
+    with pytest.raises(QueryTimeout, match="statement_timeout"), transaction.atomic():
+        slow(5)
+    assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1) == expected("bu_list", bu_id=1)
+
+
+def test_a_backend_killed_mid_request_fails_cleanly_and_the_next_request_succeeds():
+    outcome = {}
+    started = threading.Event()
+
+    def request():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            outcome["pid"] = cursor.fetchone()[0]
+        started.set()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(3)")
+        except OperationalError as exc:
+            outcome["error"] = exc
+        close_old_connections()  # what Django does at the end of every request
+        outcome["next"] = rollout.dispatch("bu_list", bu_id=1)
+        close_old_connections()
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    started.wait(10)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [outcome["pid"]])
+    thread.join(20)
+    assert "error" in outcome and outcome["next"] == expected("bu_list", bu_id=1)
+
+
+def test_a_flag_deleted_while_serving_leaves_the_control_serving():
+    operations.enable(["bu_list"])
+    flags.invalidate()
+    rollout.dispatch("bu_list", actor=ALICE, bu_id=1)
+    assert rollout.last_decision().backend == "orm"
+    operations.flags_for(["bu_list"])[0].delete()
+    flags.invalidate()
+    assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1) == expected("bu_list", bu_id=1)
+    assert rollout.last_decision().rule == "missing_flag"

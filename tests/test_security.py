@@ -1,0 +1,31 @@
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+import rollout
+from rollout.actors import Actor
+from tests.rollout_helpers import ROOT
+
+
+@pytest.mark.smoke
+def test_check_deploy_is_clean_with_production_settings():
+    environ = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": "p" * 30 + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2,
+               "ALLOWED_HOSTS": "rollout.example.com", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                            env=environ, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_slow_call_logs_hold_ids_not_secrets(settings, caplog):
+    settings.ROLLOUT_SLOW_CALL_SECONDS = 0
+    settings.DATABASES["default"]["PASSWORD"] = "db-password-should-never-be-logged"
+    with caplog.at_level(logging.DEBUG):
+        rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1)
+    text = caplog.text
+    assert "slow call: bu_list" in text and "'bu_id': 1" in text
+    assert settings.SECRET_KEY not in text and "db-password" not in text
