@@ -26,6 +26,8 @@ def lines(series, width=520, height=140, unit=""):
         runs += [run] if run else []
         for r in runs:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(r)}"/>')
+            # A point per minute, so a run of one minute is visible too.
+            parts.extend(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{color}"/>' for p in r)
     legend_x = 40
     for (name, _), color in zip(series.items(), COLORS):
         parts.append(f'<text x="{legend_x}" y="{height + 22}" font-size="11" fill="{color}">{escape(name)}</text>')

@@ -271,6 +271,12 @@ class Metrics:
         with self._lock:
             self.store.clear_window(key)
 
+    @staticmethod
+    def since(before, after):
+        """Counter totals added between two snapshots, summed over queries and backends."""
+        return {name: sum(row[name] for row in after.values()) - sum(row[name] for row in before.values())
+                for name in COUNTERS}  # fmt: skip
+
     def reset(self):
         with self._lock:
             self._counters, self._latencies = defaultdict(Counter), defaultdict(list)

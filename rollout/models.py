@@ -47,7 +47,7 @@ class QueryFlag(AbstractUserFlag):
     guard_max_discrepancy_rate = models.FloatField(default=0.01, help_text="Trip at this share of discrepancies.")
     guard_max_error_rate = models.FloatField(default=0.05, help_text="Trip at this share of candidate errors.")
     guard_max_latency_ratio = models.FloatField(
-        null=True, blank=True, default=3.0, help_text="Trip when candidate/control median latency reaches this."
+        null=True, blank=True, default=10.0, help_text="Trip when candidate/control median latency reaches this."
     )
     guard_tripped_at = models.DateTimeField(null=True, blank=True)
     guard_reason = models.TextField(blank=True)

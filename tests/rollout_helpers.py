@@ -62,3 +62,16 @@ def python_process(code):
     environ = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "settings"}
     return subprocess.Popen([sys.executable, "-c", prelude + code], cwd=ROOT, env=environ, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def run_in_process(code, cleanup, timeout=300):
+    """Run Django code in a separate process on the test database; cleanup() runs committed afterwards."""
+    process = python_process(code)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    finally:
+        committed(cleanup)
+    return process.returncode, out, err

@@ -1,10 +1,9 @@
 import re
-import subprocess
 
 import pytest
 
 from rollout.models import Discrepancy, QueryFlag
-from tests.rollout_helpers import committed, python_process, reset_flags
+from tests.rollout_helpers import reset_flags, run_in_process
 
 
 def forget_demo():
@@ -15,18 +14,12 @@ def forget_demo():
 
 @pytest.mark.django_db
 def test_the_demo_rolls_out_stage_by_stage_and_the_guard_catches_the_broken_twin():
-    demo = python_process(
+    code, out, err = run_in_process(
         "from django.core.management import call_command\n"
-        "call_command('demo', scale='tiny', calls=120, skip_seed=True)\n"
+        "call_command('demo', scale='tiny', calls=120, skip_seed=True)\n",
+        cleanup=forget_demo,
     )
-    try:
-        out, err = demo.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        demo.kill()
-        raise
-    finally:
-        committed(forget_demo)
-    assert demo.returncode == 0, err[-3000:]
+    assert code == 0, err[-3000:]
     for stage in ("1. PostgreSQL only", "2. shadow 100 %", "3. ORM for one site", "4. ORM for 10 %",
                   "5. ORM for 50 %", "6. ORM for everyone", "7. a broken twin"):
         assert stage in out

@@ -81,9 +81,6 @@ def test_a_value_mismatch_is_recorded_once_per_fingerprint_with_its_diff(monkeyp
     ({"twin": "raise_timeout"}, "timeout"),
 ])  # fmt: skip
 def test_each_error_kind_is_recorded_as_its_own_discrepancy(monkeypatch, change, kind):
-    def raise_runtime(*args, **kwargs):
-        raise RuntimeError("twin bug")
-
     def raise_legacy(*args, **kwargs):
         raise LegacyDataError("bad legacy row")
 
@@ -106,13 +103,18 @@ def test_each_error_kind_is_recorded_as_its_own_discrepancy(monkeypatch, change,
     assert bool(example.control_error) == ("function" in change)
 
 
-def test_a_fallback_is_recorded_even_without_shadow_sampling(monkeypatch):
-    def explode(*args, **kwargs):
-        raise RuntimeError("twin bug")
+def raise_runtime(*args, **kwargs):
+    raise RuntimeError("twin bug")
 
-    replace("web_capabilities", monkeypatch, twin=explode)
+
+def serve_a_raising_twin(monkeypatch):
+    replace("web_capabilities", monkeypatch, twin=raise_runtime)
     operations.enable(["web_capabilities"])
     flags.invalidate()
+
+
+def test_a_fallback_is_recorded_even_without_shadow_sampling(monkeypatch):
+    serve_a_raising_twin(monkeypatch)
     rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
     shadow.executor.drain()
     [record] = records("web_capabilities")
@@ -120,12 +122,7 @@ def test_a_fallback_is_recorded_even_without_shadow_sampling(monkeypatch):
 
 
 def test_a_record_survives_the_callers_transaction_rolling_back(monkeypatch):
-    def explode(*args, **kwargs):
-        raise RuntimeError("twin bug")
-
-    replace("web_capabilities", monkeypatch, twin=explode)
-    operations.enable(["web_capabilities"])
-    flags.invalidate()
+    serve_a_raising_twin(monkeypatch)
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
         1 / 0

@@ -10,6 +10,7 @@ import random
 import secrets
 import statistics
 import sys
+import time
 from collections import Counter
 
 from django.contrib.auth import get_user_model
@@ -104,44 +105,44 @@ class Command(BaseCommand):
         return [Actor(person_id=p, client_id=c, site_id=s, group_ids=frozenset(groups.get(p, ()))) for p, c, s in people]
 
     def reset_flags(self, names):
-        for query in names:
-            [flag] = self.operations.flags_for([query])
+        from rollout import guard
+
+        for flag in self.operations.flags_for(names):
+            guard.clear(flag, source="demo")
             flag.everyone, flag.percent, flag.shadow_percent, flag.sites = None, 0, 0, []
-            flag.guard_tripped_at, flag.guard_reason = None, ""
             flag.save()
         self.flags.invalidate()
 
     def drive(self, names, params, pool, calls, rng, title):
         import rollout
 
-        self.metrics.reset()
         self.flags.invalidate()
-        served = Counter()
+        before = self.metrics.snapshot()
+        served, latency = Counter(), {"pg": [], "orm": []}
         for _ in tqdm(range(calls), desc=title, file=sys.stderr, leave=False):
             query = rng.choice(names)
+            started = time.perf_counter()
             try:
                 rollout.dispatch(query, actor=rng.choice(pool), **rng.choice(params[query]))
             except Exception as exc:  # noqa: BLE001 — the legacy data's own failures are part of the show
                 served["error: " + type(exc).__name__] += 1
-            served[rollout.last_decision().backend] += 1
+            backend = rollout.last_decision().backend
+            served[backend] += 1
+            latency[backend].append(time.perf_counter() - started)
         self.shadow.executor.drain()
-        return served, self.metrics.snapshot()
+        time.sleep(1.1)  # the metrics flusher runs every second
+        return served, latency, self.metrics.since(before, self.metrics.snapshot())
 
     def run_stage(self, title, names, params, pool, calls, rng):
-        served, numbers = self.drive(names, params, pool, calls, rng, title)
-        self.print_stage(title, served, numbers)
+        self.print_stage(title, *self.drive(names, params, pool, calls, rng, title))
 
-    def print_stage(self, title, served, numbers):
+    def print_stage(self, title, served, latency, counts):
         total = served["pg"] + served["orm"]
-        latency = {b: [r["p50"] for (_, backend), r in numbers.items() if backend == b and r["p50"]]
-                   for b in ("pg", "orm")}  # fmt: skip
-        rows = [r for (_, b), r in numbers.items() if b == "orm"]
-        compared = sum(r["comparisons"] for r in rows)
         self.say(title)
         self.stdout.write(
             f"  calls {total:>5}   pg {served['pg'] / total:6.1%}   orm {served['orm'] / total:6.1%}   "
-            f"comparisons {compared:>4}   discrepancies {sum(r['discrepancies'] for r in rows):>3}   "
-            f"noise {sum(r['noise'] for r in rows):>2}   drops {sum(r['drops'] for r in rows):>2}\n"
+            f"comparisons {counts['comparisons']:>4}   discrepancies {counts['discrepancies']:>3}   "
+            f"noise {counts['noise']:>2}   drops {counts['drops']:>2}\n"
             f"  median latency: pg {self.ms(latency['pg'])}   orm {self.ms(latency['orm'])}"
         )
 
@@ -150,6 +151,7 @@ class Command(BaseCommand):
         return f"{statistics.median(values) * 1000:.2f} ms" if values else "-"
 
     def broken_stage(self, params, pool, calls, rng):
+        from rollout import guard
         from rollout.models import Discrepancy, QueryFlag
 
         definition = dataclasses.replace(REGISTRY.get("bu_list"), name=DEMO_QUERY, twin=broken_twin)
@@ -157,11 +159,12 @@ class Command(BaseCommand):
         try:
             self.operations.ensure_flags("demo")
             flag = QueryFlag.objects.get(name=f"orm.{DEMO_QUERY}")
+            guard.clear(flag, source="demo")  # a trip from an earlier run must not hide this one
+            Discrepancy.objects.filter(query=DEMO_QUERY).delete()
             flag.everyone, flag.shadow_percent, flag.guard_min_sample, flag.guard_window = True, 100, 20, 50
             flag.save()
             title = "7. a broken twin, rolled out to everyone with shadow 100 %"
-            served, numbers = self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title)
-            self.print_stage(title, served, numbers)
+            self.print_stage(title, *self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title))
             flag.refresh_from_db()
             if flag.guard_tripped_at:
                 self.stdout.write(self.style.ERROR(f"  guard tripped: {flag.guard_reason}"))

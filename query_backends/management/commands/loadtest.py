@@ -64,11 +64,11 @@ class Command(BaseCommand):
             for mode in modes:
                 self.set_mode(operations, names, mode)
                 time.sleep(1.5)  # every worker's flag cache rechecks within a second
-                metrics.reset()
+                before = metrics.snapshot()
                 client_side = self.drive(port, token, mix, seconds, clients)
                 time.sleep(2.5)  # comparisons finish and every worker's counts reach the store
-                numbers = metrics.snapshot()
-                report[mode] = {**client_side, **{name: sum(r[name] for r in numbers.values()) for name in (
+                counts = metrics.since(before, metrics.snapshot())
+                report[mode] = {**client_side, **{name: counts[name] for name in (
                     "comparisons", "discrepancies", "noise", "drops", "fallbacks", "record_failures")}}  # fmt: skip
                 self.stdout.write(f"{mode:>7}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                             for k, v in report[mode].items()))  # fmt: skip
