@@ -81,16 +81,27 @@ def set_shadow(query, percent, user=None, source="cli"):
                       lambda f: setattr(f, "shadow_percent", percent))[0]  # fmt: skip
 
 
-def change_cohort(query, field, add=(), remove=(), excluded=False, user=None, source="cli"):
-    if field not in COHORT_FIELDS:
-        raise OperationError(f"cohort: {field!r} is not one of {', '.join(COHORT_FIELDS)}")
-    attribute = f"excluded_{field}" if excluded else field
+def change_cohorts(query, add=None, remove=None, excluded=False, user=None, source="cli"):
+    """Add and remove ids of several cohorts ({field: ids}) in one change of one flag."""
+    add, remove = add or {}, remove or {}
+    unknown = sorted((set(add) | set(remove)) - set(COHORT_FIELDS))
+    if unknown:
+        raise OperationError(f"cohort: {', '.join(unknown)} is not one of {', '.join(COHORT_FIELDS)}")
+    if not any(add.values()) and not any(remove.values()):
+        raise OperationError("cohort: give at least one id to add or remove")
+    prefix = "excluded_" if excluded else ""
 
     def change(flag):
-        current = set(getattr(flag, attribute))
-        setattr(flag, attribute, sorted((current | set(add)) - set(remove)))
+        for field in set(add) | set(remove):
+            current = set(getattr(flag, prefix + field))
+            setattr(flag, prefix + field, sorted((current | set(add.get(field, ()))) - set(remove.get(field, ()))))
 
-    return _save_each(flags_for([query]), user, source, f"cohort {attribute}", change)[0]
+    return _save_each(flags_for([query]), user, source, f"cohort {prefix or ''}{', '.join(sorted(set(add) | set(remove)))}",
+                      change)[0]  # fmt: skip
+
+
+def change_cohort(query, field, add=(), remove=(), excluded=False, user=None, source="cli"):
+    return change_cohorts(query, {field: add}, {field: remove}, excluded, user, source)
 
 
 def ensure_flags(source="migration"):

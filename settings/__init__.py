@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from settings.environment import (
+    ConfigurationError,
     cache_config,
     database_config,
     env_bool,
@@ -94,6 +95,16 @@ ROLLOUT_METRICS_TOKEN = _env.get("ROLLOUT_METRICS_TOKEN", "")
 ROLLOUT_METRICS_ALLOWED_IPS = tuple(env_list(_env, "ROLLOUT_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
 QUERY_CACHE_TTL_SECONDS = env_int(_env, "QUERY_CACHE_TTL_SECONDS", 60, minimum=1)
 ROLLOUT_SLOW_CALL_SECONDS = env_float(_env, "ROLLOUT_SLOW_CALL_SECONDS", 0.5, minimum=0.0)
+
+# Optional profiling: django-silk, when installed and asked for.
+SILK_ENABLED = env_bool(_env, "SILK", False)
+if SILK_ENABLED:
+    import importlib.util
+
+    if importlib.util.find_spec("silk") is None:
+        raise ConfigurationError("SILK=true needs django-silk: pip install django-silk")
+    INSTALLED_APPS.append("silk")
+    MIDDLEWARE.insert(0, "silk.middleware.SilkyMiddleware")
 
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool(_env, "SECURE_SSL_REDIRECT", True)

@@ -1,5 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from rollout import api, dashboard, prometheus
 
@@ -9,3 +10,6 @@ urlpatterns = [
     path("api/queries/<str:name>", api.query, name="api-query"),
     path("metrics", prometheus.view, name="metrics"),
 ]
+
+if settings.SILK_ENABLED:
+    urlpatterns.append(path("silk/", include("silk.urls", namespace="silk")))

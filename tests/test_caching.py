@@ -149,3 +149,22 @@ def test_dispatch_many_answers_like_one_call_per_person():
         single = definition.run("pg", {"people_id": person_id, "bu_id": row.bu_id, "client_id": row.client_id})
         assert definition.compare(single, many[person_id]).equal, person_id
     assert any(many.values())
+
+
+def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(django_assert_num_queries,
+                                                                        django_capture_on_commit_callbacks):
+    from query_backends.actors import resolve_user
+    from django.contrib.auth.models import User
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client = bu(kind="CLIENT")
+        someone = person(client, None, loginid="lookup-me")
+    user = User(username="lookup-me")
+    first = resolve_user(user)
+    assert first["person_id"] == someone.id and first["group_ids"] == set()
+    with django_assert_num_queries(0):
+        assert resolve_user(user) == first
+    with django_capture_on_commit_callbacks(execute=True):
+        group = m.PeopleGroup.objects.create(groupname="G", client=client)
+        m.GroupMembership.objects.create(pgroup=group, people=someone)
+    assert resolve_user(user)["group_ids"] == {group.id}

@@ -27,10 +27,12 @@ class Command(BaseCommand):
         shadow.add_argument("percent")
         cohort = sub.add_parser("cohort", help="add or remove ids of a cohort")
         cohort.add_argument("query")
+        singular = {"people": "person", "people_groups": "people-group", "sites": "site", "clients": "client"}
         for field in COHORT_FIELDS:
-            option = field.replace("_", "-")
-            cohort.add_argument(f"--add-{option}", dest=f"add_{field}", type=int, nargs="+", default=[])
-            cohort.add_argument(f"--remove-{option}", dest=f"remove_{field}", type=int, nargs="+", default=[])
+            plural = field.replace("_", "-")
+            for verb in ("add", "remove"):
+                cohort.add_argument(f"--{verb}-{plural}", f"--{verb}-{singular[field]}", dest=f"{verb}_{field}", type=int,
+                                    nargs="+", default=[], metavar="ID")  # fmt: skip
         cohort.add_argument("--exclude", action="store_true", help="change the exclusion lists instead")
         history = sub.add_parser("history", help="flag changes, newest first")
         history.add_argument("query", nargs="?")
@@ -74,14 +76,9 @@ class Command(BaseCommand):
         return self._changed([operations.set_shadow(query, percent)], options)
 
     def do_cohort(self, query, exclude, **options):
-        flag = None
-        for field in COHORT_FIELDS:
-            add, remove = options[f"add_{field}"], options[f"remove_{field}"]
-            if add or remove:
-                flag = operations.change_cohort(query, field, add, remove, excluded=exclude)
-        if flag is None:
-            raise CommandError("cohort: give at least one --add-… or --remove-… option")
-        return self._changed([flag], options)
+        add = {field: options[f"add_{field}"] for field in COHORT_FIELDS if options[f"add_{field}"]}
+        remove = {field: options[f"remove_{field}"] for field in COHORT_FIELDS if options[f"remove_{field}"]}
+        return self._changed([operations.change_cohorts(query, add, remove, excluded=exclude)], options)
 
     def do_history(self, query, limit, **options):
         rows = reports.history(query, limit)
