@@ -59,22 +59,28 @@ def evaluate(flag, window):
         reason = "candidate error rate"
     elif flag.guard_max_latency_ratio and numbers["latency_ratio"] >= flag.guard_max_latency_ratio:
         reason = "latency ratio"
-    if reason:
-        trip(flag, f"{reason} over the last {numbers['sample']} comparisons: " + ", ".join(
-            f"{k}={v:.4g}" for k, v in numbers.items()))  # fmt: skip
-    return reason
+    if reason and trip(flag, f"{reason} over the last {numbers['sample']} comparisons: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in numbers.items())):  # fmt: skip
+        return reason
+    return None
 
 
 def trip(flag, reason):
+    """Send the flag back to the control for everyone; once, however many workers see the threshold."""
     from rollout.history import changed_by
+    from rollout.models import QueryFlag
 
-    logger.error("guard tripped for %s: %s", flag.name, reason)
     with transaction.atomic(), changed_by(None, "guard", reason):
+        flag = QueryFlag.objects.select_for_update().get(pk=flag.pk)
+        if flag.guard_tripped_at is not None:
+            return False
         flag.everyone = False
         flag.guard_tripped_at = timezone.now()
         flag.guard_reason = reason
         flag.save()
+    logger.error("guard tripped for %s: %s", flag.name, reason)
     metrics.increment(query_name(flag.name), get_setting("CANDIDATE_BACKEND"), "guard_trips")
+    return True
 
 
 def clear(flag, user=None, source="cli"):
