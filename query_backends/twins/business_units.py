@@ -11,7 +11,7 @@ from django.db.models.functions import Cast
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople
-from query_backends.twins import as_rows
+from query_backends.twins.compiled import CompiledQuery
 from query_backends.twins.clock import today
 
 SITE_COLUMNS = ("id", "bucode", "buname", "butype_id", "butypename", "enable", "cdtz", "mdtz", "cuser_id", "muser_id")
@@ -67,55 +67,80 @@ def related_units(bu_id, up, down):
     return with_cte(*ctes, select=BusinessUnit.objects.filter(related))
 
 
+_RELATED = CompiledQuery(lambda bu_id, up, down: related_units(bu_id, up, down).order_by("id"))
+
+
 def bu_list(bu_id, up=True, down=True, fmt="text"):
-    units = related_units(bu_id, up, down).order_by("id")
     fmt = fmt.lower()
     if fmt == "jsonb":
-        rows = units.values_list("id", "bucode", "buname", "parent_id")
-        result = {str(i): {"bucode": code, "buname": name, "parent_id": parent} for i, code, name, parent in rows}
+        rows = _RELATED.rows(("id", "bucode", "buname", "parent_id"), bu_id=bu_id, up=up, down=down)
+        result = {str(r["id"]): {"bucode": r["bucode"], "buname": r["buname"], "parent_id": r["parent_id"]}
+                  for r in rows}  # fmt: skip
         return result or None
-    ids = list(units.values_list("id", flat=True))
+    ids = [r["id"] for r in _RELATED.rows(("id",), bu_id=bu_id, up=up, down=down)]
     if fmt == "array":
         return ids
     return " ".join(map(str, ids))
 
 
+def _units_of_kind(bu_id, codes):
+    tree = _descendants(bu_id, root_filter={"parent_id": SENTINEL_ID})
+    return (
+        with_cte(tree, select=BusinessUnit.objects.filter(id__in=tree.queryset().values("id")))
+        .filter(identifier__tacode__in=codes)
+        .order_by("id")
+    )
+
+
+_UNITS_OF_KIND = CompiledQuery(_units_of_kind)
+
+
 def bulist_by_identifier(bu_id, customers=True, sites=True):
     if bu_id is None:
         return ""
-    tree = _descendants(bu_id, root_filter={"parent_id": SENTINEL_ID})
-    ids = (
-        with_cte(tree, select=BusinessUnit.objects.filter(id__in=tree.queryset().values("id")))
-        .filter(identifier__tacode__in=IDENTIFIER_CODES[(customers, sites)])
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    return " ".join(map(str, ids))
+    codes = list(IDENTIFIER_CODES[(customers, sites)])
+    return " ".join(str(r["id"]) for r in _UNITS_OF_KIND.rows(("id",), bu_id=bu_id, codes=codes))
 
 
-def sites_list_web(client_id, people_id):
+def _person(client_id, people_id):
     is_admin = Q(client_id=client_id, isadmin=True)
     # The CASE keeps the cast from running for an admin, whose assignsitegroup the legacy
     # function never reads; for anyone else a malformed token fails in the database, as it did.
     groups_cast = Cast(
         StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField())
     )
-    person = (
+    return (
         People.objects.filter(id=people_id)
         .annotate(
             admin=Case(When(is_admin, then=Value(True)), default=Value(False), output_field=BooleanField()),
             groups=Case(When(is_admin, then=Value(None)), default=groups_cast),
         )
-        .values_list("admin", "groups")
-        .first()
+        .order_by("pk")[:1]
     )
-    admin, groups = person or (False, None)
+
+
+def _admin_sites(client_id):
+    return _enabled_sites(related_units(client_id, up=True, down=True))
+
+
+def _assigned_sites(people_id, groups):
+    current = SitePeople.objects.filter(people_id=people_id, fromdt__lte=today(), uptodt__gte=today())
+    return _enabled_sites(BusinessUnit.objects.filter(
+        Q(id__in=GroupMembership.objects.filter(pgroup_id__in=groups).values("assignsites_id"))
+        | Q(id__in=current.values("bu_id"))
+    ))  # fmt: skip
+
+
+def _enabled_sites(units):
+    return units.filter(enable=True).annotate(butypename=F("butype__taname"))
+
+
+_PERSON, _ADMIN_SITES, _ASSIGNED_SITES = CompiledQuery(_person), CompiledQuery(_admin_sites), CompiledQuery(_assigned_sites)
+
+
+def sites_list_web(client_id, people_id):
+    person = _PERSON.rows(("admin", "groups"), client_id=client_id, people_id=people_id)
+    admin, groups = (person[0]["admin"], person[0]["groups"]) if person else (False, None)
     if admin:
-        sites = related_units(client_id, up=True, down=True)
-    else:
-        current = SitePeople.objects.filter(people_id=people_id, fromdt__lte=today(), uptodt__gte=today())
-        sites = BusinessUnit.objects.filter(
-            Q(id__in=GroupMembership.objects.filter(pgroup_id__in=groups or []).values("assignsites_id"))
-            | Q(id__in=current.values("bu_id"))
-        )
-    return as_rows(sites.filter(enable=True).annotate(butypename=F("butype__taname")), SITE_COLUMNS)
+        return _ADMIN_SITES.rows(SITE_COLUMNS, client_id=client_id)
+    return _ASSIGNED_SITES.rows(SITE_COLUMNS, people_id=people_id, groups=groups or [])

@@ -5,13 +5,13 @@ from django.db.models.functions import Cast, Concat
 from django_cte import CTE, with_cte
 
 from query_backends.models import Capability
-from query_backends.twins import as_rows
+from query_backends.twins.compiled import CompiledQuery
 
 CAPABILITY_COLUMNS = ("id", "capsname", "capscode", "parent_id", "cfor", "depth", "path", "xpath")
 FIELDS = ("id", "capsname", "capscode", "parent_id", "cfor")
 
 
-def web_capabilities(root_id):
+def _tree(root_id):
     def make(cte):
         root = Capability.objects.filter(id=root_id, cfor="WEB").values(
             *FIELDS,
@@ -31,4 +31,11 @@ def web_capabilities(root_id):
         return root.union(children, all=True)
 
     tree = CTE.recursive(make, name="caps")
-    return as_rows(with_cte(tree, select=tree).order_by("xpath", "id"), CAPABILITY_COLUMNS)
+    return with_cte(tree, select=tree).order_by("xpath", "id")
+
+
+_TREE = CompiledQuery(_tree)
+
+
+def web_capabilities(root_id):
+    return _TREE.rows(CAPABILITY_COLUMNS, root_id=root_id)

@@ -7,6 +7,7 @@ from django.db.models.functions import Cast
 from query_backends.models import SENTINEL_ID, GroupMembership, JobNeed
 from query_backends.twins import as_rows
 from query_backends.twins.clock import minutes, now, today, today_plus
+from query_backends.twins.compiled import CompiledQuery
 
 EXTERNAL_TOUR_COLUMNS = (
     "id", "jobdesc", "plandatetime", "expirydatetime", "gracetime",
@@ -25,18 +26,20 @@ ADHOC_COLUMNS = (
 
 def person_groups(people_id):
     """The groups of a person: pgbelonging.pgroup_id, leaving out the sentinel (NULL never matches)."""
-    return (
-        GroupMembership.objects.filter(people_id=people_id, pgroup_id__isnull=False)
-        .exclude(pgroup_id=SENTINEL_ID)
-        .values("pgroup_id")
-    )
+    return GroupMembership.objects.filter(people_id=people_id, pgroup_id__isnull=False).exclude(pgroup_id=SENTINEL_ID)
 
 
-def _involves(people_id):
+_GROUPS = CompiledQuery(person_groups)
+
+
+def groups_of(people_id):
+    return [row["pgroup_id"] for row in _GROUPS.rows(("pgroup_id",), people_id=people_id)]
+
+
+def _involves(people_id, groups):
     # The groups are fetched first (query 1) and passed as a literal list: PostgreSQL can then answer the
     # whole OR with a BitmapOr of the foreign-key indexes, where `IN (subquery)` forces a scan of every
     # row of the client (docs/performance.md).
-    groups = list(person_groups(people_id).values_list("pgroup_id", flat=True))
     return Q(people_id=people_id) | Q(cuser_id=people_id) | Q(muser_id=people_id) | Q(pgroup_id__in=groups)
 
 
@@ -50,8 +53,8 @@ def _current(client_id):
     )
 
 
-def _current_for(people_id, client_id):
-    return _current(client_id).filter(_involves(people_id))
+def _current_for(people_id, client_id, groups):
+    return _current(client_id).filter(_involves(people_id, groups))
 
 
 def _not_tickets_or_tours(queryset):
@@ -59,20 +62,26 @@ def _not_tickets_or_tours(queryset):
     return queryset.filter(identifier__isnull=False).exclude(identifier__in=("TICKET", "EXTERNALTOUR"))
 
 
+_JOB_NEEDS = CompiledQuery(lambda people_id, bu_id, client_id, groups: _not_tickets_or_tours(
+    _current_for(people_id, client_id, groups).filter(bu_id=bu_id)).annotate(istimebound=KT("other_info__istimebound")))
+_EXTERNAL_TOURS = CompiledQuery(lambda people_id, client_id, groups: _current_for(people_id, client_id, groups)
+                                .filter(identifier="EXTERNALTOUR"))  # fmt: skip
+
+
 def job_needs(people_id, bu_id, client_id):
-    queryset = _not_tickets_or_tours(_current_for(people_id, client_id).filter(bu_id=bu_id))
-    return as_rows(queryset.annotate(istimebound=KT("other_info__istimebound")), JOB_NEED_COLUMNS)
+    return _JOB_NEEDS.rows(JOB_NEED_COLUMNS, people_id=people_id, bu_id=bu_id, client_id=client_id,
+                           groups=groups_of(people_id))  # fmt: skip
 
 
 def external_tour_job_needs(people_id, bu_id, client_id):
     # bu_id is accepted and ignored, as the legacy function does.
-    queryset = _current_for(people_id, client_id).filter(identifier="EXTERNALTOUR")
-    return as_rows(queryset, EXTERNAL_TOUR_COLUMNS)
+    return _EXTERNAL_TOURS.rows(EXTERNAL_TOUR_COLUMNS, people_id=people_id, client_id=client_id,
+                                groups=groups_of(people_id))  # fmt: skip
 
 
-def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id):
+def _open_plans(plandatetime, bu_id, people_id, asset_id, questionset_id, groups):
     window_start = ExpressionWrapper(F("plandatetime") - minutes(F("gracetime")), output_field=DateTimeField())
-    queryset = (
+    return (
         JobNeed.objects.alias(window_start=window_start)
         .filter(
             jobstatus__isnull=False,
@@ -83,11 +92,18 @@ def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id)
             expirydatetime__gte=plandatetime,
         )
         .exclude(jobstatus="COMPLETED")
-        .filter(Q(people_id=people_id) | Q(pgroup_id__in=list(person_groups(people_id).values_list("pgroup_id", flat=True))))
+        .filter(Q(people_id=people_id) | Q(pgroup_id__in=groups))
         .annotate(jobneedid=F("id"))
         .order_by("plandatetime", "id")[:1]
     )
-    return as_rows(queryset, ADHOC_COLUMNS)
+
+
+_OPEN_PLANS = CompiledQuery(_open_plans)
+
+
+def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id):
+    return _OPEN_PLANS.rows(ADHOC_COLUMNS, plandatetime=plandatetime, bu_id=bu_id, people_id=people_id,
+                            asset_id=asset_id, questionset_id=questionset_id, groups=groups_of(people_id))
 
 
 def job_needs_many(people_ids, bu_id, client_id):
