@@ -79,7 +79,7 @@ def external_tour_job_needs(people_id, bu_id, client_id):
                                 groups=groups_of(people_id))  # fmt: skip
 
 
-def _open_plans(plandatetime, bu_id, people_id, asset_id, questionset_id, groups):
+def _open_plans(plandatetime, bu_id, people_id, asset_id, questionset_id):
     window_start = ExpressionWrapper(F("plandatetime") - minutes(F("gracetime")), output_field=DateTimeField())
     return (
         JobNeed.objects.alias(window_start=window_start)
@@ -92,7 +92,8 @@ def _open_plans(plandatetime, bu_id, people_id, asset_id, questionset_id, groups
             expirydatetime__gte=plandatetime,
         )
         .exclude(jobstatus="COMPLETED")
-        .filter(Q(people_id=people_id) | Q(pgroup_id__in=groups))
+        # asset, question set and site narrow the rows first: the groups can stay a subquery (one round trip).
+        .filter(Q(people_id=people_id) | Q(pgroup_id__in=person_groups(people_id).values("pgroup_id")))
         .annotate(jobneedid=F("id"))
         .order_by("plandatetime", "id")[:1]
     )
@@ -103,7 +104,7 @@ _OPEN_PLANS = CompiledQuery(_open_plans)
 
 def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id):
     return _OPEN_PLANS.rows(ADHOC_COLUMNS, plandatetime=plandatetime, bu_id=bu_id, people_id=people_id,
-                            asset_id=asset_id, questionset_id=questionset_id, groups=groups_of(people_id))
+                            asset_id=asset_id, questionset_id=questionset_id)
 
 
 def job_needs_many(people_ids, bu_id, client_id):
