@@ -90,7 +90,7 @@ def busy_site():
 
 
 EXPECTED_QUERIES = {
-    "job_needs": 2, "external_tour_job_needs": 2, "schedule_for_adhoc": 1, "bu_list": 1,
+    "job_needs": 2, "external_tour_job_needs": 2, "schedule_for_adhoc": 1, "bu_list": 2,
     "bulist_by_identifier": 1, "sites_list_web": 2, "asset_questionsets": 1, "asset_details": 2,
     "web_capabilities": 1,
 }  # fmt: skip
@@ -115,6 +115,11 @@ def test_each_twin_costs_a_fixed_number_of_queries(busy_site, django_assert_num_
         with django_assert_num_queries(EXPECTED_QUERIES[name]):
             result = query_backends.run_query(name, "orm", **kwargs)
         assert result, f"{name} returned nothing: the count would not be pinned on real work"
+    admin = person(client, site, groups="", isadmin=True)
+    with django_assert_num_queries(2):
+        assert query_backends.run_query("sites_list_web", "orm", client_id=client.id, people_id=admin.id)
+    with django_assert_num_queries(1):
+        assert query_backends.run_query("bu_list", "orm", bu_id=client.id, fmt="array")
 
 
 def test_run_query_command_prints_json(busy_site, capsys):

@@ -10,7 +10,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django_cte import CTE, with_cte
 
-from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople
+from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
 from query_backends.twins.compiled import CompiledQuery
 from query_backends.twins.clock import today
 
@@ -43,10 +43,10 @@ def _ancestors(bu_id):
     return CTE.recursive(make, name="bu_up")
 
 
-def _descendants(bu_id, root_filter=None):
+def _descendants(bu_id):
     def make(cte):
         return (
-            BusinessUnit.objects.filter(id=bu_id, **(root_filter or {}))
+            BusinessUnit.objects.filter(id=bu_id)
             .values("id")
             .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id"), all=False)
         )
@@ -54,40 +54,53 @@ def _descendants(bu_id, root_filter=None):
     return CTE.recursive(make, name="bu_down")
 
 
-def related_units(bu_id, up, down):
-    """bt rows of bu_id with its ancestors (up) and/or descendants (down); bu_id alone for neither."""
-    # One `id IN (… UNION …)` lets PostgreSQL probe the primary key for the few ids; an OR of
-    # several IN-subqueries made it filter every unit (docs/performance.md).
+def related_ids(bu_id, up, down):
+    """The ids of bu_id with its ancestors (up) and/or descendants (down), ascending; bu_id alone for neither."""
     ctes = [cte for wanted, cte in ((up, _ancestors(bu_id)), (down, _descendants(bu_id))) if wanted]
     ids = BusinessUnit.objects.filter(id=bu_id).values("id")
     if ctes:
         ids = ids.union(*(cte.queryset().values("id") for cte in ctes))
-    return with_cte(*ctes, select=BusinessUnit.objects.filter(id__in=ids))
+    return with_cte(*ctes, select=ids.order_by("id"))
 
 
-_RELATED = CompiledQuery(lambda bu_id, up, down: related_units(bu_id, up, down).order_by("id"))
+_RELATED_IDS = CompiledQuery(related_ids)
+
+
+def _ids_of(bu_id, up, down):
+    # The walk answers alone: the recursive CTEs' row estimates are far too high for a join
+    # with bt to be planned well, so unit rows are fetched by a literal list (docs/performance.md).
+    return [r["id"] for r in _RELATED_IDS.rows(("id",), bu_id=bu_id, up=up, down=down)]
+
+
+_UNITS = CompiledQuery(lambda ids: BusinessUnit.objects.filter(id__in=ids).order_by("id"))
 
 
 def bu_list(bu_id, up=True, down=True, fmt="text"):
     fmt = fmt.lower()
+    ids = _ids_of(bu_id, up, down)
     if fmt == "jsonb":
-        rows = _RELATED.rows(("id", "bucode", "buname", "parent_id"), bu_id=bu_id, up=up, down=down)
+        rows = _UNITS.rows(("id", "bucode", "buname", "parent_id"), ids=ids)
         result = {str(r["id"]): {"bucode": r["bucode"], "buname": r["buname"], "parent_id": r["parent_id"]}
                   for r in rows}  # fmt: skip
         return result or None
-    ids = [r["id"] for r in _RELATED.rows(("id",), bu_id=bu_id, up=up, down=down)]
     if fmt == "array":
         return ids
     return " ".join(map(str, ids))
 
 
 def _units_of_kind(bu_id, codes):
-    tree = _descendants(bu_id, root_filter={"parent_id": SENTINEL_ID})
-    return (
-        with_cte(tree, select=BusinessUnit.objects.filter(id__in=tree.queryset().values("id")))
-        .filter(identifier__tacode__in=codes)
-        .order_by("id")
-    )
+    """A top-level client's tree, filtered by identifier on the walk's own rows: no join back to bt."""
+
+    def make(cte):
+        return (
+            BusinessUnit.objects.filter(id=bu_id, parent_id=SENTINEL_ID)
+            .values("id", "identifier_id")
+            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id", "identifier_id"), all=False)
+        )
+
+    tree = CTE.recursive(make, name="bu_kind")
+    kinds = TypeAssist.objects.filter(tacode__in=codes).values("id")
+    return with_cte(tree, select=tree.queryset().filter(identifier_id__in=kinds).order_by("id"))
 
 
 _UNITS_OF_KIND = CompiledQuery(_units_of_kind)
@@ -118,7 +131,8 @@ def _person(client_id, people_id):
 
 
 def _admin_sites(client_id):
-    return _enabled_sites(related_units(client_id, up=True, down=True))
+    # The walk as a subquery keeps an admin's call at two queries.
+    return _enabled_sites(BusinessUnit.objects.filter(id__in=related_ids(client_id, up=True, down=True).values("id")))
 
 
 def _assigned_sites(people_id, groups):
