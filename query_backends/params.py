@@ -91,10 +91,6 @@ class Param:
             return self.clean(value)
         return self.clean(text)
 
-    def describe(self):
-        kind = self.type.__name__ + (" | None" if self.nullable else "")
-        return kind if self.required else f"{kind} = {self.default!r}"
-
 
 def clean_params(params_spec, given, parse=False):
     """Validate a mapping of parameters against the spec; returns them in spec order, defaults filled."""
