@@ -210,7 +210,7 @@ def test_a_missing_flag_serves_the_control_and_the_system_check_warns(bu_flag):
 
 
 @pytest.mark.django_db
-def test_model_and_waffle_helper_answer_by_the_same_rules(bu_flag, rf=RequestFactory()):
+def test_model_and_waffle_helper_answer_by_the_same_rules(bu_flag, rf):
     operations.change_cohort("bu_list", "clients", add=[10])
     bu_flag.refresh_from_db()
     assert bu_flag.is_active_for(ALICE) and not bu_flag.is_active_for(Actor(client_id=11))
