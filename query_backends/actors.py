@@ -25,5 +25,9 @@ def _lookup(username):
         .exclude(pgroup_id=SENTINEL_ID)
         .values_list("pgroup_id", flat=True)
     )
-    return {"person_id": person["id"], "client_id": person["client_id"], "site_id": person["bu_id"],
-            "group_ids": set(groups)}  # fmt: skip
+    return {
+        "person_id": person["id"],
+        "client_id": person["client_id"],
+        "site_id": person["bu_id"],
+        "group_ids": set(groups),
+    }

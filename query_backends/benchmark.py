@@ -36,10 +36,13 @@ def sample_params(query, n, seed=0):
     if query in ("job_needs", "external_tour_job_needs"):
         return [{"people_id": p, "bu_id": b, "client_id": c} for p, b, c in pick(busy, window)]
     if query == "schedule_for_adhoc":
-        sql = """SELECT plandatetime, bu_id, people_id, asset_id, qset_id FROM jobneed WHERE asset_id > 0
-                 AND qset_id > 0 AND people_id > 0 AND bu_id IS NOT NULL AND plandatetime BETWEEN %s AND %s LIMIT 2000"""
-        return [{"plandatetime": t, "bu_id": b, "people_id": p, "asset_id": a, "questionset_id": q}
-                for t, b, p, a, q in pick(sql, window)]  # fmt: skip
+        sql = """SELECT plandatetime, bu_id, people_id, asset_id, qset_id FROM jobneed
+                 WHERE asset_id > 0 AND qset_id > 0 AND people_id > 0 AND bu_id IS NOT NULL
+                   AND plandatetime BETWEEN %s AND %s LIMIT 2000"""
+        return [
+            {"plandatetime": t, "bu_id": b, "people_id": p, "asset_id": a, "questionset_id": q}
+            for t, b, p, a, q in pick(sql, window)
+        ]
     if query == "bu_list":
         return [{"bu_id": b, "fmt": "text"} for (b,) in pick("SELECT id FROM bt WHERE parent_id = -1 OR id %% 7 = 0")]
     if query == "bulist_by_identifier":
@@ -101,12 +104,20 @@ def measure(query, iterations=100, warmup=10, seed=0):
         sides[side](param_sets[0])
         memory[side] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    result = {"query": query, "params_sampled": len(param_sets), "iterations": iterations,
-              "queries_per_twin_call": len(queries), "rows_median": statistics.median(rows)}  # fmt: skip
+    result = {
+        "query": query,
+        "params_sampled": len(param_sets),
+        "iterations": iterations,
+        "queries_per_twin_call": len(queries),
+        "rows_median": statistics.median(rows),
+    }
     for side in SIDES:
         ordered = sorted(timings[side])
-        result[side] = {"median_ms": statistics.median(ordered) * 1000,
-                        "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000, "peak_kib": memory[side] / 1024}
+        result[side] = {
+            "median_ms": statistics.median(ordered) * 1000,
+            "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
+            "peak_kib": memory[side] / 1024,
+        }
     f = result["function"]["median_ms"]
     result["twin/function"] = result["twin"]["median_ms"] / f
     result["cached/function"] = result["cached"]["median_ms"] / f

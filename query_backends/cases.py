@@ -5,8 +5,15 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import Q
 
 from query_backends.models import (
-    SENTINEL_ID, Asset, BusinessUnit, Capability, GroupMembership, JobNeed, People, SitePeople,
-)  # fmt: skip
+    SENTINEL_ID,
+    Asset,
+    BusinessUnit,
+    Capability,
+    GroupMembership,
+    JobNeed,
+    People,
+    SitePeople,
+)
 
 EPSILON = timedelta(microseconds=1)
 
@@ -26,17 +33,33 @@ def adhoc_cases():
     members = {}
     for group, person in GroupMembership.objects.exclude(pgroup_id=SENTINEL_ID).values_list("pgroup_id", "people_id"):
         members.setdefault(group, person)
-    plans = JobNeed.objects.filter(asset_id__isnull=False, qset_id__isnull=False, plandatetime__isnull=False,
-                                   expirydatetime__isnull=False, bu_id__isnull=False)  # fmt: skip
-    for plan in plans.values("plandatetime", "gracetime", "expirydatetime", "bu_id", "people_id", "pgroup_id",
-                             "asset_id", "qset_id"):  # fmt: skip
+    plans = JobNeed.objects.filter(
+        asset_id__isnull=False,
+        qset_id__isnull=False,
+        plandatetime__isnull=False,
+        expirydatetime__isnull=False,
+        bu_id__isnull=False,
+    )
+    for plan in plans.values(
+        "plandatetime", "gracetime", "expirydatetime", "bu_id", "people_id", "pgroup_id", "asset_id", "qset_id"
+    ):
         start = plan["plandatetime"] - timedelta(minutes=plan["gracetime"])
         people = {plan["people_id"], members.get(plan["pgroup_id"])} - {None}
-        for moment in (start - EPSILON, start, start + (plan["expirydatetime"] - start) / 2,
-                       plan["expirydatetime"], plan["expirydatetime"] + EPSILON):  # fmt: skip
+        for moment in (
+            start - EPSILON,
+            start,
+            start + (plan["expirydatetime"] - start) / 2,
+            plan["expirydatetime"],
+            plan["expirydatetime"] + EPSILON,
+        ):
             for person in people:
-                yield {"plandatetime": moment, "bu_id": plan["bu_id"], "people_id": person,
-                       "asset_id": plan["asset_id"], "questionset_id": plan["qset_id"]}  # fmt: skip
+                yield {
+                    "plandatetime": moment,
+                    "bu_id": plan["bu_id"],
+                    "people_id": person,
+                    "asset_id": plan["asset_id"],
+                    "questionset_id": plan["qset_id"],
+                }
 
 
 def bu_list_cases():
@@ -49,8 +72,9 @@ def bu_list_cases():
 
 
 def bulist_by_identifier_cases():
-    candidates = list(BusinessUnit.objects.filter(Q(parent_id=SENTINEL_ID) | Q(parent_id__isnull=True))
-                      .values_list("id", flat=True))  # fmt: skip
+    candidates = list(
+        BusinessUnit.objects.filter(Q(parent_id=SENTINEL_ID) | Q(parent_id__isnull=True)).values_list("id", flat=True)
+    )
     candidates += list(BusinessUnit.objects.exclude(parent_id=SENTINEL_ID).values_list("id", flat=True)[:5])
     for bu in [*candidates, None, 10**12]:
         for customers in (True, False):
@@ -102,5 +126,3 @@ CASES = {
     "asset_details": asset_details_cases,
     "web_capabilities": web_capability_cases,
 }
-
-

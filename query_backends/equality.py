@@ -8,7 +8,7 @@ instants, JSON by value, text byte for byte; two errors of the same kind are equ
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 
@@ -64,7 +64,7 @@ def normalize(value):
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return ("naive", value)  # never equal to an instant
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

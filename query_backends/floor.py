@@ -34,7 +34,8 @@ SQL = {
             UNION SELECT b.id FROM bt b JOIN down ON b.parent_id = down.id)
         SELECT b.id, b.bucode, b.buname, b.parent_id FROM bt b
         WHERE b.id IN (SELECT id FROM up UNION SELECT id FROM down UNION SELECT %(bu)s) ORDER BY b.id""",
-    "bulist_by_identifier": """WITH RECURSIVE t AS (SELECT id, identifier_id FROM bt WHERE id = %(bu)s AND parent_id = -1
+    "bulist_by_identifier": """WITH RECURSIVE t AS (
+            SELECT id, identifier_id FROM bt WHERE id = %(bu)s AND parent_id = -1
             UNION SELECT b.id, b.identifier_id FROM bt b JOIN t ON b.parent_id = t.id)
         SELECT string_agg(t.id::text, ' ' ORDER BY t.id) FROM t JOIN typeassist ta ON ta.id = t.identifier_id
         WHERE ta.tacode = ANY(%(codes)s)""",
@@ -64,8 +65,12 @@ SQL = {
         SELECT * FROM caps ORDER BY xpath, id""",
 }
 
-CODES = {(True, False): ["CUSTOMER"], (False, True): ["SITE"], (True, True): ["CUSTOMER", "SITE"],
-         (False, False): ["CLIENT"]}  # fmt: skip
+CODES = {
+    (True, False): ["CUSTOMER"],
+    (False, True): ["SITE"],
+    (True, True): ["CUSTOMER", "SITE"],
+    (False, False): ["CLIENT"],
+}
 
 
 def arguments(query, params):
@@ -74,8 +79,13 @@ def arguments(query, params):
     return {
         "job_needs": lambda: {"p": p.get("people_id"), "bu": p.get("bu_id"), "c": p.get("client_id")},
         "external_tour_job_needs": lambda: {"p": p.get("people_id"), "c": p.get("client_id")},
-        "schedule_for_adhoc": lambda: {"t": p.get("plandatetime"), "bu": p.get("bu_id"), "p": p.get("people_id"),
-                                       "a": p.get("asset_id"), "q": p.get("questionset_id")},
+        "schedule_for_adhoc": lambda: {
+            "t": p.get("plandatetime"),
+            "bu": p.get("bu_id"),
+            "p": p.get("people_id"),
+            "a": p.get("asset_id"),
+            "q": p.get("questionset_id"),
+        },
         "bu_list": lambda: {"bu": p.get("bu_id"), "up": p.get("up"), "down": p.get("down")},
         "bulist_by_identifier": lambda: {"bu": p.get("bu_id"), "codes": CODES[(p.get("customers"), p.get("sites"))]},
         "sites_list_web": lambda: {"p": p.get("people_id")},

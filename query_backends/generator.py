@@ -8,8 +8,8 @@ edges, windows spanning now) occur at the rates in QUIRK_RATES.
 """
 
 import json
-import sys
 import random
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -63,34 +63,76 @@ QUIRK_RATES = {
 }
 
 OFFSETS = (-720, -600, -480, -420, -360, -300, -240, -180, 0, 60, 120, 180, 330, 345, 480, 540, 570, 600, 720, 780, 840)
-JOB_IDENTIFIERS = ("TASK", "TASK", "TASK", "INTERNALTOUR", "EXTERNALTOUR", "PPM", "TICKET", "SITEREPORT", "INCIDENTREPORT")
+JOB_IDENTIFIERS = (
+    "TASK",
+    "TASK",
+    "TASK",
+    "INTERNALTOUR",
+    "EXTERNALTOUR",
+    "PPM",
+    "TICKET",
+    "SITEREPORT",
+    "INCIDENTREPORT",
+)
 JOB_STATUSES = ("ASSIGNED", "ASSIGNED", "INPROGRESS", "PARTIALLYCOMPLETED", "COMPLETED", "COMPLETED", "AUTOCLOSED")
 ASSET_IDENTIFIERS = ("ASSET", "ASSET", "ASSET", "CHECKPOINT", "CHECKPOINT", "NEA", "SMARTPLACE", "LOCATION")
 CHECKLISTS = (
-    "Fire Safety", "Daily Rounds", "Électrique", "Pump Room", "HVAC Check", "Lift Inspection", "Night Patrol",
-    "Generator", "Water Tank", "CCTV", "Access Control", "Housekeeping", "Zebra Crossing", "apron check",
-)  # fmt: skip
+    "Fire Safety",
+    "Daily Rounds",
+    "Électrique",
+    "Pump Room",
+    "HVAC Check",
+    "Lift Inspection",
+    "Night Patrol",
+    "Generator",
+    "Water Tank",
+    "CCTV",
+    "Access Control",
+    "Housekeeping",
+    "Zebra Crossing",
+    "apron check",
+)
 CAPABILITY_ROOTS = ("WEB", "MOBILE", "REPORT", "PORTLET")
 
 # typeassist rows, by fixed id.
 TYPEASSIST = [
-    (1, "CLIENT", "Client", "BVIDENTIFIER"), (2, "CUSTOMER", "Customer", "BVIDENTIFIER"),
-    (3, "SITE", "Site", "BVIDENTIFIER"), (4, "ZONE", "Zone", "BVIDENTIFIER"),
-    (5, "PEOPLEGROUP", "People group", "PGIDENTIFIER"), (6, "SITEGROUP", "Site group", "PGIDENTIFIER"),
-    (7, "OFFICE", "Office", "BUTYPE"), (8, "MALL", "Mall", "BUTYPE"), (9, "PLANT", "Plant", "BUTYPE"),
-    (10, "VENDOR", "Vendor", "BUTYPE"), (11, "PUMP", "Pump", "ASSETTYPE"), (12, "CHILLER", "Chiller", "ASSETTYPE"),
-    (13, "ELECTRICAL", "Electrical", "ASSETCATEGORY"), (14, "MECHANICAL", "Mechanical", "ASSETCATEGORY"),
-    (15, "ACME", "Acme", "BRAND"), (16, "KW", "Kilowatt", "UNIT"), (17, "LEAK", "Leak", "TICKETCATEGORY"),
+    (1, "CLIENT", "Client", "BVIDENTIFIER"),
+    (2, "CUSTOMER", "Customer", "BVIDENTIFIER"),
+    (3, "SITE", "Site", "BVIDENTIFIER"),
+    (4, "ZONE", "Zone", "BVIDENTIFIER"),
+    (5, "PEOPLEGROUP", "People group", "PGIDENTIFIER"),
+    (6, "SITEGROUP", "Site group", "PGIDENTIFIER"),
+    (7, "OFFICE", "Office", "BUTYPE"),
+    (8, "MALL", "Mall", "BUTYPE"),
+    (9, "PLANT", "Plant", "BUTYPE"),
+    (10, "VENDOR", "Vendor", "BUTYPE"),
+    (11, "PUMP", "Pump", "ASSETTYPE"),
+    (12, "CHILLER", "Chiller", "ASSETTYPE"),
+    (13, "ELECTRICAL", "Electrical", "ASSETCATEGORY"),
+    (14, "MECHANICAL", "Mechanical", "ASSETCATEGORY"),
+    (15, "ACME", "Acme", "BRAND"),
+    (16, "KW", "Kilowatt", "UNIT"),
+    (17, "LEAK", "Leak", "TICKETCATEGORY"),
     (18, "ROUTINE", "Routine", "REMARKSTYPE"),
-]  # fmt: skip
+]
 TA_CLIENT, TA_CUSTOMER, TA_SITE, TA_ZONE, TA_PEOPLEGROUP, TA_SITEGROUP = 1, 2, 3, 4, 5, 6
 BUTYPES, TA_VENDOR = (7, 8, 9), 10
 
 # Loaded in this order; emptied in reverse.
 LEGACY_TABLES = (
-    "typeassist", "bt", "people", "pgroup", "pgbelonging", "sitepeople", "asset",
-    "questionset", "job", "jobneed", "jobneeddetails", "capability",
-)  # fmt: skip
+    "typeassist",
+    "bt",
+    "people",
+    "pgroup",
+    "pgbelonging",
+    "sitepeople",
+    "asset",
+    "questionset",
+    "job",
+    "jobneed",
+    "jobneeddetails",
+    "capability",
+)
 
 
 class World:
@@ -170,7 +212,11 @@ class World:
             client = self.rng.choice(self.clients)
             self.client_people[client].append(person_id)
             self.person_client[person_id] = client
-        self.people_groups, self.site_groups, self.group_client = {c: [] for c in self.clients}, {c: [] for c in self.clients}, {}
+        self.people_groups, self.site_groups, self.group_client = (
+            {c: [] for c in self.clients},
+            {c: [] for c in self.clients},
+            {},
+        )
         group_rows = []
         for group_id in range(1, s.groups + 1):
             client = self.rng.choice(self.clients)
@@ -178,22 +224,36 @@ class World:
             (self.site_groups if is_site_group else self.people_groups)[client].append(group_id)
             self.group_client[group_id] = client
             cdtz, mdtz = self.stamp()
-            group_rows.append((
-                group_id, f"{'Sites' if is_site_group else 'Team'} {group_id}",
-                TA_SITEGROUP if is_site_group else TA_PEOPLEGROUP, client,
-                self.rng.choice(self.client_sites[client]), self.rng.random() > 0.05, cdtz, mdtz,
-            ))  # fmt: skip
+            group_rows.append(
+                (
+                    group_id,
+                    f"{'Sites' if is_site_group else 'Team'} {group_id}",
+                    TA_SITEGROUP if is_site_group else TA_PEOPLEGROUP,
+                    client,
+                    self.rng.choice(self.client_sites[client]),
+                    self.rng.random() > 0.05,
+                    cdtz,
+                    mdtz,
+                )
+            )
         for person_id in range(1, s.people + 1):
             client = self.person_client[person_id]
             cdtz, mdtz = self.stamp()
-            rows.append((
-                person_id, f"P{person_id:06d}", f"Person {person_id}",
-                None if self.rng.random() < 0.05 else f"user{person_id}",
-                self.rng.random() < 0.03, self.rng.random() > 0.04,
-                None if self.rng.random() < 0.02 else client,
-                self.pick(self.client_sites[client], null=0.05, sentinel=0.03),
-                json.dumps(self.people_extras(client, force_malformed=person_id == 7), sort_keys=True), cdtz, mdtz,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    person_id,
+                    f"P{person_id:06d}",
+                    f"Person {person_id}",
+                    None if self.rng.random() < 0.05 else f"user{person_id}",
+                    self.rng.random() < 0.03,
+                    self.rng.random() > 0.04,
+                    None if self.rng.random() < 0.02 else client,
+                    self.pick(self.client_sites[client], null=0.05, sentinel=0.03),
+                    json.dumps(self.people_extras(client, force_malformed=person_id == 7), sort_keys=True),
+                    cdtz,
+                    mdtz,
+                )
+            )
         return rows, group_rows
 
     def people_extras(self, client, force_malformed=False):
@@ -252,22 +312,46 @@ class World:
         for asset_id in range(1, s.assets + 1):
             site = self.rng.choice(self.sites)
             client = self.site_client[site]
-            parent = self.rng.choice(self.site_assets[site]) if self.site_assets[site] and self.rng.random() < 0.2 else None
+            parent = (
+                self.rng.choice(self.site_assets[site]) if self.site_assets[site] and self.rng.random() < 0.2 else None
+            )
             self.site_assets[site].append(asset_id)
-            servprov = SENTINEL_ID if self.chance("asset.servprov_sentinel") else self.pick(self.vendors[client], null=0.3)
+            servprov = (
+                SENTINEL_ID if self.chance("asset.servprov_sentinel") else self.pick(self.vendors[client], null=0.3)
+            )
             identifier = None if self.chance("asset.identifier_null") else self.rng.choice(ASSET_IDENTIFIERS)
             cdtz = self.noon - timedelta(days=self.rng.randrange(30, 900))
             mdtz = self.noon - timedelta(minutes=self.rng.randrange(90 * 1440))
             capacity = None if self.rng.random() < 0.3 else Decimal(self.rng.randrange(0, 10**6)) / 100
             user = self.pick(self.client_people[client], null=0.3, sentinel=0.2)
-            rows.append((
-                asset_id, self.uuid(), f"A{asset_id:06d}", f"Asset {asset_id}", self.rng.random() > 0.08,
-                self.rng.random() < 0.1, parent, self.rng.choice(("WORKING", "STANDBY", "MAINTENANCE", None)),
-                identifier, self.rng.choice((11, 12, None)), self.rng.choice((13, 14, None)), None,
-                self.rng.choice((15, None)), self.rng.choice((16, None)), capacity, servprov,
-                self.rng.randrange(1, 5000) if self.rng.random() < 0.5 else None, site, client,
-                self.site_offset[site], user, user, cdtz, mdtz,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    asset_id,
+                    self.uuid(),
+                    f"A{asset_id:06d}",
+                    f"Asset {asset_id}",
+                    self.rng.random() > 0.08,
+                    self.rng.random() < 0.1,
+                    parent,
+                    self.rng.choice(("WORKING", "STANDBY", "MAINTENANCE", None)),
+                    identifier,
+                    self.rng.choice((11, 12, None)),
+                    self.rng.choice((13, 14, None)),
+                    None,
+                    self.rng.choice((15, None)),
+                    self.rng.choice((16, None)),
+                    capacity,
+                    servprov,
+                    self.rng.randrange(1, 5000) if self.rng.random() < 0.5 else None,
+                    site,
+                    client,
+                    self.site_offset[site],
+                    user,
+                    user,
+                    cdtz,
+                    mdtz,
+                )
+            )
         return rows
 
     def questionsets(self):
@@ -289,11 +373,20 @@ class World:
             if self.rng.random() < 0.05:
                 includes.append(str(self.rng.randrange(1, self.scale.assets + 1)))
             cdtz, mdtz = self.stamp()
-            rows.append((
-                qset_id, name, self.rng.choice(("CHECKLIST", "ASSETMAINTENANCE", "QUESTIONSET")), parent,
-                self.rng.random() > 0.05, None if self.rng.random() < 0.02 else includes, site,
-                self.site_client[site], cdtz, mdtz,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    qset_id,
+                    name,
+                    self.rng.choice(("CHECKLIST", "ASSETMAINTENANCE", "QUESTIONSET")),
+                    parent,
+                    self.rng.random() > 0.05,
+                    None if self.rng.random() < 0.02 else includes,
+                    site,
+                    self.site_client[site],
+                    cdtz,
+                    mdtz,
+                )
+            )
         return rows
 
     def jobs(self):
@@ -304,15 +397,31 @@ class World:
             client = self.site_client[site]
             self.site_jobs[site].append(job_id)
             cdtz, mdtz = self.stamp()
-            rows.append((
-                job_id, f"Job {job_id}", f"Scheduled job {job_id}", self.rng.choice(JOB_IDENTIFIERS),
-                self.pick(self.site_assets[site], null=0.3), self.pick(self.site_questionsets[site], null=0.3),
-                self.pick(self.client_people[client], null=0.3), self.pick(self.people_groups[client], null=0.5),
-                site, client, self.noon - timedelta(days=90), self.noon + timedelta(days=365),
-                self.rng.choice((30, 60, 120)), self.rng.choice((0, 5, 15, 30)), self.rng.choice((0, 60, 240)),
-                self.rng.choice(("HIGH", "MEDIUM", "LOW")), self.rng.choice(("QR", "NFC", "SKIP")),
-                self.rng.choice(("DAILY", "WEEKLY", "MONTHLY")), True, cdtz, mdtz,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    job_id,
+                    f"Job {job_id}",
+                    f"Scheduled job {job_id}",
+                    self.rng.choice(JOB_IDENTIFIERS),
+                    self.pick(self.site_assets[site], null=0.3),
+                    self.pick(self.site_questionsets[site], null=0.3),
+                    self.pick(self.client_people[client], null=0.3),
+                    self.pick(self.people_groups[client], null=0.5),
+                    site,
+                    client,
+                    self.noon - timedelta(days=90),
+                    self.noon + timedelta(days=365),
+                    self.rng.choice((30, 60, 120)),
+                    self.rng.choice((0, 5, 15, 30)),
+                    self.rng.choice((0, 60, 240)),
+                    self.rng.choice(("HIGH", "MEDIUM", "LOW")),
+                    self.rng.choice(("QR", "NFC", "SKIP")),
+                    self.rng.choice(("DAILY", "WEEKLY", "MONTHLY")),
+                    True,
+                    cdtz,
+                    mdtz,
+                )
+            )
         return rows
 
     # --- jobneeds: the bulk -------------------------------------------------------------------
@@ -330,37 +439,77 @@ class World:
             people = self.client_people[client]
             offset = SENTINEL_ID if self.chance("jobneed.ctzoffset_legacy") else self.site_offset[site]
             plan = None if rng.random() < 0.02 else self.plan_time(offset)
-            expiry = None if plan is None or rng.random() < 0.01 else plan + timedelta(minutes=rng.choice((30, 60, 240, 1440, 2880)))
+            expiry = (
+                None
+                if plan is None or rng.random() < 0.01
+                else plan + timedelta(minutes=rng.choice((30, 60, 240, 1440, 2880)))
+            )
             status = None if self.chance("jobneed.jobstatus_null") else rng.choice(JOB_STATUSES)
             identifier = None if self.chance("jobneed.identifier_null") else rng.choice(JOB_IDENTIFIERS)
-            person = self.pick(people, null=QUIRK_RATES["jobneed.people_null"], sentinel=QUIRK_RATES["jobneed.people_sentinel"])
-            group = self.pick(self.people_groups[client], null=QUIRK_RATES["jobneed.pgroup_null"],
-                              sentinel=QUIRK_RATES["jobneed.pgroup_sentinel"])  # fmt: skip
+            person = self.pick(
+                people, null=QUIRK_RATES["jobneed.people_null"], sentinel=QUIRK_RATES["jobneed.people_sentinel"]
+            )
+            group = self.pick(
+                self.people_groups[client],
+                null=QUIRK_RATES["jobneed.pgroup_null"],
+                sentinel=QUIRK_RATES["jobneed.pgroup_sentinel"],
+            )
             user = self.pick(people, sentinel=0.6)
             started = plan is not None and status in ("INPROGRESS", "COMPLETED", "PARTIALLYCOMPLETED")
             other_info = {"istimebound": rng.random() < 0.5} if rng.random() < 0.6 else {}
             yield (
-                jobneed_id, self.uuid(), f"Jobneed {jobneed_id}", plan, expiry, rng.choice((0, 5, 15, 30, 60)),
-                plan + timedelta(minutes=5) if started else None, plan if started else None,
+                jobneed_id,
+                self.uuid(),
+                f"Jobneed {jobneed_id}",
+                plan,
+                expiry,
+                rng.choice((0, 5, 15, 30, 60)),
+                plan + timedelta(minutes=5) if started else None,
+                plan if started else None,
                 plan + timedelta(minutes=20) if started and status == "COMPLETED" else None,
-                "checked" if rng.random() < 0.1 else None, self.noon - timedelta(days=5), self.noon - timedelta(days=1),
-                group, self.pick(self.site_assets[site], null=0.4, sentinel=0.1), user, user, None, person,
-                rng.choice(("DAILY", "WEEKLY", None)), self.pick(self.site_jobs[site], null=0.3), status,
-                rng.choice(("SCHEDULE", "SCHEDULE", "SCHEDULE", "ADHOC", None)), rng.choice(("HIGH", "MEDIUM", "LOW")),
-                self.pick(self.site_questionsets[site], null=0.4, sentinel=0.1), rng.choice(("QR", "NFC", "SKIP", None)),
-                rng.randrange(0, 4), identifier, None, None if rng.random() < 0.01 else site, client, rng.randrange(0, 50),
-                17 if identifier == "TICKET" else None, offset, Decimal(rng.randrange(1, 10**7)) / 10**6,
-                json.dumps(other_info), rng.randrange(1, 10**6) if identifier == "TICKET" else None,
+                "checked" if rng.random() < 0.1 else None,
+                self.noon - timedelta(days=5),
+                self.noon - timedelta(days=1),
+                group,
+                self.pick(self.site_assets[site], null=0.4, sentinel=0.1),
+                user,
+                user,
+                None,
+                person,
+                rng.choice(("DAILY", "WEEKLY", None)),
+                self.pick(self.site_jobs[site], null=0.3),
+                status,
+                rng.choice(("SCHEDULE", "SCHEDULE", "SCHEDULE", "ADHOC", None)),
+                rng.choice(("HIGH", "MEDIUM", "LOW")),
+                self.pick(self.site_questionsets[site], null=0.4, sentinel=0.1),
+                rng.choice(("QR", "NFC", "SKIP", None)),
+                rng.randrange(0, 4),
+                identifier,
+                None,
+                None if rng.random() < 0.01 else site,
+                client,
+                rng.randrange(0, 50),
+                17 if identifier == "TICKET" else None,
+                offset,
+                Decimal(rng.randrange(1, 10**7)) / 10**6,
+                json.dumps(other_info),
+                rng.randrange(1, 10**6) if identifier == "TICKET" else None,
                 18 if rng.random() < 0.2 else None,
-            )  # fmt: skip
+            )
 
     def jobneed_details(self):
         for detail_id in range(1, self.scale.jobneeds // 5 + 1):
             yield (
-                detail_id, self.rng.randrange(1, self.scale.jobneeds + 1), self.rng.randrange(1, 10),
-                self.rng.randrange(1, 10**6), self.rng.choice(("NUMERIC", "CHECKBOX", "SINGLELINE")),
-                self.rng.choice(("1", "yes", None)), self.rng.random() < 0.5, self.noon, self.noon,
-            )  # fmt: skip
+                detail_id,
+                self.rng.randrange(1, self.scale.jobneeds + 1),
+                self.rng.randrange(1, 10),
+                self.rng.randrange(1, 10**6),
+                self.rng.choice(("NUMERIC", "CHECKBOX", "SINGLELINE")),
+                self.rng.choice(("1", "yes", None)),
+                self.rng.random() < 0.5,
+                self.noon,
+                self.noon,
+            )
 
     def capabilities(self):
         rows, next_id = [], iter(range(1, 10**9))
@@ -375,8 +524,19 @@ class World:
                     cap = next(next_id)
                     child_for = cfor if self.rng.random() < 0.85 else self.rng.choice(CAPABILITY_ROOTS)
                     name = None if self.rng.random() < 0.05 else f"Menu item {cap}"
-                    rows.append((cap, f"{code}_{cap}", name, parent, child_for, client, self.rng.random() > 0.1,
-                                 self.noon, self.noon))  # fmt: skip
+                    rows.append(
+                        (
+                            cap,
+                            f"{code}_{cap}",
+                            name,
+                            parent,
+                            child_for,
+                            client,
+                            self.rng.random() > 0.1,
+                            self.noon,
+                            self.noon,
+                        )
+                    )
                     frontier.append(cap)
         return rows
 
@@ -411,7 +571,9 @@ COLUMNS = {
 
 def legacy_rows_exist():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM bt WHERE id <> %s) OR EXISTS (SELECT 1 FROM typeassist)", [SENTINEL_ID])
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM bt WHERE id <> %s) OR EXISTS (SELECT 1 FROM typeassist)", [SENTINEL_ID]
+        )
         return cursor.fetchone()[0]
 
 
@@ -439,7 +601,9 @@ def load(scale_name, seed=0, anchor=None, progress_factory=None):
 
     scale = SCALES[scale_name]
     world = World(scale, seed, anchor or datetime.now(UTC).date())
-    progress_factory = progress_factory or (lambda table, total: tqdm(total=total, desc=f"{table:>15}", unit="row", file=sys.stderr))
+    progress_factory = progress_factory or (
+        lambda table, total: tqdm(total=total, desc=f"{table:>15}", unit="row", file=sys.stderr)
+    )
     people_rows, group_rows = None, None
 
     def tables():

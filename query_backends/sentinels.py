@@ -13,9 +13,13 @@ def create_sentinels(apps, schema_editor=None):
     model("People").objects.create(peoplecode="NONE", peoplename="NONE", people_extras={}, **stamps)
     model("PeopleGroup").objects.create(groupname="NONE", **stamps)
     model("Asset").objects.create(
-        uuid="00000000-0000-0000-0000-000000000000", assetcode="NONE", assetname="NONE",
-        identifier="NONE", ctzoffset=0, **stamps,
-    )  # fmt: skip
+        uuid="00000000-0000-0000-0000-000000000000",
+        assetcode="NONE",
+        assetname="NONE",
+        identifier="NONE",
+        ctzoffset=0,
+        **stamps,
+    )
     model("QuestionSet").objects.create(qsetname="NONE", type="NONE", assetincludes=[], **stamps)
     model("Capability").objects.create(capscode="NONE", capsname="NONE", cfor="NONE", **stamps)
 

@@ -24,8 +24,9 @@ def _clients_of_units(ids):
         return (
             BusinessUnit.objects.filter(id__in=ids)
             .values("id", "parent_id", origin=F("id"))
-            .union(cte.join(BusinessUnit, id=cte.col.parent_id).values("id", "parent_id", origin=cte.col.origin),
-                   all=False)  # fmt: skip
+            .union(
+                cte.join(BusinessUnit, id=cte.col.parent_id).values("id", "parent_id", origin=cte.col.origin), all=False
+            )
         )
 
     walk = CTE.recursive(make, name="tenant_walk")

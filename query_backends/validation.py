@@ -63,8 +63,12 @@ def validate_query(query, cases, registry=REGISTRY, on_case=None):
             else:
                 report.different += 1
                 kind = _difference_kind(difference)
-                example = {"params": params, "difference": difference.as_dict(),
-                           "control": _jsonable(control), "candidate": _jsonable(candidate)}  # fmt: skip
+                example = {
+                    "params": params,
+                    "difference": difference.as_dict(),
+                    "control": _jsonable(control),
+                    "candidate": _jsonable(candidate),
+                }
                 size = len(repr(example))
                 if kind not in report.examples or size < report.examples[kind][0]:
                     report.examples[kind] = (size, example)

@@ -1,6 +1,6 @@
 """The rollout controller: flags, cohorts, router, shadow comparison. Knows nothing of the legacy domain.
 
-    rollout.dispatch("job_needs", actor=actor, people_id=1, bu_id=2, client_id=3)
+rollout.dispatch("job_needs", actor=actor, people_id=1, bu_id=2, client_id=3)
 """
 
 _ROUTER = {"dispatch", "dispatch_many", "adispatch", "last_decision", "decide"}

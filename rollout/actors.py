@@ -35,8 +35,12 @@ class Actor:
 
     def ids(self):
         """Ids only: what a discrepancy record may keep of who asked."""
-        return {"person_id": self.person_id, "client_id": self.client_id, "site_id": self.site_id,
-                "user_id": self.user_id}  # fmt: skip
+        return {
+            "person_id": self.person_id,
+            "client_id": self.client_id,
+            "site_id": self.site_id,
+            "user_id": self.user_id,
+        }
 
 
 def actor_for_user(user):

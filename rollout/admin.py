@@ -38,23 +38,50 @@ def clear_guard(modeladmin, request, queryset):
 @admin.register(QueryFlag)
 class QueryFlagAdmin(FlagAdmin):
     actions = [kill, shadow_all, clear_guard, *FlagAdmin.actions]
-    list_display = ("name", "serving", "percent", "percent_key", "shadow_percent", "fallback", "guard_state",
-                    "modified")  # fmt: skip
+    list_display = (
+        "name",
+        "serving",
+        "percent",
+        "percent_key",
+        "shadow_percent",
+        "fallback",
+        "guard_state",
+        "modified",
+    )
     list_filter = ("everyone", "fallback", "guard_tripped_at")
     readonly_fields = ("guard_tripped_at", "guard_reason", "history", "created", "modified")
     fieldsets = (
         (None, {"fields": ("name", "note", "everyone")}),
         ("Cohorts (the candidate serves them)", {"fields": ("people", "people_groups", "sites", "clients")}),
-        ("Exclusions (never the candidate; beat every rule but everyone=No)", {"fields": (
-            "excluded_people", "excluded_people_groups", "excluded_sites", "excluded_clients")}),
+        (
+            "Exclusions (never the candidate; beat every rule but everyone=No)",
+            {"fields": ("excluded_people", "excluded_people_groups", "excluded_sites", "excluded_clients")},
+        ),
         ("Sticky percentage", {"fields": ("percent", "percent_key")}),
         ("Shadow and fallback", {"fields": ("shadow_percent", "fallback")}),
-        ("Guard", {"fields": ("guard_window", "guard_min_sample", "guard_max_discrepancy_rate",
-                              "guard_max_error_rate", "guard_max_latency_ratio", "guard_tripped_at", "guard_reason")}),
-        ("Waffle user rules", {"classes": ("collapse",), "fields": (
-            "users", "groups", "staff", "superusers", "authenticated", "testing")}),
+        (
+            "Guard",
+            {
+                "fields": (
+                    "guard_window",
+                    "guard_min_sample",
+                    "guard_max_discrepancy_rate",
+                    "guard_max_error_rate",
+                    "guard_max_latency_ratio",
+                    "guard_tripped_at",
+                    "guard_reason",
+                )
+            },
+        ),
+        (
+            "Waffle user rules",
+            {
+                "classes": ("collapse",),
+                "fields": ("users", "groups", "staff", "superusers", "authenticated", "testing"),
+            },
+        ),
         ("History", {"fields": ("history", "created", "modified")}),
-    )  # fmt: skip
+    )
 
     @admin.display(description="serving")
     def serving(self, flag):
@@ -69,8 +96,12 @@ class QueryFlagAdmin(FlagAdmin):
         rows = reports.history(query_name(flag.name), limit=20) if flag.pk else []
         if not rows:
             return "no change yet"
-        return format_html("<table>{}</table>", format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", ((r["when"], r["by"], r["changes"]) for r in rows)))
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", ((r["when"], r["by"], r["changes"]) for r in rows)
+            ),
+        )
 
     def save_model(self, request, obj, form, change):
         with transaction.atomic(), changed_by(request.user, "admin"):
@@ -97,10 +128,33 @@ class DiscrepancyAdmin(admin.ModelAdmin):
     list_filter = ("query", "kind", "status", "last_seen")
     date_hierarchy = "last_seen"
     actions = [_set_status(s) for s in ("acknowledged", "ignored", "fixed")]
-    readonly_fields = ("query", "flag", "kind", "fingerprint", "occurrences", "first_seen", "last_seen",
-                       "status_changed_by", "status_changed_at", "difference", "replay_button")  # fmt: skip
-    fields = ("query", "flag", "kind", "status", "occurrences", "first_seen", "last_seen", "status_changed_by",
-              "status_changed_at", "difference", "replay_button", "fingerprint")  # fmt: skip
+    readonly_fields = (
+        "query",
+        "flag",
+        "kind",
+        "fingerprint",
+        "occurrences",
+        "first_seen",
+        "last_seen",
+        "status_changed_by",
+        "status_changed_at",
+        "difference",
+        "replay_button",
+    )
+    fields = (
+        "query",
+        "flag",
+        "kind",
+        "status",
+        "occurrences",
+        "first_seen",
+        "last_seen",
+        "status_changed_by",
+        "status_changed_at",
+        "difference",
+        "replay_button",
+        "fingerprint",
+    )
 
     def has_add_permission(self, request):
         return False
@@ -126,9 +180,10 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         return format_html(
             '<table class="rollout-diff"><tr><th></th><th>function (control)</th><th>twin (candidate)</th></tr>{}'
             "</table>",
-            format_html_join("", '<tr><th>{}</th><td style="background:#fee">{}</td>'
-                             '<td style="background:#efe">{}</td></tr>', rows),
-        )  # fmt: skip
+            format_html_join(
+                "", '<tr><th>{}</th><td style="background:#fee">{}</td><td style="background:#efe">{}</td></tr>', rows
+            ),
+        )
 
     @admin.display(description="replay")
     def replay_button(self, discrepancy):
@@ -136,8 +191,10 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         return format_html('<a class="button" href="{}">Replay now</a>', url)
 
     def get_urls(self):
-        return [path("<int:pk>/replay/", self.admin_site.admin_view(self.replay_view),
-                     name="rollout_discrepancy_replay"), *super().get_urls()]  # fmt: skip
+        return [
+            path("<int:pk>/replay/", self.admin_site.admin_view(self.replay_view), name="rollout_discrepancy_replay"),
+            *super().get_urls(),
+        ]
 
     def replay_view(self, request, pk):
         discrepancy = get_object_or_404(Discrepancy, pk=pk)

@@ -52,14 +52,15 @@ def query(request, name):
         return _error(403, "these parameters point outside your client")
     try:
         answer = dispatch(name, actor=actor, **params)
-    except Exception as exc:  # noqa: BLE001 — the query's own failure, reported without a traceback
+    except Exception as exc:
         kind = getattr(exc, "kind", None)
         status = {"timeout": 504, "legacy_data": 422, "function_missing": 503}.get(kind, 500)
         if status == 500:
             logger.exception("query %s failed", name)
         return _error(status, str(exc) if kind else "internal error", kind=kind)
     decision = last_decision()
-    response = JsonResponse({"query": name, "backend": decision.backend, "result": answer}, encoder=DjangoJSONEncoder,
-                            safe=False)  # fmt: skip
+    response = JsonResponse(
+        {"query": name, "backend": decision.backend, "result": answer}, encoder=DjangoJSONEncoder, safe=False
+    )
     response[BACKEND_HEADER] = decision.backend
     return response

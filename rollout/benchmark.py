@@ -21,8 +21,9 @@ def _median_us(samples):
 def measure_router(query, params, rounds=200):
     name = flag_name(query)
     base = flags.get(name) or FlagState(name)
-    control = dataclasses.replace(base, everyone=None, percent=0.0, shadow_percent=0.0,
-                                  sites=frozenset({2}), people=frozenset({3}))  # fmt: skip
+    control = dataclasses.replace(
+        base, everyone=None, percent=0.0, shadow_percent=0.0, sites=frozenset({2}), people=frozenset({3})
+    )
     shadowed = dataclasses.replace(control, shadow_percent=100.0)
     experiment = get_experiment(query)
     with flags.pinned(control):

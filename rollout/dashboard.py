@@ -29,10 +29,18 @@ def _query_panel(query, series, flag, open_discrepancies):
     calls = {b: total(b, "calls") for b in (control, candidate)}
     compared = total(candidate, "comparisons") - total(candidate, "noise")
     hits, misses = total(candidate, "cache_hits"), total(candidate, "cache_misses")
-    discrepancy_rate = [_rate(row.get((query, candidate), {}).get("discrepancies", 0),
-                              row.get((query, candidate), {}).get("comparisons", 0)) for _, row in series]  # fmt: skip
-    ms = [[None if v is None else v * 1000 for v in per_minute(b, q)] for b in (control, candidate)
-          for q in ("p50", "p95")]  # fmt: skip
+    discrepancy_rate = [
+        _rate(
+            row.get((query, candidate), {}).get("discrepancies", 0),
+            row.get((query, candidate), {}).get("comparisons", 0),
+        )
+        for _, row in series
+    ]
+    ms = [
+        [None if v is None else v * 1000 for v in per_minute(b, q)]
+        for b in (control, candidate)
+        for q in ("p50", "p95")
+    ]
     return {
         "query": query,
         "serving": serving(flag) if flag else "control (missing flag)",
@@ -50,10 +58,13 @@ def _query_panel(query, series, flag, open_discrepancies):
             "open discrepancies": open_discrepancies,
         },
         "calls_chart": charts.lines({control: per_minute(control, "calls"), candidate: per_minute(candidate, "calls")}),
-        "discrepancy_chart": charts.lines({"discrepancy rate": discrepancy_rate,
-                                           "noise": per_minute(candidate, "noise")}),  # fmt: skip
-        "latency_chart": charts.lines({f"{control} p50": ms[0], f"{control} p95": ms[1], f"{candidate} p50": ms[2],
-                                       f"{candidate} p95": ms[3]}, unit=" ms"),  # fmt: skip
+        "discrepancy_chart": charts.lines(
+            {"discrepancy rate": discrepancy_rate, "noise": per_minute(candidate, "noise")}
+        ),
+        "latency_chart": charts.lines(
+            {f"{control} p50": ms[0], f"{control} p95": ms[1], f"{candidate} p50": ms[2], f"{candidate} p95": ms[3]},
+            unit=" ms",
+        ),
     }
 
 
@@ -66,6 +77,11 @@ def view(request):
     for query in Discrepancy.objects.exclude(status__in=("fixed", "ignored")).values_list("query", flat=True):
         open_counts[query] = open_counts.get(query, 0) + 1
     panels = [_query_panel(q, series, flags.get(flag_name(q)), open_counts.get(q, 0)) for q in registry().names()]
-    context = {**admin.site.each_context(request), "title": "Rollout dashboard", "panels": panels,
-               "ranges": list(RANGES), "current": window if window in RANGES else "1h"}  # fmt: skip
+    context = {
+        **admin.site.each_context(request),
+        "title": "Rollout dashboard",
+        "panels": panels,
+        "ranges": list(RANGES),
+        "current": window if window in RANGES else "1h",
+    }
     return TemplateResponse(request, "admin/rollout/dashboard.html", context)

@@ -22,4 +22,4 @@ def flag_name(query_name):
 
 def query_name(flag):
     prefix = get_setting("FLAG_PREFIX")
-    return flag[len(prefix):] if flag.startswith(prefix) else None
+    return flag[len(prefix) :] if flag.startswith(prefix) else None

@@ -10,11 +10,32 @@ import random
 from dataclasses import dataclass
 
 TRACKED_FIELDS = (
-    "everyone", "percent", "percent_key", "people", "people_groups", "sites", "clients", "excluded_people",
-    "excluded_people_groups", "excluded_sites", "excluded_clients", "staff", "superusers", "authenticated",
-    "testing", "shadow_percent", "fallback", "note", "guard_window", "guard_min_sample", "guard_max_discrepancy_rate",
-    "guard_max_error_rate", "guard_max_latency_ratio", "guard_tripped_at", "guard_reason",
-)  # fmt: skip
+    "everyone",
+    "percent",
+    "percent_key",
+    "people",
+    "people_groups",
+    "sites",
+    "clients",
+    "excluded_people",
+    "excluded_people_groups",
+    "excluded_sites",
+    "excluded_clients",
+    "staff",
+    "superusers",
+    "authenticated",
+    "testing",
+    "shadow_percent",
+    "fallback",
+    "note",
+    "guard_window",
+    "guard_min_sample",
+    "guard_max_discrepancy_rate",
+    "guard_max_error_rate",
+    "guard_max_latency_ratio",
+    "guard_tripped_at",
+    "guard_reason",
+)
 
 
 def bucket(flag_name, key):
@@ -51,25 +72,40 @@ class FlagState:
             return frozenset(getattr(flag, field) or ())
 
         return cls(
-            name=flag.name, everyone=flag.everyone, percent=float(flag.percent or 0), percent_key=flag.percent_key,
-            people=ids("people"), people_groups=ids("people_groups"), sites=ids("sites"), clients=ids("clients"),
-            excluded_people=ids("excluded_people"), excluded_people_groups=ids("excluded_people_groups"),
-            excluded_sites=ids("excluded_sites"), excluded_clients=ids("excluded_clients"),
+            name=flag.name,
+            everyone=flag.everyone,
+            percent=float(flag.percent or 0),
+            percent_key=flag.percent_key,
+            people=ids("people"),
+            people_groups=ids("people_groups"),
+            sites=ids("sites"),
+            clients=ids("clients"),
+            excluded_people=ids("excluded_people"),
+            excluded_people_groups=ids("excluded_people_groups"),
+            excluded_sites=ids("excluded_sites"),
+            excluded_clients=ids("excluded_clients"),
             user_ids=frozenset(user_ids if user_ids is not None else flag.users.values_list("pk", flat=True)),
             user_group_ids=frozenset(
                 user_group_ids if user_group_ids is not None else flag.groups.values_list("pk", flat=True)
             ),
-            staff=flag.staff, superusers=flag.superusers, authenticated=flag.authenticated,
-            shadow_percent=float(flag.shadow_percent or 0), fallback=flag.fallback,
-        )  # fmt: skip
+            staff=flag.staff,
+            superusers=flag.superusers,
+            authenticated=flag.authenticated,
+            shadow_percent=float(flag.shadow_percent or 0),
+            fallback=flag.fallback,
+        )
 
     def __post_init__(self):
         checks = [self._is_active_for_everyone_off]
         if self.excluded_people or self.excluded_people_groups or self.excluded_sites or self.excluded_clients:
             checks.append(self._is_active_for_exclusions)
         checks.append(self._is_active_for_everyone)
-        for field, check in (("people", self._is_active_for_people), ("people_groups", self._is_active_for_groups),
-                             ("sites", self._is_active_for_sites), ("clients", self._is_active_for_clients)):
+        for field, check in (
+            ("people", self._is_active_for_people),
+            ("people_groups", self._is_active_for_groups),
+            ("sites", self._is_active_for_sites),
+            ("clients", self._is_active_for_clients),
+        ):
             if getattr(self, field):
                 checks.append(check)
         if self.user_ids or self.user_group_ids or self.staff or self.superusers or self.authenticated:
@@ -95,9 +131,12 @@ class FlagState:
     def _is_active_for_exclusions(self, actor):
         if actor is None:
             return None
-        if (actor.person_id in self.excluded_people or actor.site_id in self.excluded_sites
-                or actor.client_id in self.excluded_clients
-                or not self.excluded_people_groups.isdisjoint(actor.group_ids)):  # fmt: skip
+        if (
+            actor.person_id in self.excluded_people
+            or actor.site_id in self.excluded_sites
+            or actor.client_id in self.excluded_clients
+            or not self.excluded_people_groups.isdisjoint(actor.group_ids)
+        ):
             return False
         return None
 
@@ -119,8 +158,13 @@ class FlagState:
     def _is_active_for_user(self, actor):
         if actor is None or not actor.is_authenticated:
             return None
-        if (self.authenticated or (self.staff and actor.is_staff) or (self.superusers and actor.is_superuser)
-                or actor.user_id in self.user_ids or not self.user_group_ids.isdisjoint(actor.user_group_ids)):  # fmt: skip
+        if (
+            self.authenticated
+            or (self.staff and actor.is_staff)
+            or (self.superusers and actor.is_superuser)
+            or actor.user_id in self.user_ids
+            or not self.user_group_ids.isdisjoint(actor.user_group_ids)
+        ):
             return True
         return None
 

@@ -59,8 +59,11 @@ def evaluate(flag, window):
         reason = "candidate error rate"
     elif flag.guard_max_latency_ratio and numbers["latency_ratio"] >= flag.guard_max_latency_ratio:
         reason = "latency ratio"
-    if reason and trip(flag, f"{reason} over the last {numbers['sample']} comparisons: " + ", ".join(
-            f"{k}={v:.4g}" for k, v in numbers.items())):  # fmt: skip
+    if reason and trip(
+        flag,
+        f"{reason} over the last {numbers['sample']} comparisons: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()),
+    ):
         return reason
     return None
 

@@ -43,8 +43,13 @@ def values_of(flag):
 
 def record_change(flag_name, changes, reason=None):
     user, source, default_reason = _author.get()
-    FlagChange.objects.create(flag_name=flag_name, user=user, source=source, changes=changes,
-                              reason=default_reason if reason is None else reason)  # fmt: skip
+    FlagChange.objects.create(
+        flag_name=flag_name,
+        user=user,
+        source=source,
+        changes=changes,
+        reason=default_reason if reason is None else reason,
+    )
     transaction.on_commit(flags.invalidate)
 
 

@@ -18,9 +18,19 @@ from rollout.conf import get_setting
 
 logger = logging.getLogger(__name__)
 COUNTERS = (
-    "calls", "errors", "fallbacks", "comparisons", "matches", "discrepancies", "noise", "drops",
-    "cache_hits", "cache_misses", "record_failures", "guard_trips",
-)  # fmt: skip
+    "calls",
+    "errors",
+    "fallbacks",
+    "comparisons",
+    "matches",
+    "discrepancies",
+    "noise",
+    "drops",
+    "cache_hits",
+    "cache_misses",
+    "record_failures",
+    "guard_trips",
+)
 PREFIX = "rollout:metrics"
 SERIES_SAMPLES = 200  # latency samples kept per minute, query and backend
 SERIES_TTL = 25 * 3600
@@ -61,8 +71,11 @@ class LocalStore:
             bucket[1][key].extend(values[:SERIES_SAMPLES])
 
     def read_series(self, minutes):
-        return {m: ({k: dict(c) for k, c in self.series[m][0].items()}, dict(self.series[m][1]))
-                for m in minutes if m in self.series}  # fmt: skip
+        return {
+            m: ({k: dict(c) for k, c in self.series[m][0].items()}, dict(self.series[m][1]))
+            for m in minutes
+            if m in self.series
+        }
 
     def push_window(self, key, entry, size):
         window = self.windows.get(key)
@@ -104,7 +117,8 @@ class RedisStore:
         for i, member in enumerate(members):
             counts, samples = replies[2 * i], replies[2 * i + 1]
             result[tuple(member.split("|", 1))] = (
-                {k.decode(): int(v) for k, v in counts.items()}, [float(v) for v in samples]
+                {k.decode(): int(v) for k, v in counts.items()},
+                [float(v) for v in samples],
             )
         return result
 
@@ -219,7 +233,7 @@ class Metrics:
         try:
             self.store.push(counters, latencies)
             self.store.push_series(int(time.time() // 60), counters, latencies)
-        except Exception:  # noqa: BLE001 — metrics must never fail a caller
+        except Exception:
             logger.warning("metrics store unreachable; keeping counts for the next flush", exc_info=True)
             with self._lock:
                 for key, counts in counters.items():
@@ -230,15 +244,19 @@ class Metrics:
         self.flush()
         try:
             raw = self.store.read()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("metrics store unreachable; no snapshot", exc_info=True)
             return {}
         result = {}
         for key, (counts, samples) in raw.items():
             ordered = sorted(samples)
             row = {name: counts.get(name, 0) for name in COUNTERS}
-            row.update(samples=len(ordered), p50=percentile(ordered, 0.5), p95=percentile(ordered, 0.95),
-                       p99=percentile(ordered, 0.99))  # fmt: skip
+            row.update(
+                samples=len(ordered),
+                p50=percentile(ordered, 0.5),
+                p95=percentile(ordered, 0.95),
+                p99=percentile(ordered, 0.99),
+            )
             result[key] = row
         return result
 
@@ -249,7 +267,7 @@ class Metrics:
         minutes = list(range(now - minutes_back + 1, now + 1))
         try:
             raw = self.store.read_series(minutes)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("metrics store unreachable; no series", exc_info=True)
             raw = {}
         result = []
@@ -274,8 +292,10 @@ class Metrics:
     @staticmethod
     def since(before, after):
         """Counter totals added between two snapshots, summed over queries and backends."""
-        return {name: sum(row[name] for row in after.values()) - sum(row[name] for row in before.values())
-                for name in COUNTERS}  # fmt: skip
+        return {
+            name: sum(row[name] for row in after.values()) - sum(row[name] for row in before.values())
+            for name in COUNTERS
+        }
 
     def reset(self):
         with self._lock:

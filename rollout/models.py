@@ -34,14 +34,21 @@ class QueryFlag(AbstractUserFlag):
     excluded_sites = _ids("Never the candidate at these sites.")
     excluded_clients = _ids("Never the candidate for these clients.")
     percent_key = models.CharField(
-        max_length=10, choices=[(k, k) for k in PERCENT_KEYS], default="person",
+        max_length=10,
+        choices=[(k, k) for k in PERCENT_KEYS],
+        default="person",
         help_text="What the sticky percentage hashes: a person, or a whole site or client switching together.",
-    )  # fmt: skip
+    )
     shadow_percent = models.DecimalField(
-        max_digits=5, decimal_places=2, default=0, validators=[MinValueValidator(0), MaxValueValidator(100)],
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of calls (0–100) that also run the other backend off the request path and compare.",
-    )  # fmt: skip
-    fallback = models.BooleanField(default=True, help_text="When the candidate raises while serving, serve the control.")
+    )
+    fallback = models.BooleanField(
+        default=True, help_text="When the candidate raises while serving, serve the control."
+    )
     guard_window = models.PositiveIntegerField(default=200, help_text="The guard looks at the last N comparisons.")
     guard_min_sample = models.PositiveIntegerField(default=50, help_text="The guard never trips on fewer comparisons.")
     guard_max_discrepancy_rate = models.FloatField(default=0.01, help_text="Trip at this share of discrepancies.")
@@ -106,8 +113,7 @@ class Discrepancy(models.Model):
     first_seen = models.DateTimeField(auto_now_add=True, db_index=True)
     last_seen = models.DateTimeField(auto_now_add=True, db_index=True)
     status = models.CharField(max_length=20, choices=STATUSES, default="new", db_index=True)
-    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                          on_delete=models.SET_NULL)  # fmt: skip
+    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     status_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

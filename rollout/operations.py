@@ -77,8 +77,9 @@ def set_percent(query, percent, key=None, user=None, source="cli"):
 
 def set_shadow(query, percent, user=None, source="cli"):
     percent = _percentage(percent, "shadow percent")
-    return _save_each(flags_for([query]), user, source, f"shadow {percent}",
-                      lambda f: setattr(f, "shadow_percent", percent))[0]  # fmt: skip
+    return _save_each(
+        flags_for([query]), user, source, f"shadow {percent}", lambda f: setattr(f, "shadow_percent", percent)
+    )[0]
 
 
 def change_cohorts(query, add=None, remove=None, excluded=False, user=None, source="cli"):
@@ -96,8 +97,9 @@ def change_cohorts(query, add=None, remove=None, excluded=False, user=None, sour
             current = set(getattr(flag, prefix + field))
             setattr(flag, prefix + field, sorted((current | set(add.get(field, ()))) - set(remove.get(field, ()))))
 
-    return _save_each(flags_for([query]), user, source, f"cohort {prefix or ''}{', '.join(sorted(set(add) | set(remove)))}",
-                      change)[0]  # fmt: skip
+    return _save_each(
+        flags_for([query]), user, source, f"cohort {prefix or ''}{', '.join(sorted(set(add) | set(remove)))}", change
+    )[0]
 
 
 def change_cohort(query, field, add=(), remove=(), excluded=False, user=None, source="cli"):

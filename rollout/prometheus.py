@@ -18,18 +18,27 @@ class SnapshotCollector:
     def collect(self):
         snapshot = metrics.snapshot()
         for name in COUNTERS:
-            family = CounterMetricFamily(f"rollout_{name}", f"Rollout {name.replace('_', ' ')}, per query and backend",
-                                         labels=["query", "backend"])  # fmt: skip
+            family = CounterMetricFamily(
+                f"rollout_{name}",
+                f"Rollout {name.replace('_', ' ')}, per query and backend",
+                labels=["query", "backend"],
+            )
             for (query, backend), row in sorted(snapshot.items()):
                 family.add_metric([query, backend], row[name])
             yield family
-        latency = SummaryMetricFamily("rollout_latency_seconds", "Latency quantiles over the last samples",
-                                      labels=["query", "backend", "quantile"])  # fmt: skip
+        latency = SummaryMetricFamily(
+            "rollout_latency_seconds",
+            "Latency quantiles over the last samples",
+            labels=["query", "backend", "quantile"],
+        )
         for (query, backend), row in sorted(snapshot.items()):
             for quantile in ("p50", "p95", "p99"):
                 if row[quantile] is not None:
-                    latency.add_sample("rollout_latency_seconds", {"query": query, "backend": backend,
-                                       "quantile": f"0.{quantile[1:]}"}, row[quantile])  # fmt: skip
+                    latency.add_sample(
+                        "rollout_latency_seconds",
+                        {"query": query, "backend": backend, "quantile": f"0.{quantile[1:]}"},
+                        row[quantile],
+                    )
         yield latency
 
 

@@ -56,14 +56,20 @@ def write(record):
             fingerprint=record.fingerprint, defaults={"query": record.query, "flag": record.flag, "kind": record.kind}
         )
         if not created:
-            Discrepancy.objects.filter(pk=discrepancy.pk).update(occurrences=F("occurrences") + 1,
-                                                                 last_seen=timezone.now())  # fmt: skip
+            Discrepancy.objects.filter(pk=discrepancy.pk).update(
+                occurrences=F("occurrences") + 1, last_seen=timezone.now()
+            )
         DiscrepancyExample.objects.create(
-            discrepancy=discrepancy, actor=jsonable(record.actor), params=jsonable(record.params),
-            diff=jsonable(record.diff), served_backend=record.served_backend,
-            control_duration=record.control_duration, candidate_duration=record.candidate_duration,
-            control_error=record.control_error, candidate_error=record.candidate_error,
-        )  # fmt: skip
+            discrepancy=discrepancy,
+            actor=jsonable(record.actor),
+            params=jsonable(record.params),
+            diff=jsonable(record.diff),
+            served_backend=record.served_backend,
+            control_duration=record.control_duration,
+            candidate_duration=record.candidate_duration,
+            control_error=record.control_error,
+            candidate_error=record.candidate_error,
+        )
         keep = get_setting("DISCREPANCIES_PER_FINGERPRINT")
         stale = discrepancy.examples.order_by("-seen_at", "-id").values_list("pk", flat=True)[keep:]
         DiscrepancyExample.objects.filter(pk__in=list(stale)).delete()
@@ -95,7 +101,7 @@ class Recorder:
             record = self._queue.get()
             try:
                 write(record)
-            except Exception:  # noqa: BLE001 — never raised to anyone; logged and counted
+            except Exception:
                 logger.exception("could not write a discrepancy record for %s", record.query)
                 metrics.increment(record.query, record.served_backend, "record_failures")
             finally:

@@ -19,8 +19,11 @@ def serving(flag):
         return "control for everyone" + (" (guard tripped)" if flag.guard_tripped_at else " (killed)")
     if flag.everyone:
         return "candidate for everyone"
-    rules = [f"{field} {sorted(getattr(flag, field))}" for field in ("people", "people_groups", "sites", "clients")
-             if getattr(flag, field)]  # fmt: skip
+    rules = [
+        f"{field} {sorted(getattr(flag, field))}"
+        for field in ("people", "people_groups", "sites", "clients")
+        if getattr(flag, field)
+    ]
     if flag.percent:
         rules.append(f"{flag.percent:g}% by {flag.percent_key}")
     if flag.staff or flag.superusers or flag.authenticated:
@@ -29,10 +32,16 @@ def serving(flag):
 
 
 def flag_summary(flag):
-    return {"flag": flag.name, "serving": serving(flag), "percent": float(flag.percent or 0),
-            "percent_key": flag.percent_key, "shadow": float(flag.shadow_percent),
-            "guard": f"tripped {flag.guard_tripped_at:%Y-%m-%d %H:%M}: {flag.guard_reason}" if flag.guard_tripped_at
-            else "armed"}  # fmt: skip
+    return {
+        "flag": flag.name,
+        "serving": serving(flag),
+        "percent": float(flag.percent or 0),
+        "percent_key": flag.percent_key,
+        "shadow": float(flag.shadow_percent),
+        "guard": f"tripped {flag.guard_tripped_at:%Y-%m-%d %H:%M}: {flag.guard_reason}"
+        if flag.guard_tripped_at
+        else "armed",
+    }
 
 
 def status():
@@ -47,13 +56,30 @@ def status():
         compared = shadow.get("comparisons", 0) - shadow.get("noise", 0)
         rate = shadow.get("discrepancies", 0) / compared if compared > 0 else None
         if flag is None:
-            rows.append({"query": query, "serving": "control (missing flag)", "percent": 0, "shadow": 0,
-                         "calls": calls, "discrepancy_rate": rate, "guard": "-"})  # fmt: skip
+            rows.append(
+                {
+                    "query": query,
+                    "serving": "control (missing flag)",
+                    "percent": 0,
+                    "shadow": 0,
+                    "calls": calls,
+                    "discrepancy_rate": rate,
+                    "guard": "-",
+                }
+            )
             continue
         summary = flag_summary(flag)
-        rows.append({"query": query, "serving": summary["serving"], "percent": summary["percent"],
-                     "shadow": summary["shadow"], "calls": calls, "discrepancy_rate": rate,
-                     "guard": summary["guard"]})  # fmt: skip
+        rows.append(
+            {
+                "query": query,
+                "serving": summary["serving"],
+                "percent": summary["percent"],
+                "shadow": summary["shadow"],
+                "calls": calls,
+                "discrepancy_rate": rate,
+                "guard": summary["guard"],
+            }
+        )
     return rows
 
 
@@ -77,11 +103,16 @@ def history(query=None, limit=50):
     changes = FlagChange.objects.select_related("user")
     if query:
         changes = changes.filter(flag_name=flag_name(query))
-    return [{"when": c.changed_at.strftime("%Y-%m-%d %H:%M:%S"), "flag": c.flag_name,
-             "by": c.user.get_username() if c.user else c.source,
-             "changes": "; ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in c.changes.items())
-             + (f" ({c.reason})" if c.reason else "")}
-            for c in changes[:limit]]  # fmt: skip
+    return [
+        {
+            "when": c.changed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "flag": c.flag_name,
+            "by": c.user.get_username() if c.user else c.source,
+            "changes": "; ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in c.changes.items())
+            + (f" ({c.reason})" if c.reason else ""),
+        }
+        for c in changes[:limit]
+    ]
 
 
 def replay(discrepancy_id):
@@ -96,16 +127,23 @@ def replay(discrepancy_id):
     try:
         experiment = get_experiment(discrepancy.query)
     except LookupError:
-        raise OperationError(f"id: discrepancy {discrepancy_id} is of {discrepancy.query!r}, "
-                             "which is no longer registered") from None
+        raise OperationError(
+            f"id: discrepancy {discrepancy_id} is of {discrepancy.query!r}, which is no longer registered"
+        ) from None
     params = experiment.clean(example.params, parse=True)
     control, candidate = observe_both(experiment, params)
     difference = experiment.compare(control.outcome, candidate.outcome)
-    text = (f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {example.params}:\n"
-            + ("the control and the candidate now agree" if difference.equal
-               else f"they still differ: {bounded_diff(difference)}"))  # fmt: skip
-    return {"id": discrepancy_id, "agree": difference.equal, "diff": None if difference.equal else
-            bounded_diff(difference), "text": text}  # fmt: skip
+    text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {example.params}:\n" + (
+        "the control and the candidate now agree"
+        if difference.equal
+        else f"they still differ: {bounded_diff(difference)}"
+    )
+    return {
+        "id": discrepancy_id,
+        "agree": difference.equal,
+        "diff": None if difference.equal else bounded_diff(difference),
+        "text": text,
+    }
 
 
 def purge(older_than_days):

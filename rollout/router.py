@@ -57,8 +57,9 @@ def _serve(experiment, decision, state, params, actor):
     else:
         served = Observation.of(decision.backend, experiment.run, decision.backend, params)
     if served.raised and decision.role == "candidate" and state.fallback:
-        logger.warning("candidate %s of %s raised %r; serving the control", decision.backend, decision.query,
-                       served.exception)  # fmt: skip
+        logger.warning(
+            "candidate %s of %s raised %r; serving the control", decision.backend, decision.query, served.exception
+        )
         metrics.increment(decision.query, decision.backend, "fallbacks")
         failed = served
         decision = decision.with_fallback(get_setting("CONTROL_BACKEND"))
@@ -78,8 +79,9 @@ def dispatch(query_name, *, actor=None, **params):
     if served.raised:
         metrics.increment(query_name, decision.backend, "errors")
     if served.duration >= get_setting("SLOW_CALL_SECONDS"):
-        logger.warning("slow call: %s on %s took %.3f s (params %s)", query_name, decision.backend,
-                       served.duration, cleaned)  # fmt: skip
+        logger.warning(
+            "slow call: %s on %s took %.3f s (params %s)", query_name, decision.backend, served.duration, cleaned
+        )
     if decision.shadow:
         shadow.submit(experiment, decision, cleaned, served, actor)
     _last_decision.set(decision)

@@ -35,8 +35,10 @@ def observe_both(experiment, params):
     """(control, candidate) observations in one snapshot."""
     control, candidate = get_setting("CONTROL_BACKEND"), get_setting("CANDIDATE_BACKEND")
     with registry().snapshot():
-        return (Observation.of(control, _isolated, experiment, control, params),
-                Observation.of(candidate, _isolated, experiment, candidate, params))  # fmt: skip
+        return (
+            Observation.of(control, _isolated, experiment, control, params),
+            Observation.of(candidate, _isolated, experiment, candidate, params),
+        )
 
 
 def error_text(observation):
@@ -79,11 +81,19 @@ def bounded_diff(difference, limit=None):
 def build_record(experiment, decision, params, control, candidate, difference, actor, kind=None):
     kind = kind or classify(control, candidate, difference)
     return Record(
-        query=decision.query, flag=decision.flag, kind=kind, signature=signature(kind, difference),
-        actor=actor.ids() if actor is not None else {}, params=params, diff=bounded_diff(difference),
-        served_backend=decision.backend, control_duration=control.duration, candidate_duration=candidate.duration,
-        control_error=error_text(control), candidate_error=error_text(candidate),
-    )  # fmt: skip
+        query=decision.query,
+        flag=decision.flag,
+        kind=kind,
+        signature=signature(kind, difference),
+        actor=actor.ids() if actor is not None else {},
+        params=params,
+        diff=bounded_diff(difference),
+        served_backend=decision.backend,
+        control_duration=control.duration,
+        candidate_duration=candidate.duration,
+        control_error=error_text(control),
+        candidate_error=error_text(candidate),
+    )
 
 
 def _still_cached(experiment, decision, params, fresh):
@@ -117,8 +127,9 @@ def compare(experiment, decision, params, served, actor):
     record = build_record(experiment, decision, params, control, candidate, difference, actor)
     metrics.increment(decision.query, get_setting("CANDIDATE_BACKEND"), "discrepancies")
     recorder.submit(record)
-    guard.observe(decision.flag, discrepancy=True, candidate_error=candidate.raised, control=control,
-                  candidate=candidate)  # fmt: skip
+    guard.observe(
+        decision.flag, discrepancy=True, candidate_error=candidate.raised, control=control, candidate=candidate
+    )
     return record
 
 
@@ -171,7 +182,7 @@ class ShadowExecutor:
             task = tasks.get()
             try:
                 task()
-            except Exception:  # noqa: BLE001 — shadow work never reaches a caller
+            except Exception:
                 logger.exception("shadow comparison failed")
             finally:
                 close_old_connections()
@@ -188,5 +199,6 @@ executor = ShadowExecutor()
 
 
 def submit(experiment, decision, params, served, actor):
-    return executor.submit(lambda: compare(experiment, decision, params, served, actor), decision.query,
-                           get_setting("CANDIDATE_BACKEND"))  # fmt: skip
+    return executor.submit(
+        lambda: compare(experiment, decision, params, served, actor), decision.query, get_setting("CANDIDATE_BACKEND")
+    )

@@ -28,15 +28,17 @@ def bu(parent=SENTINEL, kind="SITE", **fields):
     code = fields.pop("bucode", f"BU{next(_codes)}")
     identifier = typeassist(kind) if kind else None
     parent_id = parent.id if isinstance(parent, m.BusinessUnit) else parent
-    return m.BusinessUnit.objects.create(bucode=code, buname=fields.pop("buname", code), identifier=identifier,
-                                         parent_id=parent_id, **fields)  # fmt: skip
+    return m.BusinessUnit.objects.create(
+        bucode=code, buname=fields.pop("buname", code), identifier=identifier, parent_id=parent_id, **fields
+    )
 
 
 def person(client=None, site=None, groups="", **fields):
     extras = fields.pop("people_extras", {"assignsitegroup": groups} if groups is not None else {})
     code = f"P{next(_codes)}"
-    return m.People.objects.create(peoplecode=code, peoplename=code, client=client, bu=site, people_extras=extras,
-                                   **fields)  # fmt: skip
+    return m.People.objects.create(
+        peoplecode=code, peoplename=code, client=client, bu=site, people_extras=extras, **fields
+    )
 
 
 def group(client=None, kind="PEOPLEGROUP"):
@@ -63,8 +65,9 @@ def asset(site, **fields):
 
 
 def questionset(site, includes, name="Checklist", parent=SENTINEL, **fields):
-    return m.QuestionSet.objects.create(qsetname=name, type="CHECKLIST", parent_id=parent, bu=site,
-                                        assetincludes=[str(i) for i in includes], **fields)  # fmt: skip
+    return m.QuestionSet.objects.create(
+        qsetname=name, type="CHECKLIST", parent_id=parent, bu=site, assetincludes=[str(i) for i in includes], **fields
+    )
 
 
 def capability(parent=None, cfor="WEB", code=None):

@@ -10,11 +10,25 @@ from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG_DEFAULTS = {
-    "everyone": None, "percent": 0, "percent_key": "person", "people": [], "people_groups": [], "sites": [],
-    "clients": [], "excluded_people": [], "excluded_people_groups": [], "excluded_sites": [],
-    "excluded_clients": [], "shadow_percent": 0, "fallback": True, "superusers": False, "staff": False,
-    "authenticated": False, "guard_tripped_at": None, "guard_reason": "",
-}  # fmt: skip
+    "everyone": None,
+    "percent": 0,
+    "percent_key": "person",
+    "people": [],
+    "people_groups": [],
+    "sites": [],
+    "clients": [],
+    "excluded_people": [],
+    "excluded_people_groups": [],
+    "excluded_sites": [],
+    "excluded_clients": [],
+    "shadow_percent": 0,
+    "fallback": True,
+    "superusers": False,
+    "staff": False,
+    "authenticated": False,
+    "guard_tripped_at": None,
+    "guard_reason": "",
+}
 
 
 def committed(function, *args, **kwargs):
@@ -60,8 +74,15 @@ def python_process(code):
     """A separate Django process on the test database and the same cache, reading code from -c."""
     prelude = "import django, os, sys, time\ndjango.setup()\n"
     environ = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "settings"}
-    return subprocess.Popen([sys.executable, "-c", prelude + code], cwd=ROOT, env=environ, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", prelude + code],
+        cwd=ROOT,
+        env=environ,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def run_in_process(code, cleanup, timeout=300):

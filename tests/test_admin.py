@@ -13,12 +13,28 @@ from rollout.models import Discrepancy, FlagChange, QueryFlag
 
 pytestmark = pytest.mark.django_db
 FORM = {
-    "name": "orm.bu_list", "note": "bu_list", "everyone": "unknown", "percent": "0", "percent_key": "person",
-    "shadow_percent": "0", "fallback": "on", "guard_window": "200", "guard_min_sample": "50",
-    "guard_max_discrepancy_rate": "0.01", "guard_max_error_rate": "0.05", "guard_max_latency_ratio": "3.0",
-    "people": "", "people_groups": "", "sites": "5,6", "clients": "", "excluded_people": "",
-    "excluded_people_groups": "", "excluded_sites": "", "excluded_clients": "", "users": "",
-}  # fmt: skip
+    "name": "orm.bu_list",
+    "note": "bu_list",
+    "everyone": "unknown",
+    "percent": "0",
+    "percent_key": "person",
+    "shadow_percent": "0",
+    "fallback": "on",
+    "guard_window": "200",
+    "guard_min_sample": "50",
+    "guard_max_discrepancy_rate": "0.01",
+    "guard_max_error_rate": "0.05",
+    "guard_max_latency_ratio": "3.0",
+    "people": "",
+    "people_groups": "",
+    "sites": "5,6",
+    "clients": "",
+    "excluded_people": "",
+    "excluded_people_groups": "",
+    "excluded_sites": "",
+    "excluded_clients": "",
+    "users": "",
+}
 
 
 def flag_url(flag, action="change"):
@@ -74,8 +90,13 @@ def test_kill_action_sends_the_selected_flags_back(admin_client, admin_user, bu_
 @pytest.fixture
 def recorded(monkeypatch, no_discrepancies):
     definition = REGISTRY.get("bu_list")
-    monkeypatch.setitem(REGISTRY._definitions, "bu_list", dataclasses.replace(
-        definition, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[:-1]))
+    monkeypatch.setitem(
+        REGISTRY._definitions,
+        "bu_list",
+        dataclasses.replace(
+            definition, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[:-1]
+        ),
+    )
     operations.set_shadow("bu_list", 100)
     flags.invalidate()
     rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
@@ -102,7 +123,9 @@ def test_discrepancy_details_need_the_view_permission(client, recorded):
 
 
 def test_bulk_acknowledge_records_who(admin_client, admin_user, recorded):
-    admin_client.post(reverse("admin:rollout_discrepancy_changelist"),
-                      {"action": "mark_acknowledged", "_selected_action": [recorded.pk]})  # fmt: skip
+    admin_client.post(
+        reverse("admin:rollout_discrepancy_changelist"),
+        {"action": "mark_acknowledged", "_selected_action": [recorded.pk]},
+    )
     recorded.refresh_from_db()
     assert recorded.status == "acknowledged" and recorded.status_changed_by == admin_user

@@ -28,15 +28,27 @@ def world():
     person = m.People.objects.filter(loginid__isnull=False, client_id__isnull=False, bu_id__gt=0).order_by("id").first()
     own = person.client_id
     other = m.BusinessUnit.objects.filter(parent_id=-1).exclude(id=own).order_by("id").first().id
-    site = {c: m.BusinessUnit.objects.filter(parent_id=c, identifier__tacode="SITE").first()
-            or m.BusinessUnit.objects.filter(parent__parent_id=c, identifier__tacode="SITE").first() for c in (own, other)}
+    site = {
+        c: m.BusinessUnit.objects.filter(parent_id=c, identifier__tacode="SITE").first()
+        or m.BusinessUnit.objects.filter(parent__parent_id=c, identifier__tacode="SITE").first()
+        for c in (own, other)
+    }
     asset = {c: m.Asset.objects.filter(client_id=c).first() for c in (own, other)}
     caps = {c: m.Capability.objects.filter(client_id=c, cfor="WEB", parent=None).first() for c in (own, other)}
     qsets = {c: m.QuestionSet.objects.filter(client_id=c).first() for c in (own, other)}
     user = User.objects.create_user(person.loginid, password="pw")
     other_person = m.People.objects.filter(client_id=other).first()
-    return {"person": person, "own": own, "other": other, "site": site, "asset": asset, "caps": caps,
-            "user": user, "other_person": other_person, "qsets": qsets}  # fmt: skip
+    return {
+        "person": person,
+        "own": own,
+        "other": other,
+        "site": site,
+        "asset": asset,
+        "caps": caps,
+        "user": user,
+        "other_person": other_person,
+        "qsets": qsets,
+    }
 
 
 def params_for(w, client):
@@ -46,8 +58,13 @@ def params_for(w, client):
     return {
         "job_needs": {"people_id": person, "bu_id": site, "client_id": client},
         "external_tour_job_needs": {"people_id": person, "bu_id": site, "client_id": client},
-        "schedule_for_adhoc": {"plandatetime": datetime.now(UTC).isoformat(), "bu_id": site, "people_id": person,
-                               "asset_id": asset.id, "questionset_id": w["qsets"][client].id},
+        "schedule_for_adhoc": {
+            "plandatetime": datetime.now(UTC).isoformat(),
+            "bu_id": site,
+            "people_id": person,
+            "asset_id": asset.id,
+            "questionset_id": w["qsets"][client].id,
+        },
         "bu_list": {"bu_id": client, "fmt": "array"},
         "bulist_by_identifier": {"bu_id": client},
         "sites_list_web": {"client_id": client, "people_id": person},
@@ -79,9 +96,14 @@ def test_token_and_session_auth_serve_through_the_router_and_name_the_backend(cl
 def test_unknown_query_is_404_and_bad_parameters_are_400_naming_them(client, world):
     client.login(username=world["user"].username, password="pw")
     assert client.get(url("nope")).status_code == 404
-    for params, name in (({"bu_id": "x"}, "bu_id"), ({}, "bu_id"), ({"bu_id": 1, "fmt": "xml"}, "fmt"),
-                         ({"bu_id": 2**70}, "bu_id"), ({"bu_id": 1, "extra": 1}, "extra"),
-                         ({"bu_id": "1\x00"}, "bu_id")):  # fmt: skip
+    for params, name in (
+        ({"bu_id": "x"}, "bu_id"),
+        ({}, "bu_id"),
+        ({"bu_id": 1, "fmt": "xml"}, "fmt"),
+        ({"bu_id": 2**70}, "bu_id"),
+        ({"bu_id": 1, "extra": 1}, "extra"),
+        ({"bu_id": "1\x00"}, "bu_id"),
+    ):
         response = client.get(url("bu_list", **params))
         assert response.status_code == 400, params
         assert response.json()["parameter"] == name and name in response.json()["error"]
@@ -111,8 +133,9 @@ def test_staff_with_the_permission_may_ask_about_any_client(client, world):
 
 
 def test_legacy_data_errors_are_422_not_500(client, world):
-    broken = m.People.objects.create(peoplecode="X", peoplename="X", client_id=world["own"],
-                                     people_extras={"assignsitegroup": "1 x"})  # fmt: skip
+    broken = m.People.objects.create(
+        peoplecode="X", peoplename="X", client_id=world["own"], people_extras={"assignsitegroup": "1 x"}
+    )
     client.login(username=world["user"].username, password="pw")
     response = client.get(url("sites_list_web", client_id=world["own"], people_id=broken.id))
     assert response.status_code == 422 and response.json()["kind"] == "legacy_data"

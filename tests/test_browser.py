@@ -35,17 +35,31 @@ def server():
         User.objects.filter(username="browser").delete()
         User.objects.create_superuser("browser", password="browser-pw")
         Discrepancy.objects.all().delete()
-        return write(Record(query="bu_list", flag="orm.bu_list", kind="mismatch", signature="value",
-                            actor={"person_id": 1}, params={"bu_id": 1, "up": True, "down": True, "fmt": "text"},
-                            diff={"value": ["1 2 3", "1 2"], "missing": [], "extra": [], "changed": [], "cut": {}},
-                            served_backend="pg", control_duration=0.001, candidate_duration=0.002)).id  # fmt: skip
+        return write(
+            Record(
+                query="bu_list",
+                flag="orm.bu_list",
+                kind="mismatch",
+                signature="value",
+                actor={"person_id": 1},
+                params={"bu_id": 1, "up": True, "down": True, "fmt": "text"},
+                diff={"value": ["1 2 3", "1 2"], "missing": [], "extra": [], "changed": [], "cut": {}},
+                served_backend="pg",
+                control_duration=0.001,
+                candidate_duration=0.002,
+            )
+        ).id
 
     discrepancy = committed(prepare)
     port = free_port()
     environ = {**os.environ, "DATABASE_URL": database_url(), "DEBUG": "false"}
-    process = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload",
-                                "--insecure"], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -72,9 +86,17 @@ def test_an_operator_logs_in_toggles_a_cohort_reads_the_dashboard_and_a_diff(ser
     base, discrepancy = server
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{base}/admin/login/")
         page.fill("#id_username", "browser")

@@ -33,7 +33,8 @@ WRITES = {
     "delete": lambda root: m.Capability.objects.filter(parent=root).first().delete(),
     "bulk_create": lambda root: m.Capability.objects.bulk_create([m.Capability(capscode="B", parent=root, cfor="WEB")]),
     "bulk_update": lambda root: m.Capability.objects.bulk_update(
-        [renamed(c) for c in m.Capability.objects.filter(parent=root)], ["capscode"]),
+        [renamed(c) for c in m.Capability.objects.filter(parent=root)], ["capscode"]
+    ),
     "queryset update": lambda root: m.Capability.objects.filter(parent=root).update(capscode="UPDATED"),
     "queryset delete": lambda root: m.Capability.objects.filter(parent=root).delete(),
 }
@@ -82,9 +83,13 @@ def test_queries_that_read_now_are_never_cached():
 
 
 def test_an_unreachable_redis_makes_the_cache_a_no_op(settings):
-    settings.CACHES = {"default": {
-        "BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05, "IGNORE_EXCEPTIONS": True}}}  # fmt: skip
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05, "IGNORE_EXCEPTIONS": True},
+        }
+    }
     definition = REGISTRY.get("bu_list")
     params = definition.clean({"bu_id": 1, "fmt": "array"})
     expected = definition.run("pg", params)
@@ -128,21 +133,29 @@ def test_job_needs_for_many_people_costs_two_queries(django_assert_num_queries):
     site = bu(parent=client)
     people = [person(client, site) for _ in range(25)]
     with django_assert_num_queries(2):
-        answers = REGISTRY.get("job_needs").run_many("orm", "people_id", [p.id for p in people],
-                                                     {"bu_id": site.id, "client_id": client.id})
+        answers = REGISTRY.get("job_needs").run_many(
+            "orm", "people_id", [p.id for p in people], {"bu_id": site.id, "client_id": client.id}
+        )
     assert set(answers) == {p.id for p in people}
 
 
 def test_dispatch_many_answers_like_one_call_per_person():
     from query_backends.models import JobNeed
 
-    row = JobNeed.objects.filter(people_id__gt=0, bu_id__isnull=False, identifier="TASK",
-                                 plandatetime__gte=datetime.now(UTC) - timedelta(hours=12)).first()  # fmt: skip
-    people = sorted({row.people_id, *m.People.objects.filter(client_id=row.client_id).values_list("id", flat=True)[:30]})
+    row = JobNeed.objects.filter(
+        people_id__gt=0,
+        bu_id__isnull=False,
+        identifier="TASK",
+        plandatetime__gte=datetime.now(UTC) - timedelta(hours=12),
+    ).first()
+    people = sorted(
+        {row.people_id, *m.People.objects.filter(client_id=row.client_id).values_list("id", flat=True)[:30]}
+    )
     operations.enable(["job_needs"])
     flags.invalidate()
-    many = rollout.dispatch_many("job_needs", actor=ALICE, vary="people_id", values=people, bu_id=row.bu_id,
-                                 client_id=row.client_id)  # fmt: skip
+    many = rollout.dispatch_many(
+        "job_needs", actor=ALICE, vary="people_id", values=people, bu_id=row.bu_id, client_id=row.client_id
+    )
     assert rollout.last_decision().backend == "orm"
     definition = REGISTRY.get("job_needs")
     for person_id in people:
@@ -151,10 +164,12 @@ def test_dispatch_many_answers_like_one_call_per_person():
     assert any(many.values())
 
 
-def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(django_assert_num_queries,
-                                                                        django_capture_on_commit_callbacks):
-    from query_backends.actors import resolve_user
+def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(
+    django_assert_num_queries, django_capture_on_commit_callbacks
+):
     from django.contrib.auth.models import User
+
+    from query_backends.actors import resolve_user
 
     with django_capture_on_commit_callbacks(execute=True):
         client = bu(kind="CLIENT")

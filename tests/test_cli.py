@@ -65,17 +65,20 @@ def test_clear_guard_forgets_a_trip():
     assert f.guard_tripped_at is None and f.guard_reason == "" and f.everyone is False
 
 
-@pytest.mark.parametrize("args,message", [
-    (["enable", "nope"], "unknown query nope"),
-    (["kill", "bu_list", "nope"], "unknown query nope"),
-    (["percent", "bu_list", "abc"], "percent: 'abc' is not a number"),
-    (["percent", "bu_list", "100"], "rollout enable"),
-    (["percent", "bu_list", "-1"], "not between 0 and"),
-    (["shadow", "bu_list", "101"], "not between 0 and 100"),
-    (["cohort", "bu_list"], "give at least one id"),
-    (["replay", "999999"], "no discrepancy 999999"),
-    (["purge", "--older-than", "-1"], "DAYS must be 0 or more"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["enable", "nope"], "unknown query nope"),
+        (["kill", "bu_list", "nope"], "unknown query nope"),
+        (["percent", "bu_list", "abc"], "percent: 'abc' is not a number"),
+        (["percent", "bu_list", "100"], "rollout enable"),
+        (["percent", "bu_list", "-1"], "not between 0 and"),
+        (["shadow", "bu_list", "101"], "not between 0 and 100"),
+        (["cohort", "bu_list"], "give at least one id"),
+        (["replay", "999999"], "no discrepancy 999999"),
+        (["purge", "--older-than", "-1"], "DAYS must be 0 or more"),
+    ],
+)
 def test_bad_requests_are_one_line_errors(args, message):
     with pytest.raises(CommandError, match=message):
         rollout(*args)

@@ -20,8 +20,15 @@ def test_the_demo_rolls_out_stage_by_stage_and_the_guard_catches_the_broken_twin
         cleanup=forget_demo,
     )
     assert code == 0, err[-3000:]
-    for stage in ("1. PostgreSQL only", "2. shadow 100 %", "3. ORM for one site", "4. ORM for 10 %",
-                  "5. ORM for 50 %", "6. ORM for everyone", "7. a broken twin"):
+    for stage in (
+        "1. PostgreSQL only",
+        "2. shadow 100 %",
+        "3. ORM for one site",
+        "4. ORM for 10 %",
+        "5. ORM for 50 %",
+        "6. ORM for everyone",
+        "7. a broken twin",
+    ):
         assert stage in out
     real_stages = out.split("7. a broken twin")[0]
     counts = [int(n) for n in re.findall(r"discrepancies\s+(\d+)", real_stages)]

@@ -12,8 +12,14 @@ T = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
 def test_numbers_by_value_timestamps_as_instants_json_by_value():
     control = [{"id": 1, "n": Decimal("1.50"), "at": T, "info": {"a": [1, 2]}}]
-    candidate = [{"id": 1, "n": Decimal("1.5"), "at": T.astimezone(timezone(timedelta(hours=5, minutes=30))),
-                  "info": {"a": [1, 2]}}]  # fmt: skip
+    candidate = [
+        {
+            "id": 1,
+            "n": Decimal("1.5"),
+            "at": T.astimezone(timezone(timedelta(hours=5, minutes=30))),
+            "info": {"a": [1, 2]},
+        }
+    ]
     assert compare(control, candidate).equal
 
 

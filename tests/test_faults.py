@@ -19,9 +19,13 @@ from tests.rollout_helpers import committed
 
 pytestmark = pytest.mark.django_db
 ALICE = Actor(person_id=1, client_id=1, site_id=1)
-DEAD_REDIS = {"default": {
-    "BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
-    "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05, "IGNORE_EXCEPTIONS": True}}}  # fmt: skip
+DEAD_REDIS = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05, "IGNORE_EXCEPTIONS": True},
+    }
+}
 
 
 def expected(query, **params):
@@ -62,9 +66,11 @@ def reinstall(name):
 def test_a_dropped_legacy_function_is_named_and_the_twin_keeps_serving():
     committed(drop, "fn_get_web_caps")
     try:
-        with pytest.raises(LegacyFunctionMissing, match=r"fn_get_web_caps.*migrate query_backends"):
-            with transaction.atomic():
-                rollout.dispatch("web_capabilities", root_id=1)
+        with (
+            pytest.raises(LegacyFunctionMissing, match=r"fn_get_web_caps.*migrate query_backends"),
+            transaction.atomic(),
+        ):
+            rollout.dispatch("web_capabilities", root_id=1)
         operations.enable(["web_capabilities"])
         operations.set_shadow("web_capabilities", 100)
         flags.invalidate()

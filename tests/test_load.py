@@ -8,7 +8,6 @@ from django.conf import settings
 from rollout.models import Discrepancy
 from tests.rollout_helpers import reset_flags, run_in_process
 
-
 RECORDED = {}
 
 
@@ -21,7 +20,7 @@ def forget():
 @pytest.mark.django_db
 def test_a_short_load_in_every_mode_has_no_errors_and_no_discrepancies(tmp_path, no_discrepancies):
     report_path = tmp_path / "load.json"
-    code, out, err = run_in_process(
+    code, _out, err = run_in_process(
         "from django.core.management import call_command\n"
         f"call_command('loadtest', seconds=3, clients=8, workers=2, json_path={str(report_path)!r})\n",
         cleanup=forget,

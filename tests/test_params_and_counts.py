@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 
 import query_backends
 from query_backends.errors import InvalidQueryParams, UnknownQuery
-from query_backends.registry import REGISTRY
 from query_backends.models import SitePeople
+from query_backends.registry import REGISTRY
 from tests.legacy_world import asset, bu, capability, db_now, group, jobneed, member, person, questionset
 
 pytestmark = pytest.mark.django_db
@@ -90,10 +90,16 @@ def busy_site():
 
 
 EXPECTED_QUERIES = {
-    "job_needs": 2, "external_tour_job_needs": 2, "schedule_for_adhoc": 1, "bu_list": 2,
-    "bulist_by_identifier": 1, "sites_list_web": 2, "asset_questionsets": 1, "asset_details": 2,
+    "job_needs": 2,
+    "external_tour_job_needs": 2,
+    "schedule_for_adhoc": 1,
+    "bu_list": 2,
+    "bulist_by_identifier": 1,
+    "sites_list_web": 2,
+    "asset_questionsets": 1,
+    "asset_details": 2,
     "web_capabilities": 1,
-}  # fmt: skip
+}
 
 
 def test_each_twin_costs_a_fixed_number_of_queries(busy_site, django_assert_num_queries):
@@ -101,15 +107,20 @@ def test_each_twin_costs_a_fixed_number_of_queries(busy_site, django_assert_num_
     params = {
         "job_needs": {"people_id": worker.id, "bu_id": site.id, "client_id": client.id},
         "external_tour_job_needs": {"people_id": worker.id, "bu_id": site.id, "client_id": client.id},
-        "schedule_for_adhoc": {"plandatetime": db_now(), "bu_id": site.id, "people_id": worker.id,
-                               "asset_id": thing.id, "questionset_id": qset.id},
+        "schedule_for_adhoc": {
+            "plandatetime": db_now(),
+            "bu_id": site.id,
+            "people_id": worker.id,
+            "asset_id": thing.id,
+            "questionset_id": qset.id,
+        },
         "bu_list": {"bu_id": client.id, "fmt": "jsonb"},
         "bulist_by_identifier": {"bu_id": client.id},
         "sites_list_web": {"client_id": client.id, "people_id": worker.id},
         "asset_questionsets": {"site_id": site.id, "asset_id": str(thing.id), "type": "name"},
         "asset_details": {"mdtz": NOW, "site_id": site.id},
         "web_capabilities": {"root_id": menu.id},
-    }  # fmt: skip
+    }
     assert set(params) == set(REGISTRY.names())
     for name, kwargs in params.items():
         with django_assert_num_queries(EXPECTED_QUERIES[name]):
@@ -128,12 +139,15 @@ def test_run_query_command_prints_json(busy_site, capsys):
     assert json.loads(capsys.readouterr().out)[0] == client.id
 
 
-@pytest.mark.parametrize("args,message", [
-    (["bu_list", "--backend", "pg", "--param", "bu_id=abc"], "'bu_id': 'abc' is not an integer"),
-    (["bu_list", "--backend", "pg", "--param", "bu_id"], "expected key=value"),
-    (["nope", "--backend", "pg"], "unknown query 'nope'"),
-    (["asset_details", "--backend", "orm", "--param", "site_id=1", "--param", "mdtz=2024-01-01"], "naive"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["bu_list", "--backend", "pg", "--param", "bu_id=abc"], "'bu_id': 'abc' is not an integer"),
+        (["bu_list", "--backend", "pg", "--param", "bu_id"], "expected key=value"),
+        (["nope", "--backend", "pg"], "unknown query 'nope'"),
+        (["asset_details", "--backend", "orm", "--param", "site_id=1", "--param", "mdtz=2024-01-01"], "naive"),
+    ],
+)
 def test_run_query_command_errors_are_messages(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("run_query", *args)

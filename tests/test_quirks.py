@@ -8,8 +8,20 @@ from django.db import connection
 from query_backends.errors import LegacyDataError
 from query_backends.models import SitePeople
 from tests.legacy_world import (
-    SENTINEL, agreed, asset, both, bu, capability, db_now, group, ids, jobneed, member, person, questionset,
-)  # fmt: skip
+    SENTINEL,
+    agreed,
+    asset,
+    both,
+    bu,
+    capability,
+    db_now,
+    group,
+    ids,
+    jobneed,
+    member,
+    person,
+    questionset,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,8 +50,12 @@ def test_job_needs_involvement_by_people_cuser_muser_or_group_but_never_the_sent
     member(team.id, worker.id)
     member(SENTINEL, worker.id)
     member(None, worker.id)
-    involved = [jobneed(site, site.parent, people=worker), jobneed(site, site.parent, cuser=worker, people=other),
-                jobneed(site, site.parent, muser=worker, people=other), jobneed(site, site.parent, pgroup=team)]
+    involved = [
+        jobneed(site, site.parent, people=worker),
+        jobneed(site, site.parent, cuser=worker, people=other),
+        jobneed(site, site.parent, muser=worker, people=other),
+        jobneed(site, site.parent, pgroup=team),
+    ]
     jobneed(site, site.parent, pgroup_id=SENTINEL, people=other)
     jobneed(site, site.parent, pgroup=None, people=other)
     assert job_needs(worker, site) == sorted(j.id for j in involved)
@@ -50,14 +66,33 @@ def test_job_needs_local_plan_date_uses_ctzoffset_at_the_day_edges(site):
     midnight = db_now().replace(hour=0, minute=0, second=0, microsecond=0)
     old = midnight - timedelta(days=3)
     # Local date = date of (plandatetime + ctzoffset minutes) in UTC; the window is long past for all of them.
-    tonight_east = jobneed(site, site.parent, people=worker, plandatetime=midnight - timedelta(minutes=300),
-                           expirydatetime=old, ctzoffset=330)  # local 00:30 today → in
-    jobneed(site, site.parent, people=worker, plandatetime=midnight + timedelta(minutes=100),
-                             expirydatetime=old, ctzoffset=-120)  # local 23:40 yesterday → out
-    day_after = jobneed(site, site.parent, people=worker, plandatetime=midnight + timedelta(days=2, minutes=-1),
-                        expirydatetime=old, ctzoffset=0)  # local 23:59 tomorrow → in
-    jobneed(site, site.parent, people=worker, plandatetime=midnight, expirydatetime=old,
-                            ctzoffset=-1)  # 23:59 yesterday → out
+    tonight_east = jobneed(
+        site,
+        site.parent,
+        people=worker,
+        plandatetime=midnight - timedelta(minutes=300),
+        expirydatetime=old,
+        ctzoffset=330,
+    )  # local 00:30 today → in
+    jobneed(
+        site,
+        site.parent,
+        people=worker,
+        plandatetime=midnight + timedelta(minutes=100),
+        expirydatetime=old,
+        ctzoffset=-120,
+    )  # local 23:40 yesterday → out
+    day_after = jobneed(
+        site,
+        site.parent,
+        people=worker,
+        plandatetime=midnight + timedelta(days=2, minutes=-1),
+        expirydatetime=old,
+        ctzoffset=0,
+    )  # local 23:59 tomorrow → in
+    jobneed(
+        site, site.parent, people=worker, plandatetime=midnight, expirydatetime=old, ctzoffset=-1
+    )  # 23:59 yesterday → out
     jobneed(site, site.parent, people=worker, plandatetime=midnight + timedelta(days=2), expirydatetime=old)
     assert job_needs(worker, site) == sorted([tonight_east.id, day_after.id])
 
@@ -66,8 +101,13 @@ def test_job_needs_window_spanning_now_counts_whatever_the_plan_date(site):
     worker = person(site.parent, site)
     now = db_now()
     spanning = jobneed(site, site.parent, people=worker, plandatetime=now - timedelta(days=5), expirydatetime=now)
-    jobneed(site, site.parent, people=worker, plandatetime=now - timedelta(days=5),
-            expirydatetime=now - timedelta(microseconds=1))
+    jobneed(
+        site,
+        site.parent,
+        people=worker,
+        plandatetime=now - timedelta(days=5),
+        expirydatetime=now - timedelta(microseconds=1),
+    )
     jobneed(site, site.parent, people=worker, plandatetime=None, expirydatetime=None)
     assert job_needs(worker, site) == [spanning.id]
 
@@ -99,12 +139,24 @@ def test_adhoc_earliest_open_plan_wins_ties_by_lower_id_and_null_status_is_left_
     autoclosed = jobneed(site, site.parent, plandatetime=now - timedelta(minutes=40), jobstatus="AUTOCLOSED", **common)
     first = jobneed(site, site.parent, plandatetime=now - timedelta(minutes=30), **common)
     jobneed(site, site.parent, plandatetime=now - timedelta(minutes=30), **common)
-    rows = agreed("schedule_for_adhoc", plandatetime=now, bu_id=site.id, people_id=worker.id,
-                  asset_id=thing.id, questionset_id=qset.id)  # fmt: skip
+    rows = agreed(
+        "schedule_for_adhoc",
+        plandatetime=now,
+        bu_id=site.id,
+        people_id=worker.id,
+        asset_id=thing.id,
+        questionset_id=qset.id,
+    )
     assert [row["jobneedid"] for row in rows] == [autoclosed.id]
     autoclosed.delete()
-    rows = agreed("schedule_for_adhoc", plandatetime=now, bu_id=site.id, people_id=worker.id,
-                  asset_id=thing.id, questionset_id=qset.id)  # fmt: skip
+    rows = agreed(
+        "schedule_for_adhoc",
+        plandatetime=now,
+        bu_id=site.id,
+        people_id=worker.id,
+        asset_id=thing.id,
+        questionset_id=qset.id,
+    )
     assert [row["jobneedid"] for row in rows] == [first.id]
 
 
@@ -113,13 +165,31 @@ def test_adhoc_window_edges_are_inclusive_and_gracetime_extends_the_start(site):
     thing = asset(site)
     qset = questionset(site, [thing.id])
     plan = db_now() + timedelta(days=1)
-    row = jobneed(site, site.parent, people=worker, asset=thing, qset=qset, gracetime=15, plandatetime=plan,
-                  expirydatetime=plan + timedelta(hours=1))  # fmt: skip
+    row = jobneed(
+        site,
+        site.parent,
+        people=worker,
+        asset=thing,
+        qset=qset,
+        gracetime=15,
+        plandatetime=plan,
+        expirydatetime=plan + timedelta(hours=1),
+    )
     found = {}
-    for label, moment in {"before": plan - timedelta(minutes=15, microseconds=1), "start": plan - timedelta(minutes=15),
-                          "end": plan + timedelta(hours=1), "after": plan + timedelta(hours=1, microseconds=1)}.items():
-        rows = agreed("schedule_for_adhoc", plandatetime=moment, bu_id=site.id, people_id=worker.id,
-                      asset_id=thing.id, questionset_id=qset.id)  # fmt: skip
+    for label, moment in {
+        "before": plan - timedelta(minutes=15, microseconds=1),
+        "start": plan - timedelta(minutes=15),
+        "end": plan + timedelta(hours=1),
+        "after": plan + timedelta(hours=1, microseconds=1),
+    }.items():
+        rows = agreed(
+            "schedule_for_adhoc",
+            plandatetime=moment,
+            bu_id=site.id,
+            people_id=worker.id,
+            asset_id=thing.id,
+            questionset_id=qset.id,
+        )
         found[label] = [r["jobneedid"] for r in rows]
     assert found == {"before": [], "start": [row.id], "end": [row.id], "after": []}
 
@@ -177,8 +247,11 @@ def test_sites_list_web_non_admin_sees_group_sites_and_current_assignments_only(
     member(sitegroup.id, site=disabled)
     worker = person(client, groups=f"{sitegroup.id} {SENTINEL}")
     today = db_now().date()
-    for s, start, end in ((current, today, today), (expired, date(2000, 1, 1), today - timedelta(days=1)),
-                          (future, today + timedelta(days=1), today + timedelta(days=9))):
+    for s, start, end in (
+        (current, today, today),
+        (expired, date(2000, 1, 1), today - timedelta(days=1)),
+        (future, today + timedelta(days=1), today + timedelta(days=9)),
+    ):
         SitePeople.objects.create(people=worker, bu=s, client=client, fromdt=start, uptodt=end)
     rows = agreed("sites_list_web", client_id=client.id, people_id=worker.id)
     assert ids(rows) == sorted([by_group.id, current.id])

@@ -29,15 +29,19 @@ ALICE = Actor(person_id=1, client_id=10, site_id=100, group_ids=frozenset({7}))
 
 # --- the rule chain -------------------------------------------------------------------------------------
 
+
 @pytest.mark.smoke
-@pytest.mark.parametrize("rules,rule", [
-    ({"people": frozenset({1})}, "people"),
-    ({"people_groups": frozenset({7})}, "groups"),
-    ({"sites": frozenset({100})}, "sites"),
-    ({"clients": frozenset({10})}, "clients"),
-    ({"everyone": True}, "everyone"),
-    ({"percent": 100.0}, "percent"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "rules,rule",
+    [
+        ({"people": frozenset({1})}, "people"),
+        ({"people_groups": frozenset({7})}, "groups"),
+        ({"sites": frozenset({100})}, "sites"),
+        ({"clients": frozenset({10})}, "clients"),
+        ({"everyone": True}, "everyone"),
+        ({"percent": 100.0}, "percent"),
+    ],
+)
 def test_each_cohort_rule_alone_turns_the_candidate_on_for_its_actor_only(rules, rule):
     state = FlagState("orm.q", **rules)
     assert state.decide(ALICE) == (True, rule)
@@ -58,12 +62,26 @@ def test_everyone_off_beats_every_rule():
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("exclusion", [{"excluded_people": frozenset({1})}, {"excluded_sites": frozenset({100})},
-                                       {"excluded_clients": frozenset({10})},
-                                       {"excluded_people_groups": frozenset({7})}])  # fmt: skip
+@pytest.mark.parametrize(
+    "exclusion",
+    [
+        {"excluded_people": frozenset({1})},
+        {"excluded_sites": frozenset({100})},
+        {"excluded_clients": frozenset({10})},
+        {"excluded_people_groups": frozenset({7})},
+    ],
+)
 def test_an_exclusion_beats_every_inclusion_and_everyone_on(exclusion):
-    state = FlagState("orm.q", everyone=True, people=frozenset({1}), sites=frozenset({100}), clients=frozenset({10}),
-                      people_groups=frozenset({7}), percent=100.0, **exclusion)  # fmt: skip
+    state = FlagState(
+        "orm.q",
+        everyone=True,
+        people=frozenset({1}),
+        sites=frozenset({100}),
+        clients=frozenset({10}),
+        people_groups=frozenset({7}),
+        percent=100.0,
+        **exclusion,
+    )
     assert state.decide(ALICE) == (False, "exclusions")
     assert state.decide(Actor(person_id=2, client_id=11, site_id=101))[0] is True
 
@@ -83,11 +101,13 @@ def test_waffle_user_rules_apply_to_the_django_user_behind_the_actor():
     assert FlagState("orm.q", staff=True).decide(Actor(user_id=6, is_authenticated=True))[0] is False
     assert FlagState("orm.q", user_ids=frozenset({5})).is_active_for(staff)
     assert FlagState("orm.q", user_group_ids=frozenset({3})).is_active_for(
-        Actor(user_id=9, user_group_ids=frozenset({3}), is_authenticated=True))
+        Actor(user_id=9, user_group_ids=frozenset({3}), is_authenticated=True)
+    )
     assert not FlagState("orm.q", authenticated=True).is_active_for(Actor())
 
 
 # --- the sticky percentage --------------------------------------------------------------------------------
+
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("target", [5, 10, 25, 50, 90])
@@ -119,13 +139,13 @@ def test_percentage_by_site_switches_a_whole_site_together():
 
 @pytest.mark.django_db
 def test_two_processes_agree_on_every_actors_bucket():
-    code = ("from rollout.flag_state import bucket\n"
-            "print([bucket('orm.job_needs', f'person:{i}') for i in range(500)])")  # fmt: skip
+    code = "from rollout.flag_state import bucket\nprint([bucket('orm.job_needs', f'person:{i}') for i in range(500)])"
     out, err = python_process(code).communicate(timeout=60)
     assert json.loads(out) == [bucket("orm.job_needs", f"person:{i}") for i in range(500)], err
 
 
 # --- dispatch ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def bu_flag(db):
@@ -139,7 +159,8 @@ def refresh():
 @pytest.mark.django_db
 def test_a_new_flag_sends_everyone_to_the_control(bu_flag):
     assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array") == REGISTRY.get("bu_list").run(
-        "pg", {"bu_id": 1, "up": True, "down": True, "fmt": "array"})
+        "pg", {"bu_id": 1, "up": True, "down": True, "fmt": "array"}
+    )
     decision = rollout.last_decision()
     assert (decision.backend, decision.role, decision.rule) == ("pg", "control", "default")
     superuser = actor_for_user(User.objects.create(username="root", is_superuser=True, is_staff=True))
@@ -230,11 +251,15 @@ def test_the_middleware_resolves_a_users_legacy_person():
     request.user = user
     ActorMiddleware(lambda r: r)(request)
     assert (request.actor.person_id, request.actor.client_id, request.actor.site_id) == (
-        person.id, person.client_id, person.bu_id)
+        person.id,
+        person.client_id,
+        person.bu_id,
+    )
     assert request.actor.user_group_ids == frozenset(user.groups.values_list("pk", flat=True))
 
 
 # --- kill switch, history, propagation ------------------------------------------------------------------
+
 
 @pytest.mark.django_db
 def test_kill_command_sends_every_query_back_and_writes_history(capsys):
@@ -288,10 +313,12 @@ def test_adispatch_runs_under_an_event_loop_and_calls_overlap(monkeypatch):
     monkeypatch.setitem(REGISTRY._definitions, "bu_list", dataclasses.replace(definition, function=slow_function))
 
     async def many():
-        return await asyncio.gather(*(rollout.adispatch("bu_list", actor=ALICE, bu_id=i, fmt="array")
-                                      for i in range(1, 4)))  # fmt: skip
+        return await asyncio.gather(
+            *(rollout.adispatch("bu_list", actor=ALICE, bu_id=i, fmt="array") for i in range(1, 4))
+        )
 
     results = asyncio.run(many())
-    assert results == [definition.run("pg", {"bu_id": i, "up": True, "down": True, "fmt": "array"})
-                       for i in range(1, 4)]  # fmt: skip
+    assert results == [
+        definition.run("pg", {"bu_id": i, "up": True, "down": True, "fmt": "array"}) for i in range(1, 4)
+    ]
     assert max(start for start, _ in spans) < min(end for _, end in spans), "the calls ran one after another"

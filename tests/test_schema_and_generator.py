@@ -32,7 +32,9 @@ def sentinel_names():
             cursor.execute(f"SELECT * FROM {table} WHERE id = %s", [SENTINEL_ID])
             columns = [c.name for c in cursor.description]
             row = dict(zip(columns, cursor.fetchone()))
-            names[table] = next(row[c] for c in ("bucode", "peoplecode", "groupname", "assetcode", "qsetname", "capscode") if c in row)
+            names[table] = next(
+                row[c] for c in ("bucode", "peoplecode", "groupname", "assetcode", "qsetname", "capscode") if c in row
+            )
     return names
 
 
@@ -46,8 +48,13 @@ def scratch_database():
     """An empty database on the same server, as a DATABASE_URL; dropped afterwards."""
     settings = connection.settings_dict
     name = f"scratch_{os.getpid()}"
-    params = {"host": settings["HOST"] or None, "port": settings["PORT"] or None, "user": settings["USER"],
-              "dbname": "postgres", "autocommit": True}  # fmt: skip
+    params = {
+        "host": settings["HOST"] or None,
+        "port": settings["PORT"] or None,
+        "user": settings["USER"],
+        "dbname": "postgres",
+        "autocommit": True,
+    }
     with psycopg.connect(**params) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name}")
@@ -62,15 +69,28 @@ def scratch_database():
 
 
 def manage(url, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "DATABASE_URL": url}, timeout=300, check=True).stdout  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": url},
+        timeout=300,
+        check=True,
+    ).stdout
 
 
 def scratch_state(url):
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        functions = {r[0] for r in conn.execute("SELECT proname FROM pg_proc WHERE proname = ANY(%s)", [list(FUNCTIONS)])}
-        sentinels = conn.execute("SELECT count(*) FROM bt WHERE id = -1 AND bucode = 'NONE'").fetchone()[0] if "bt" in tables else 0
+        functions = {
+            r[0] for r in conn.execute("SELECT proname FROM pg_proc WHERE proname = ANY(%s)", [list(FUNCTIONS)])
+        }
+        sentinels = (
+            conn.execute("SELECT count(*) FROM bt WHERE id = -1 AND bucode = 'NONE'").fetchone()[0]
+            if "bt" in tables
+            else 0
+        )
     return tables, functions, sentinels
 
 
@@ -144,9 +164,13 @@ QUIRKS = [
     ("people_extras ->> 'assignsitegroup' !~ '^(-?[0-9]+( -?[0-9]+)*)?$'", "people", None),
     ("NOT (people_extras ? 'assignsitegroup')", "people", None),
     ("now() BETWEEN plandatetime AND expirydatetime", "jobneed", None),
-    ("plandatetime IS NOT NULL AND ctzoffset <> -1 AND "
-     "abs(extract(epoch FROM (plandatetime + ctzoffset * interval '1 minute')::time)) < 180", "jobneed", None),
-]  # fmt: skip
+    (
+        "plandatetime IS NOT NULL AND ctzoffset <> -1 AND "
+        "abs(extract(epoch FROM (plandatetime + ctzoffset * interval '1 minute')::time)) < 180",
+        "jobneed",
+        None,
+    ),
+]
 
 
 @pytest.mark.django_db
@@ -162,8 +186,10 @@ def test_each_quirk_occurs_at_its_rate(where, table, rate):
 @pytest.mark.django_db
 def test_names_differing_only_in_case_and_ids_of_several_digit_counts():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM (SELECT lower(qsetname) FROM questionset "
-                       "GROUP BY lower(qsetname) HAVING count(DISTINCT qsetname) > 1) t")  # fmt: skip
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT lower(qsetname) FROM questionset "
+            "GROUP BY lower(qsetname) HAVING count(DISTINCT qsetname) > 1) t"
+        )
         assert cursor.fetchone()[0] > 0
         cursor.execute("SELECT count(DISTINCT length(id::text)) FROM questionset WHERE id > 0")
         assert cursor.fetchone()[0] >= 2

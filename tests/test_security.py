@@ -12,10 +12,21 @@ from tests.rollout_helpers import ROOT
 
 @pytest.mark.smoke
 def test_check_deploy_is_clean_with_production_settings():
-    environ = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": "p" * 30 + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2,
-               "ALLOWED_HOSTS": "rollout.example.com", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
-                            env=environ, capture_output=True, text=True, timeout=120)  # fmt: skip
+    environ = {
+        **os.environ,
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": "p" * 30 + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2,
+        "ALLOWED_HOSTS": "rollout.example.com",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -85,8 +85,9 @@ def test_bad_scalar_variables_name_themselves():
 @pytest.mark.parametrize("variable,value", [("DATABASE_URL", "mysql://x@y/z"), ("REDIS_URL", "http://nope")])
 def test_manage_py_reports_a_malformed_url_in_one_line(variable, value):
     environ = {**os.environ, "DATABASE_URL": PG, variable: value}
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environ,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

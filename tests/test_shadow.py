@@ -74,12 +74,15 @@ def test_a_value_mismatch_is_recorded_once_per_fingerprint_with_its_diff(monkeyp
     assert example.control_duration > 0 and example.candidate_duration > 0
 
 
-@pytest.mark.parametrize("change,kind", [
-    ({"twin": "raise_runtime"}, "candidate_error"),
-    ({"function": "raise_legacy"}, "control_error"),
-    ({"function": "raise_legacy", "twin": "raise_runtime"}, "different_errors"),
-    ({"twin": "raise_timeout"}, "timeout"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change,kind",
+    [
+        ({"twin": "raise_runtime"}, "candidate_error"),
+        ({"function": "raise_legacy"}, "control_error"),
+        ({"function": "raise_legacy", "twin": "raise_runtime"}, "different_errors"),
+        ({"twin": "raise_timeout"}, "timeout"),
+    ],
+)
 def test_each_error_kind_is_recorded_as_its_own_discrepancy(monkeypatch, change, kind):
     def raise_legacy(*args, **kwargs):
         raise LegacyDataError("bad legacy row")
@@ -125,15 +128,19 @@ def test_a_record_survives_the_callers_transaction_rolling_back(monkeypatch):
     serve_a_raising_twin(monkeypatch)
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
-        1 / 0
+        raise ZeroDivisionError("the caller fails after the call")
     shadow.executor.drain()
     assert committed(lambda: Discrepancy.objects.filter(query="web_capabilities").count()) == 1
 
 
 def test_an_accepted_difference_declared_in_the_registry_is_not_a_discrepancy(monkeypatch):
     definition = REGISTRY.get("bu_list")
-    replace("bu_list", monkeypatch, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(
-        bu_id, up, down, fmt)[1:], ignore=(IgnoreRule("first id is known to differ", lambda c, k, d: True),))
+    replace(
+        "bu_list",
+        monkeypatch,
+        twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[1:],
+        ignore=(IgnoreRule("first id is known to differ", lambda c, k, d: True),),
+    )
     shadow_all("bu_list")
     rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array")
     shadow.executor.drain()
@@ -198,9 +205,15 @@ def test_a_saturated_executor_drops_samples_and_never_blocks_the_caller(monkeypa
 
 def guard_flag(**thresholds):
     flag = QueryFlag.objects.get(name="orm.bu_list")
-    for field, value in {"everyone": True, "guard_window": 10, "guard_min_sample": 10,
-                         "guard_max_discrepancy_rate": 0.2, "guard_max_error_rate": 1.0,
-                         "guard_max_latency_ratio": None, **thresholds}.items():  # fmt: skip
+    for field, value in {
+        "everyone": True,
+        "guard_window": 10,
+        "guard_min_sample": 10,
+        "guard_max_discrepancy_rate": 0.2,
+        "guard_max_error_rate": 1.0,
+        "guard_max_latency_ratio": None,
+        **thresholds,
+    }.items():
         setattr(flag, field, value)
     flag.save()
     return flag
@@ -209,9 +222,15 @@ def guard_flag(**thresholds):
 def feed(outcomes, control=0.01, candidate=0.01):
     tripped = []
     for discrepancy in outcomes:
-        tripped.append(guard.observe("orm.bu_list", discrepancy=discrepancy, candidate_error=False,
-                                     control=Observation("pg", duration=control),
-                                     candidate=Observation("orm", duration=candidate)))  # fmt: skip
+        tripped.append(
+            guard.observe(
+                "orm.bu_list",
+                discrepancy=discrepancy,
+                candidate_error=False,
+                control=Observation("pg", duration=control),
+                candidate=Observation("orm", duration=candidate),
+            )
+        )
     return tripped
 
 

@@ -11,11 +11,32 @@ from query_backends.models import SENTINEL_ID, Asset, QuestionSet
 from query_backends.twins.compiled import CompiledQuery
 
 ASSET_COLUMNS = (
-    "id", "uuid", "assetcode", "assetname", "enable", "iscritical", "parent_id", "runningstatus",
-    "identifier", "type_id", "category_id", "subcategory_id", "brand_id", "ctzoffset", "capacity",
-    "unit_id", "bu_id", "client_id", "cuser_id", "muser_id", "cdtz", "mdtz", "location_id",
-    "servprov_id", "servprovname",
-)  # fmt: skip
+    "id",
+    "uuid",
+    "assetcode",
+    "assetname",
+    "enable",
+    "iscritical",
+    "parent_id",
+    "runningstatus",
+    "identifier",
+    "type_id",
+    "category_id",
+    "subcategory_id",
+    "brand_id",
+    "ctzoffset",
+    "capacity",
+    "unit_id",
+    "bu_id",
+    "client_id",
+    "cuser_id",
+    "muser_id",
+    "cdtz",
+    "mdtz",
+    "location_id",
+    "servprov_id",
+    "servprovname",
+)
 ASSETINCLUDES_LENGTH = QuestionSet._meta.get_field("assetincludes").base_field.max_length
 
 
@@ -24,13 +45,17 @@ def _top_level_questionsets(site_id):
 
 
 def _names(site_id, asset_id):
-    return (_top_level_questionsets(site_id).filter(assetincludes__contains=[asset_id])
-            .order_by("qsetname").distinct())  # fmt: skip
+    return _top_level_questionsets(site_id).filter(assetincludes__contains=[asset_id]).order_by("qsetname").distinct()
 
 
 def _ids(site_id, asset_id):
-    return (_top_level_questionsets(site_id).filter(assetincludes__contains=[asset_id])
-            .annotate(idtext=Cast("id", TextField())).order_by("idtext").distinct())  # fmt: skip
+    return (
+        _top_level_questionsets(site_id)
+        .filter(assetincludes__contains=[asset_id])
+        .annotate(idtext=Cast("id", TextField()))
+        .order_by("idtext")
+        .distinct()
+    )
 
 
 _NAMES, _IDS = CompiledQuery(_names), CompiledQuery(_ids)
@@ -46,8 +71,11 @@ def asset_questionsets(site_id, asset_id, type=""):
 
 
 def _changed_assets(mdtz, site_id):
-    return (Asset.objects.filter(mdtz__gte=mdtz, bu_id=site_id, identifier__isnull=False, enable=True)
-            .exclude(identifier="NEA").annotate(servprovname=F("servprov__buname")))  # fmt: skip
+    return (
+        Asset.objects.filter(mdtz__gte=mdtz, bu_id=site_id, identifier__isnull=False, enable=True)
+        .exclude(identifier="NEA")
+        .annotate(servprovname=F("servprov__buname"))
+    )
 
 
 def _including(site_id, asset_ids):
@@ -73,8 +101,9 @@ def asset_details(mdtz, site_id):
         return []
     asset_ids = [str(asset["id"]) for asset in assets]
     ids_of, names_of = {}, {}
-    for qset in _INCLUDING.rows(("idtext", "qsetname", "assetincludes", "id_rank", "name_rank"), site_id=site_id,
-                                asset_ids=asset_ids):  # fmt: skip
+    for qset in _INCLUDING.rows(
+        ("idtext", "qsetname", "assetincludes", "id_rank", "name_rank"), site_id=site_id, asset_ids=asset_ids
+    ):
         for asset_id in set(qset["assetincludes"]):
             ids_of.setdefault(asset_id, set()).add((qset["id_rank"], qset["idtext"]))
             names_of.setdefault(asset_id, set()).add((qset["name_rank"], qset["qsetname"]))

@@ -11,8 +11,8 @@ from django.db.models.functions import Cast
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
-from query_backends.twins.compiled import CompiledQuery
 from query_backends.twins.clock import today
+from query_backends.twins.compiled import CompiledQuery
 
 SITE_COLUMNS = ("id", "bucode", "buname", "butype_id", "butypename", "enable", "cdtz", "mdtz", "cuser_id", "muser_id")
 IDENTIFIER_CODES = {
@@ -80,8 +80,9 @@ def bu_list(bu_id, up=True, down=True, fmt="text"):
     ids = _ids_of(bu_id, up, down)
     if fmt == "jsonb":
         rows = _UNITS.rows(("id", "bucode", "buname", "parent_id"), ids=ids)
-        result = {str(r["id"]): {"bucode": r["bucode"], "buname": r["buname"], "parent_id": r["parent_id"]}
-                  for r in rows}  # fmt: skip
+        result = {
+            str(r["id"]): {"bucode": r["bucode"], "buname": r["buname"], "parent_id": r["parent_id"]} for r in rows
+        }
         return result or None
     if fmt == "array":
         return ids
@@ -117,9 +118,7 @@ def _person(client_id, people_id):
     is_admin = Q(client_id=client_id, isadmin=True)
     # The CASE keeps the cast from running for an admin, whose assignsitegroup the legacy
     # function never reads; for anyone else a malformed token fails in the database, as it did.
-    groups_cast = Cast(
-        StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField())
-    )
+    groups_cast = Cast(StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField()))
     return (
         People.objects.filter(id=people_id)
         .annotate(
@@ -137,17 +136,23 @@ def _admin_sites(client_id):
 
 def _assigned_sites(people_id, groups):
     current = SitePeople.objects.filter(people_id=people_id, fromdt__lte=today(), uptodt__gte=today())
-    return _enabled_sites(BusinessUnit.objects.filter(
-        Q(id__in=GroupMembership.objects.filter(pgroup_id__in=groups).values("assignsites_id"))
-        | Q(id__in=current.values("bu_id"))
-    ))  # fmt: skip
+    return _enabled_sites(
+        BusinessUnit.objects.filter(
+            Q(id__in=GroupMembership.objects.filter(pgroup_id__in=groups).values("assignsites_id"))
+            | Q(id__in=current.values("bu_id"))
+        )
+    )
 
 
 def _enabled_sites(units):
     return units.filter(enable=True).annotate(butypename=F("butype__taname"))
 
 
-_PERSON, _ADMIN_SITES, _ASSIGNED_SITES = CompiledQuery(_person), CompiledQuery(_admin_sites), CompiledQuery(_assigned_sites)
+_PERSON, _ADMIN_SITES, _ASSIGNED_SITES = (
+    CompiledQuery(_person),
+    CompiledQuery(_admin_sites),
+    CompiledQuery(_assigned_sites),
+)
 
 
 def sites_list_web(client_id, people_id):

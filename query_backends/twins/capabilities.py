@@ -25,8 +25,13 @@ def _tree(root_id):
             depth=child_depth,
             path=Concat(cte.col.path, Value("->"), "capscode", output_field=TextField()),
             # The legacy xpath runs the child id and its depth together: "1>52" is child 5 at depth 2.
-            xpath=Concat(cte.col.xpath, Value(">"), Cast("id", TextField()), Cast(child_depth, TextField()),
-                         output_field=TextField()),
+            xpath=Concat(
+                cte.col.xpath,
+                Value(">"),
+                Cast("id", TextField()),
+                Cast(child_depth, TextField()),
+                output_field=TextField(),
+            ),
         )
         return root.union(children, all=True)
 

@@ -10,18 +10,56 @@ from query_backends.twins.clock import minutes, now, today, today_plus
 from query_backends.twins.compiled import CompiledQuery
 
 EXTERNAL_TOUR_COLUMNS = (
-    "id", "jobdesc", "plandatetime", "expirydatetime", "gracetime",
-    "receivedonserver", "starttime", "endtime", "remarks", "cdtz", "mdtz", "pgroup_id",
-    "asset_id", "cuser_id", "frequency", "job_id", "jobstatus", "jobtype", "muser_id",
-    "performedby_id", "priority", "qset_id", "scantype", "people_id", "attachmentcount",
-    "identifier", "parent_id", "bu_id", "client_id", "seqno", "ticketcategory_id", "ctzoffset",
-    "multifactor", "uuid",
-)  # fmt: skip
+    "id",
+    "jobdesc",
+    "plandatetime",
+    "expirydatetime",
+    "gracetime",
+    "receivedonserver",
+    "starttime",
+    "endtime",
+    "remarks",
+    "cdtz",
+    "mdtz",
+    "pgroup_id",
+    "asset_id",
+    "cuser_id",
+    "frequency",
+    "job_id",
+    "jobstatus",
+    "jobtype",
+    "muser_id",
+    "performedby_id",
+    "priority",
+    "qset_id",
+    "scantype",
+    "people_id",
+    "attachmentcount",
+    "identifier",
+    "parent_id",
+    "bu_id",
+    "client_id",
+    "seqno",
+    "ticketcategory_id",
+    "ctzoffset",
+    "multifactor",
+    "uuid",
+)
 JOB_NEED_COLUMNS = EXTERNAL_TOUR_COLUMNS + ("istimebound", "ticket_id", "remarkstype_id")
 ADHOC_COLUMNS = (
-    "bu_id", "jobneedid", "jobdesc", "plandatetime", "expirydatetime", "asset_id", "qset_id",
-    "people_id", "pgroup_id", "identifier", "jobstatus", "jobtype",
-)  # fmt: skip
+    "bu_id",
+    "jobneedid",
+    "jobdesc",
+    "plandatetime",
+    "expirydatetime",
+    "asset_id",
+    "qset_id",
+    "people_id",
+    "pgroup_id",
+    "identifier",
+    "jobstatus",
+    "jobtype",
+)
 
 
 def person_groups(people_id):
@@ -62,21 +100,27 @@ def _not_tickets_or_tours(queryset):
     return queryset.filter(identifier__isnull=False).exclude(identifier__in=("TICKET", "EXTERNALTOUR"))
 
 
-_JOB_NEEDS = CompiledQuery(lambda people_id, bu_id, client_id, groups: _not_tickets_or_tours(
-    _current_for(people_id, client_id, groups).filter(bu_id=bu_id)).annotate(istimebound=KT("other_info__istimebound")))
-_EXTERNAL_TOURS = CompiledQuery(lambda people_id, client_id, groups: _current_for(people_id, client_id, groups)
-                                .filter(identifier="EXTERNALTOUR"))  # fmt: skip
+_JOB_NEEDS = CompiledQuery(
+    lambda people_id, bu_id, client_id, groups: _not_tickets_or_tours(
+        _current_for(people_id, client_id, groups).filter(bu_id=bu_id)
+    ).annotate(istimebound=KT("other_info__istimebound"))
+)
+_EXTERNAL_TOURS = CompiledQuery(
+    lambda people_id, client_id, groups: _current_for(people_id, client_id, groups).filter(identifier="EXTERNALTOUR")
+)
 
 
 def job_needs(people_id, bu_id, client_id):
-    return _JOB_NEEDS.rows(JOB_NEED_COLUMNS, people_id=people_id, bu_id=bu_id, client_id=client_id,
-                           groups=groups_of(people_id))  # fmt: skip
+    return _JOB_NEEDS.rows(
+        JOB_NEED_COLUMNS, people_id=people_id, bu_id=bu_id, client_id=client_id, groups=groups_of(people_id)
+    )
 
 
 def external_tour_job_needs(people_id, bu_id, client_id):
     # bu_id is accepted and ignored, as the legacy function does.
-    return _EXTERNAL_TOURS.rows(EXTERNAL_TOUR_COLUMNS, people_id=people_id, client_id=client_id,
-                                groups=groups_of(people_id))  # fmt: skip
+    return _EXTERNAL_TOURS.rows(
+        EXTERNAL_TOUR_COLUMNS, people_id=people_id, client_id=client_id, groups=groups_of(people_id)
+    )
 
 
 def _open_plans(plandatetime, bu_id, people_id, asset_id, questionset_id):
@@ -103,26 +147,35 @@ _OPEN_PLANS = CompiledQuery(_open_plans)
 
 
 def schedule_for_adhoc(plandatetime, bu_id, people_id, asset_id, questionset_id):
-    return _OPEN_PLANS.rows(ADHOC_COLUMNS, plandatetime=plandatetime, bu_id=bu_id, people_id=people_id,
-                            asset_id=asset_id, questionset_id=questionset_id)
+    return _OPEN_PLANS.rows(
+        ADHOC_COLUMNS,
+        plandatetime=plandatetime,
+        bu_id=bu_id,
+        people_id=people_id,
+        asset_id=asset_id,
+        questionset_id=questionset_id,
+    )
 
 
 def job_needs_many(people_ids, bu_id, client_id):
     """job_needs for many people in two queries: their groups, then every row any of them is involved in."""
     people = set(people_ids)
     groups_of = {}
-    memberships = (GroupMembership.objects.filter(people_id__in=people, pgroup_id__isnull=False)
-                   .exclude(pgroup_id=SENTINEL_ID).values_list("people_id", "pgroup_id"))  # fmt: skip
+    memberships = (
+        GroupMembership.objects.filter(people_id__in=people, pgroup_id__isnull=False)
+        .exclude(pgroup_id=SENTINEL_ID)
+        .values_list("people_id", "pgroup_id")
+    )
     for person, group in memberships:
         groups_of.setdefault(person, set()).add(group)
     all_groups = set().union(*groups_of.values()) if groups_of else set()
-    involved = (Q(people_id__in=people) | Q(cuser_id__in=people) | Q(muser_id__in=people)
-                | Q(pgroup_id__in=all_groups))  # fmt: skip
+    involved = Q(people_id__in=people) | Q(cuser_id__in=people) | Q(muser_id__in=people) | Q(pgroup_id__in=all_groups)
     queryset = _not_tickets_or_tours(_current(client_id).filter(involved, bu_id=bu_id))
     rows = as_rows(queryset.annotate(istimebound=KT("other_info__istimebound")), JOB_NEED_COLUMNS)
     answers = {}
     for person in people_ids:
         mine = groups_of.get(person, set())
-        answers[person] = [r for r in rows if person in (r["people_id"], r["cuser_id"], r["muser_id"])
-                           or r["pgroup_id"] in mine]  # fmt: skip
+        answers[person] = [
+            r for r in rows if person in (r["people_id"], r["cuser_id"], r["muser_id"]) or r["pgroup_id"] in mine
+        ]
     return answers

@@ -9,110 +9,355 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Discrepancy',
+            name="Discrepancy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('query', models.CharField(db_index=True, max_length=100)),
-                ('flag', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('mismatch', 'value mismatch'), ('candidate_error', 'twin error'), ('control_error', 'function error'), ('different_errors', 'different errors'), ('timeout', 'timeout'), ('stale_cache', 'stale cache')], db_index=True, max_length=20)),
-                ('fingerprint', models.CharField(max_length=64, unique=True)),
-                ('occurrences', models.PositiveIntegerField(default=1)),
-                ('first_seen', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('last_seen', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('status', models.CharField(choices=[('new', 'new'), ('acknowledged', 'acknowledged'), ('fixed', 'fixed'), ('ignored', 'ignored')], db_index=True, default='new', max_length=20)),
-                ('status_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('status_changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("query", models.CharField(db_index=True, max_length=100)),
+                ("flag", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("mismatch", "value mismatch"),
+                            ("candidate_error", "twin error"),
+                            ("control_error", "function error"),
+                            ("different_errors", "different errors"),
+                            ("timeout", "timeout"),
+                            ("stale_cache", "stale cache"),
+                        ],
+                        db_index=True,
+                        max_length=20,
+                    ),
+                ),
+                ("fingerprint", models.CharField(max_length=64, unique=True)),
+                ("occurrences", models.PositiveIntegerField(default=1)),
+                ("first_seen", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("last_seen", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "new"),
+                            ("acknowledged", "acknowledged"),
+                            ("fixed", "fixed"),
+                            ("ignored", "ignored"),
+                        ],
+                        db_index=True,
+                        default="new",
+                        max_length=20,
+                    ),
+                ),
+                ("status_changed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status_changed_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'discrepancies',
-                'ordering': ['-last_seen'],
+                "verbose_name_plural": "discrepancies",
+                "ordering": ["-last_seen"],
             },
         ),
         migrations.CreateModel(
-            name='DiscrepancyExample',
+            name="DiscrepancyExample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seen_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.JSONField(default=dict)),
-                ('params', models.JSONField(default=dict)),
-                ('diff', models.JSONField(default=dict)),
-                ('served_backend', models.CharField(max_length=20)),
-                ('control_duration', models.FloatField(null=True)),
-                ('candidate_duration', models.FloatField(null=True)),
-                ('control_error', models.TextField(blank=True)),
-                ('candidate_error', models.TextField(blank=True)),
-                ('discrepancy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='examples', to='rollout.discrepancy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seen_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("actor", models.JSONField(default=dict)),
+                ("params", models.JSONField(default=dict)),
+                ("diff", models.JSONField(default=dict)),
+                ("served_backend", models.CharField(max_length=20)),
+                ("control_duration", models.FloatField(null=True)),
+                ("candidate_duration", models.FloatField(null=True)),
+                ("control_error", models.TextField(blank=True)),
+                ("candidate_error", models.TextField(blank=True)),
+                (
+                    "discrepancy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="examples", to="rollout.discrepancy"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-seen_at', '-id'],
+                "ordering": ["-seen_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='FlagChange',
+            name="FlagChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('flag_name', models.CharField(db_index=True, max_length=100)),
-                ('changed_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('source', models.CharField(max_length=20)),
-                ('changes', models.JSONField(default=dict)),
-                ('reason', models.TextField(blank=True)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("flag_name", models.CharField(db_index=True, max_length=100)),
+                ("changed_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("source", models.CharField(max_length=20)),
+                ("changes", models.JSONField(default=dict)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
+                "ordering": ["-changed_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='QueryFlag',
+            name="QueryFlag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='The human/computer readable name.', max_length=100, unique=True, verbose_name='Name')),
-                ('everyone', models.BooleanField(blank=True, help_text='Flip this flag on (Yes) or off (No) for everyone, overriding all other settings. Leave as Unknown to use normally.', null=True, verbose_name='Everyone')),
-                ('percent', models.DecimalField(blank=True, decimal_places=1, help_text='A number between 0.0 and 99.9 to indicate a percentage of users for whom this flag will be active.', max_digits=3, null=True, verbose_name='Percent')),
-                ('testing', models.BooleanField(default=False, help_text='Allow this flag to be set for a session for user testing', verbose_name='Testing')),
-                ('superusers', models.BooleanField(default=True, help_text='Flag always active for superusers?', verbose_name='Superusers')),
-                ('staff', models.BooleanField(default=False, help_text='Flag always active for staff?', verbose_name='Staff')),
-                ('authenticated', models.BooleanField(default=False, help_text='Flag always active for authenticated users?', verbose_name='Authenticated')),
-                ('languages', models.TextField(blank=True, default='', help_text='Activate this flag for users with one of these languages (comma-separated list)', verbose_name='Languages')),
-                ('rollout', models.BooleanField(default=False, help_text='Activate roll-out mode?', verbose_name='Rollout')),
-                ('note', models.TextField(blank=True, help_text='Note where this Flag is used.', verbose_name='Note')),
-                ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now, help_text='Date when this Flag was created.', verbose_name='Created')),
-                ('modified', models.DateTimeField(default=django.utils.timezone.now, help_text='Date when this Flag was last modified.', verbose_name='Modified')),
-                ('people', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Legacy person ids the candidate serves.', size=None)),
-                ('people_groups', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Legacy people-group ids the candidate serves.', size=None)),
-                ('sites', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Legacy site (bt) ids the candidate serves.', size=None)),
-                ('clients', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Legacy client (bt) ids the candidate serves.', size=None)),
-                ('excluded_people', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Never the candidate for these people, whatever else matches.', size=None)),
-                ('excluded_people_groups', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Never the candidate for these people groups.', size=None)),
-                ('excluded_sites', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Never the candidate at these sites.', size=None)),
-                ('excluded_clients', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='Never the candidate for these clients.', size=None)),
-                ('percent_key', models.CharField(choices=[('person', 'person'), ('site', 'site'), ('client', 'client')], default='person', help_text='What the sticky percentage hashes: a person, or a whole site or client switching together.', max_length=10)),
-                ('shadow_percent', models.DecimalField(decimal_places=2, default=0, help_text='Share of calls (0–100) that also run the other backend off the request path and compare.', max_digits=5, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('fallback', models.BooleanField(default=True, help_text='When the candidate raises while serving, serve the control.')),
-                ('guard_window', models.PositiveIntegerField(default=200, help_text='The guard looks at the last N comparisons.')),
-                ('guard_min_sample', models.PositiveIntegerField(default=50, help_text='The guard never trips on fewer comparisons.')),
-                ('guard_max_discrepancy_rate', models.FloatField(default=0.01, help_text='Trip at this share of discrepancies.')),
-                ('guard_max_error_rate', models.FloatField(default=0.05, help_text='Trip at this share of candidate errors.')),
-                ('guard_max_latency_ratio', models.FloatField(blank=True, default=3.0, help_text='Trip when candidate/control median latency reaches this.', null=True)),
-                ('guard_tripped_at', models.DateTimeField(blank=True, null=True)),
-                ('guard_reason', models.TextField(blank=True)),
-                ('groups', models.ManyToManyField(blank=True, help_text='Activate this flag for these user groups.', to='auth.group', verbose_name='Groups')),
-                ('users', models.ManyToManyField(blank=True, help_text='Activate this flag for these users.', to=settings.AUTH_USER_MODEL, verbose_name='Users')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="The human/computer readable name.", max_length=100, unique=True, verbose_name="Name"
+                    ),
+                ),
+                (
+                    "everyone",
+                    models.BooleanField(
+                        blank=True,
+                        help_text="Flip this flag on (Yes) or off (No) for everyone, overriding all other settings. Leave as Unknown to use normally.",
+                        null=True,
+                        verbose_name="Everyone",
+                    ),
+                ),
+                (
+                    "percent",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=1,
+                        help_text="A number between 0.0 and 99.9 to indicate a percentage of users for whom this flag will be active.",
+                        max_digits=3,
+                        null=True,
+                        verbose_name="Percent",
+                    ),
+                ),
+                (
+                    "testing",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Allow this flag to be set for a session for user testing",
+                        verbose_name="Testing",
+                    ),
+                ),
+                (
+                    "superusers",
+                    models.BooleanField(
+                        default=True, help_text="Flag always active for superusers?", verbose_name="Superusers"
+                    ),
+                ),
+                (
+                    "staff",
+                    models.BooleanField(default=False, help_text="Flag always active for staff?", verbose_name="Staff"),
+                ),
+                (
+                    "authenticated",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Flag always active for authenticated users?",
+                        verbose_name="Authenticated",
+                    ),
+                ),
+                (
+                    "languages",
+                    models.TextField(
+                        blank=True,
+                        default="",
+                        help_text="Activate this flag for users with one of these languages (comma-separated list)",
+                        verbose_name="Languages",
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.BooleanField(default=False, help_text="Activate roll-out mode?", verbose_name="Rollout"),
+                ),
+                ("note", models.TextField(blank=True, help_text="Note where this Flag is used.", verbose_name="Note")),
+                (
+                    "created",
+                    models.DateTimeField(
+                        db_index=True,
+                        default=django.utils.timezone.now,
+                        help_text="Date when this Flag was created.",
+                        verbose_name="Created",
+                    ),
+                ),
+                (
+                    "modified",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="Date when this Flag was last modified.",
+                        verbose_name="Modified",
+                    ),
+                ),
+                (
+                    "people",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Legacy person ids the candidate serves.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "people_groups",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Legacy people-group ids the candidate serves.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "sites",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Legacy site (bt) ids the candidate serves.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "clients",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Legacy client (bt) ids the candidate serves.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "excluded_people",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Never the candidate for these people, whatever else matches.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "excluded_people_groups",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Never the candidate for these people groups.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "excluded_sites",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Never the candidate at these sites.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "excluded_clients",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="Never the candidate for these clients.",
+                        size=None,
+                    ),
+                ),
+                (
+                    "percent_key",
+                    models.CharField(
+                        choices=[("person", "person"), ("site", "site"), ("client", "client")],
+                        default="person",
+                        help_text="What the sticky percentage hashes: a person, or a whole site or client switching together.",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "shadow_percent",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=0,
+                        help_text="Share of calls (0–100) that also run the other backend off the request path and compare.",
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "fallback",
+                    models.BooleanField(
+                        default=True, help_text="When the candidate raises while serving, serve the control."
+                    ),
+                ),
+                (
+                    "guard_window",
+                    models.PositiveIntegerField(default=200, help_text="The guard looks at the last N comparisons."),
+                ),
+                (
+                    "guard_min_sample",
+                    models.PositiveIntegerField(default=50, help_text="The guard never trips on fewer comparisons."),
+                ),
+                (
+                    "guard_max_discrepancy_rate",
+                    models.FloatField(default=0.01, help_text="Trip at this share of discrepancies."),
+                ),
+                (
+                    "guard_max_error_rate",
+                    models.FloatField(default=0.05, help_text="Trip at this share of candidate errors."),
+                ),
+                (
+                    "guard_max_latency_ratio",
+                    models.FloatField(
+                        blank=True,
+                        default=3.0,
+                        help_text="Trip when candidate/control median latency reaches this.",
+                        null=True,
+                    ),
+                ),
+                ("guard_tripped_at", models.DateTimeField(blank=True, null=True)),
+                ("guard_reason", models.TextField(blank=True)),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Activate this flag for these user groups.",
+                        to="auth.group",
+                        verbose_name="Groups",
+                    ),
+                ),
+                (
+                    "users",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Activate this flag for these users.",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="Users",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'query flag',
-                'verbose_name_plural': 'query flags',
-                'abstract': False,
+                "verbose_name": "query flag",
+                "verbose_name_plural": "query flags",
+                "abstract": False,
             },
         ),
     ]

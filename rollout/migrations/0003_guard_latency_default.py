@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rollout', '0002_apitoken'),
+        ("rollout", "0002_apitoken"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='queryflag',
-            name='guard_max_latency_ratio',
-            field=models.FloatField(blank=True, default=10.0, help_text='Trip when candidate/control median latency reaches this.', null=True),
+            model_name="queryflag",
+            name="guard_max_latency_ratio",
+            field=models.FloatField(
+                blank=True,
+                default=10.0,
+                help_text="Trip when candidate/control median latency reaches this.",
+                null=True,
+            ),
         ),
     ]

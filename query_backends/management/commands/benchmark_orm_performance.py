@@ -59,8 +59,10 @@ class Command(BaseCommand):
             self.plot(results, plot_path, scale)
 
     def table(self, results):
-        head = (f"{'query':<24}{'fn ms':>8}{'twin ms':>9}{'cache ms':>9}{'floor ms':>9}{'twin/fn':>9}"
-                f"{'cache/fn':>9}{'twin/fl':>8}{'q':>3}{'rows':>6}  verdicts")  # fmt: skip
+        head = (
+            f"{'query':<24}{'fn ms':>8}{'twin ms':>9}{'cache ms':>9}{'floor ms':>9}{'twin/fn':>9}"
+            f"{'cache/fn':>9}{'twin/fl':>8}{'q':>3}{'rows':>6}  verdicts"
+        )
         lines = [head]
         for r in results:
             verdicts = " ".join(f"{k}:{verdict(r[k], t)}" for k, t in TARGETS.items())

@@ -62,22 +62,26 @@ class Command(BaseCommand):
         stages = [
             ("1. PostgreSQL only", lambda: None),
             ("2. shadow 100 %", lambda: [operations.set_shadow(q, 100, source="demo") for q in names]),
-            ("3. ORM for one site", lambda: [operations.change_cohort(q, "sites", add=[pool[0].site_id],
-                                                                      source="demo") for q in names]),
+            (
+                "3. ORM for one site",
+                lambda: [operations.change_cohort(q, "sites", add=[pool[0].site_id], source="demo") for q in names],
+            ),
             ("4. ORM for 10 %", lambda: [operations.set_percent(q, 10, source="demo") for q in names]),
             ("5. ORM for 50 %", lambda: [operations.set_percent(q, 50, source="demo") for q in names]),
             ("6. ORM for everyone", lambda: operations.enable(names, source="demo")),
-        ]  # fmt: skip
+        ]
         self.reset_flags(names)
         rng = random.Random(7)
         for title, change in stages:
             change()
             self.run_stage(title, names, params, pool, calls, rng)
-        self.broken_stage(params["bu_list"] if "bu_list" in params else [], pool, calls, rng)
+        self.broken_stage(params.get("bu_list", []), pool, calls, rng)
         self.reset_flags(names)
         self.say("done")
-        self.stdout.write("Open the dashboard:\n  .venv/bin/python manage.py runserver 127.0.0.1:8000\n"
-                          f"  http://127.0.0.1:8000/admin/rollout/dashboard/  (login {login})")  # fmt: skip
+        self.stdout.write(
+            "Open the dashboard:\n  .venv/bin/python manage.py runserver 127.0.0.1:8000\n"
+            f"  http://127.0.0.1:8000/admin/rollout/dashboard/  (login {login})"
+        )
 
     def say(self, text):
         self.stdout.write(self.style.MIGRATE_HEADING(f"== {text}"))
@@ -96,13 +100,21 @@ class Command(BaseCommand):
     def actor_pool(self):
         from rollout.actors import Actor
 
-        people = list(People.objects.filter(id__gt=0, client_id__isnull=False, bu_id__gt=0)
-                      .values_list("id", "client_id", "bu_id")[:2000])  # fmt: skip
+        people = list(
+            People.objects.filter(id__gt=0, client_id__isnull=False, bu_id__gt=0).values_list(
+                "id", "client_id", "bu_id"
+            )[:2000]
+        )
         groups = {}
-        for person, group in GroupMembership.objects.filter(people_id__in=[p[0] for p in people]).exclude(
-                pgroup_id=SENTINEL_ID).values_list("people_id", "pgroup_id"):  # fmt: skip
+        for person, group in (
+            GroupMembership.objects.filter(people_id__in=[p[0] for p in people])
+            .exclude(pgroup_id=SENTINEL_ID)
+            .values_list("people_id", "pgroup_id")
+        ):
             groups.setdefault(person, set()).add(group)
-        return [Actor(person_id=p, client_id=c, site_id=s, group_ids=frozenset(groups.get(p, ()))) for p, c, s in people]
+        return [
+            Actor(person_id=p, client_id=c, site_id=s, group_ids=frozenset(groups.get(p, ()))) for p, c, s in people
+        ]
 
     def reset_flags(self, names):
         from rollout import guard
@@ -172,7 +184,9 @@ class Command(BaseCommand):
             record = Discrepancy.objects.filter(query=DEMO_QUERY).first()
             if record:
                 example = record.latest()
-                self.stdout.write(f"  discrepancy #{record.id}: {record.kind} ×{record.occurrences}, "
-                                  f"params {example.params}, diff {example.diff.get('value')}")  # fmt: skip
+                self.stdout.write(
+                    f"  discrepancy #{record.id}: {record.kind} ×{record.occurrences}, "
+                    f"params {example.params}, diff {example.diff.get('value')}"
+                )
         finally:
             REGISTRY.unregister(DEMO_QUERY)

@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _text(value):
-    return value.isoformat() if isinstance(value, datetime) else str(value).lower() if isinstance(value, bool) else value
+    return (
+        value.isoformat() if isinstance(value, datetime) else str(value).lower() if isinstance(value, bool) else value
+    )
 
 
 class Command(BaseCommand):
@@ -54,8 +56,7 @@ class Command(BaseCommand):
         if seconds <= 0 or clients < 1 or workers < 1:
             raise CommandError("--seconds, --clients and --workers must be positive")
         token = self.token()
-        mix = [(q, {k: _text(v) for k, v in p.items()}) for q in REGISTRY.names()
-               for p in sample_params(q, 20, seed=3)]  # fmt: skip
+        mix = [(q, {k: _text(v) for k, v in p.items()}) for q in REGISTRY.names() for p in sample_params(q, 20, seed=3)]
         names = REGISTRY.names()
         port = self.free_port()
         server = self.start_gunicorn(port, workers)
@@ -68,10 +69,17 @@ class Command(BaseCommand):
                 client_side = self.drive(port, token, mix, seconds, clients)
                 time.sleep(2.5)  # comparisons finish and every worker's counts reach the store
                 counts = metrics.since(before, metrics.snapshot())
-                report[mode] = {**client_side, **{name: counts[name] for name in (
-                    "comparisons", "discrepancies", "noise", "drops", "fallbacks", "record_failures")}}  # fmt: skip
-                self.stdout.write(f"{mode:>7}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                            for k, v in report[mode].items()))  # fmt: skip
+                report[mode] = {
+                    **client_side,
+                    **{
+                        name: counts[name]
+                        for name in ("comparisons", "discrepancies", "noise", "drops", "fallbacks", "record_failures")
+                    },
+                }
+                self.stdout.write(
+                    f"{mode:>7}: "
+                    + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report[mode].items())
+                )
         finally:
             server.terminate()
             server.wait(10)
@@ -105,8 +113,22 @@ class Command(BaseCommand):
         if "DATABASE_URL" not in environ:
             db = settings.DATABASES["default"]
             environ["DATABASE_URL"] = f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "settings.wsgi", "-w", str(workers), "-b",
-                                   f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=environ)  # fmt: skip
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "settings.wsgi",
+                "-w",
+                str(workers),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=environ,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -130,8 +152,9 @@ class Command(BaseCommand):
                 i += clients
                 started = time.perf_counter()
                 try:
-                    connection.request("GET", f"/api/queries/{query}?{urlencode(params)}",
-                                       headers={"Authorization": f"Token {token}"})  # fmt: skip
+                    connection.request(
+                        "GET", f"/api/queries/{query}?{urlencode(params)}", headers={"Authorization": f"Token {token}"}
+                    )
                     response = connection.getresponse()
                     response.read()
                     status, backend = response.status, response.getheader("X-Rollout-Backend", "-")
@@ -152,6 +175,13 @@ class Command(BaseCommand):
             thread.join()
         ordered = sorted(latencies)
         pick = lambda f: ordered[int(f * (len(ordered) - 1))] * 1000 if ordered else 0.0  # noqa: E731
-        return {"requests": len(ordered), "throughput_rps": len(ordered) / seconds, "p50_ms": pick(0.5),
-                "p95_ms": pick(0.95), "p99_ms": pick(0.99), "errors": sum(n for s, n in statuses.items() if s != 200),
-                "served_by": dict(backends), "median_ms": statistics.median(ordered) * 1000 if ordered else 0.0}
+        return {
+            "requests": len(ordered),
+            "throughput_rps": len(ordered) / seconds,
+            "p50_ms": pick(0.5),
+            "p95_ms": pick(0.95),
+            "p99_ms": pick(0.99),
+            "errors": sum(n for s, n in statuses.items() if s != 200),
+            "served_by": dict(backends),
+            "median_ms": statistics.median(ordered) * 1000 if ordered else 0.0,
+        }

@@ -9,8 +9,9 @@ class Command(BaseCommand):
     help = "Load a realistic, deterministic legacy world (COPY) at the given scale."
 
     def add_arguments(self, parser):
-        parser.add_argument("--scale", choices=sorted(generator.SCALES, key=lambda s: generator.SCALES[s].jobneeds),
-                            default="small")
+        parser.add_argument(
+            "--scale", choices=sorted(generator.SCALES, key=lambda s: generator.SCALES[s].jobneeds), default="small"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--reset", action="store_true", help="empty the legacy tables (sentinels kept) first")
 

@@ -12,13 +12,19 @@ DEFAULT_LIMIT = 5000
 
 
 class Command(BaseCommand):
-    help = "Run every query on both backends over the data in the database and compare; non-zero exit on any difference."
+    help = (
+        "Run every query on both backends over the data in the database and compare; non-zero exit on any difference."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--queries", help="comma-separated query names (default: all)")
         parser.add_argument("--json", dest="json_path", help="write the report here")
-        parser.add_argument("--limit-per-query", type=int, default=DEFAULT_LIMIT,
-                            help=f"sample at most N cases per query, deterministically (default {DEFAULT_LIMIT})")
+        parser.add_argument(
+            "--limit-per-query",
+            type=int,
+            default=DEFAULT_LIMIT,
+            help=f"sample at most N cases per query, deterministically (default {DEFAULT_LIMIT})",
+        )
 
     def handle(self, *args, queries, json_path, limit_per_query, **options):
         names = REGISTRY.names() if not queries else [q.strip() for q in queries.split(",") if q.strip()]

@@ -17,7 +17,9 @@ class Command(BaseCommand):
         sub.add_parser("status", help="what serves whom, per query")
         for name, text in (("enable", "the candidate for everyone"), ("disable", "back to the cohort rules")):
             sub.add_parser(name, help=text).add_argument("queries", nargs="+")
-        sub.add_parser("kill", help="every query (or those named) back to the control").add_argument("queries", nargs="*")
+        sub.add_parser("kill", help="every query (or those named) back to the control").add_argument(
+            "queries", nargs="*"
+        )
         percent = sub.add_parser("percent", help="sticky percentage of actors on the candidate")
         percent.add_argument("query")
         percent.add_argument("percent")
@@ -31,8 +33,15 @@ class Command(BaseCommand):
         for field in COHORT_FIELDS:
             plural = field.replace("_", "-")
             for verb in ("add", "remove"):
-                cohort.add_argument(f"--{verb}-{plural}", f"--{verb}-{singular[field]}", dest=f"{verb}_{field}", type=int,
-                                    nargs="+", default=[], metavar="ID")  # fmt: skip
+                cohort.add_argument(
+                    f"--{verb}-{plural}",
+                    f"--{verb}-{singular[field]}",
+                    dest=f"{verb}_{field}",
+                    type=int,
+                    nargs="+",
+                    default=[],
+                    metavar="ID",
+                )
         cohort.add_argument("--exclude", action="store_true", help="change the exclusion lists instead")
         history = sub.add_parser("history", help="flag changes, newest first")
         history.add_argument("query", nargs="?")
