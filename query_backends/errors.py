@@ -6,7 +6,7 @@ failed with the same kind of error" can be decided by type.
 
 from contextlib import contextmanager
 
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 
 class QueryError(Exception):
@@ -48,10 +48,29 @@ class LegacyFunctionMissing(QueryError):
     kind = "function_missing"
 
 
+def infrastructure_failure(exception):
+    """A failure of the infrastructure, not of either backend's logic: connection lost, shutdown, timeout.
+
+    Such a failure says nothing about whether the twin is right; shadow mode retries it and never blames anyone.
+    """
+    if getattr(exception, "kind", None) in ("infrastructure", "timeout"):
+        return True
+    if isinstance(exception, (OperationalError, InterfaceError)):
+        sqlstate = getattr(exception.__cause__, "sqlstate", None)
+        if sqlstate is None:  # raised by the driver, not the server: a lost connection says so
+            return isinstance(exception, InterfaceError) or "connection" in str(exception).lower()
+        return sqlstate[:2] in _INFRASTRUCTURE_CLASSES or sqlstate in _INFRASTRUCTURE_STATES
+    return False
+
+
 # SQLSTATEs: invalid_text_representation, numeric_value_out_of_range, query_canceled, undefined_function.
 _DATA_STATES = {"22P02", "22003"}
 _TIMEOUT_STATE = "57014"
 _UNDEFINED_FUNCTION = "42883"
+# connection exceptions; serialization failure, deadlock; statement timeout, admin/crash shutdown,
+# cannot connect now.
+_INFRASTRUCTURE_CLASSES = {"08"}
+_INFRASTRUCTURE_STATES = {"40001", "40P01", "57014", "57P01", "57P02", "57P03"}
 
 
 @contextmanager

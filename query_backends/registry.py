@@ -3,11 +3,17 @@
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from query_backends import caching, tenancy
 from query_backends import functions as legacy
 from query_backends.equality import compare
-from query_backends.errors import InvalidQueryParams, UnknownQuery, translated_database_errors
+from query_backends.errors import (
+    InvalidQueryParams,
+    UnknownQuery,
+    infrastructure_failure,
+    translated_database_errors,
+)
 from query_backends.params import Param, clean_params
 from query_backends.snapshot import snapshot
 from query_backends.twins import assets, business_units, capabilities, jobs
@@ -25,6 +31,12 @@ class IgnoreRule:
 
 @dataclass(frozen=True)
 class QueryDefinition:
+    # The experiment's two sides, as rollout's contract.Experiment names them.
+    control: ClassVar[str] = "pg"
+    candidate: ClassVar[str] = "orm"
+    control_label: ClassVar[str] = "function"
+    candidate_label: ClassVar[str] = "twin"
+
     name: str
     description: str
     params: tuple[Param, ...]
@@ -79,6 +91,10 @@ class QueryDefinition:
         """Tenant isolation: whether a caller of this legacy client may ask with these parameters."""
         return tenancy.allowed(client_id, params)
 
+    @staticmethod
+    def infrastructure_failure(exception):
+        return infrastructure_failure(exception)
+
     def compare(self, control, candidate):
         return compare(control, candidate, ordered=self.ordered)
 
@@ -113,8 +129,8 @@ class QueryRegistry:
         return name in self._definitions
 
     @staticmethod
-    def snapshot():
-        return snapshot()
+    def snapshot(using="default"):
+        return snapshot(using)
 
 
 _JOB_PARAMS = (Param("people_id", int), Param("bu_id", int), Param("client_id", int))

@@ -47,7 +47,8 @@ def actor_for_user(user):
     """The actor behind a Django user, with the legacy person the resolver finds for it."""
     if user is None or not user.is_authenticated:
         return Actor()
-    person = import_string(get_setting("ACTOR_RESOLVER"))(user) or {}
+    resolver = get_setting("ACTOR_RESOLVER")
+    person = (import_string(resolver)(user) if resolver else None) or {}
     return Actor(
         person_id=person.get("person_id"),
         client_id=person.get("client_id"),

@@ -14,5 +14,7 @@ class RolloutConfig(AppConfig):
 
     def ready(self):
         from rollout import checks, history  # noqa: F401 — registers the system check and the history signals
+        from rollout.background import install_shutdown_hooks
 
         post_migrate.connect(_create_flags, sender=self)
+        install_shutdown_hooks()

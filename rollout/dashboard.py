@@ -4,8 +4,7 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 
 from rollout import charts
-from rollout.conf import get_setting
-from rollout.experiments import flag_name, registry
+from rollout.experiments import flag_name, get_experiment, registry
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, QueryFlag
 from rollout.reports import serving
@@ -18,7 +17,8 @@ def _rate(part, whole):
 
 
 def _query_panel(query, series, flag, open_discrepancies):
-    control, candidate = get_setting("CONTROL_BACKEND"), get_setting("CANDIDATE_BACKEND")
+    experiment = get_experiment(query)
+    control, candidate = experiment.control, experiment.candidate
 
     def total(backend, name):
         return sum(row.get((query, backend), {}).get(name, 0) for _, row in series)

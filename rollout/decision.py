@@ -11,7 +11,8 @@ class Decision:
     role: str  # "control" (the function) or "candidate" (the twin)
     rule: str  # the flag rule that decided, e.g. "sites", "percent", "everyone_off", "missing_flag"
     shadow: bool = False
-    fell_back: bool = False
+    fell_back: bool = False  # the candidate raised and the control served
+    rescued: bool = False  # the control raised and the candidate served
     cache_hit: bool | None = None  # None: not served through the cache
 
     def with_fallback(self, backend):

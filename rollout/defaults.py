@@ -1,24 +1,27 @@
 """Every rollout setting's default, read through conf.get_setting (as waffle does)."""
 
-# Where the experiments live: an object with get(name), names() and snapshot(); each
-# experiment has name, clean(params, parse=False), run(backend, params), compare(control, candidate).
-REGISTRY = "query_backends.registry.REGISTRY"
-# Resolves a Django user to the legacy person behind it: callable(user) -> dict | None.
-ACTOR_RESOLVER = "query_backends.actors.resolve_user"
-CONTROL_BACKEND = "pg"
-CANDIDATE_BACKEND = "orm"
-FLAG_PREFIX = "orm."
+# Where the experiments live: an object satisfying contract.Registry. The project's settings name it.
+REGISTRY = None
+# Resolves a Django user to the actor behind it: callable(user) -> dict | None. None: no actor from users.
+ACTOR_RESOLVER = None
+FLAG_PREFIX = "rollout."
 # A process re-reads the flag version at most this often: the bound on propagation.
 FLAG_RECHECK_SECONDS = 1.0
-# Metrics accumulate in-process and reach the shared store at most this often.
+# Metrics accumulate in-process and reach PostgreSQL at most this often; rollups are kept this long.
 METRICS_FLUSH_SECONDS = 1.0
-LATENCY_SAMPLES = 1000
+METRICS_RETENTION_HOURS = 48
 SLOW_CALL_SECONDS = 0.5
 # The candidate serves through the experiment's never-stale cache (run_cached) when it has one.
 CACHE_CANDIDATE = True
-# Shadow comparisons (shadow.py).
+# Shadow comparisons, fallback and rescue records (shadow.py, background.py, comparison.py).
+# "celery": judged by Celery workers through the broker; "thread": by SHADOW_WORKERS threads in this process.
+SHADOW_BACKEND = "thread"
 SHADOW_WORKERS = 2
-SHADOW_QUEUE_SIZE = 100
+SHADOW_QUEUE_SIZE = 100  # jobs waiting in this process; beyond it a sample is dropped and counted
+SHADOW_BROKER_MAX_QUEUE = 10_000  # messages waiting in the broker; beyond it a sample is dropped and counted
+SHADOW_DRAIN_SECONDS = 10.0  # at shutdown, how long queued jobs may take before the rest count as drops
+SHADOW_MAX_ANSWER_SIZE = 10_000  # a served answer longer than this (rows, or characters) is not shipped
+SHADOW_DATABASE = "default"  # the database alias comparisons read (a replica, say); records go to default
 SHADOW_DIFF_ROWS = 20
 DISCREPANCIES_PER_FINGERPRINT = 50
 # /metrics: a bearer token, or one of these client addresses.

@@ -27,6 +27,8 @@ TRACKED_FIELDS = (
     "testing",
     "shadow_percent",
     "fallback",
+    "rescue",
+    "rescue_after",
     "note",
     "guard_window",
     "guard_min_sample",

@@ -1,55 +1,74 @@
 """The guard: sends a flag back to the control for everyone when its candidate misbehaves. Never turns anything on.
 
-Each comparison (and each fallback) adds one entry to a rolling window per flag,
-kept in the metrics store (Redis when configured). Once the window holds
-guard_min_sample entries, the guard trips when the discrepancy rate, the
-candidate error rate or the candidate/control median latency ratio reaches its threshold.
+It judges only the candidate. Each judged result (a comparison that matched or
+was ignored, a value mismatch, the candidate raising while the control answered)
+adds one GuardSample to its flag's window in PostgreSQL — shared by every
+process and blind to a Redis outage. A failing control, a stale cache, noise and
+infrastructure failures never enter it. Once the window holds guard_min_sample
+samples, the guard trips when the discrepancy rate, the candidate error rate or
+the candidate/control median latency ratio reaches its threshold.
 """
 
 import logging
-import statistics
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from rollout.conf import get_setting
-from rollout.experiments import query_name
 from rollout.metrics import metrics
+from rollout.models import GuardSample, QueryFlag
 
 logger = logging.getLogger(__name__)
+PRUNE_EVERY = 50  # samples beyond the window are deleted every this many inserts
+
+_MEASURE = f"""
+SELECT count(*), coalesce(avg(discrepancy::int), 0), coalesce(avg(candidate_error::int), 0),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY control_duration),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY candidate_duration)
+FROM (SELECT * FROM {GuardSample._meta.db_table} WHERE flag = %s ORDER BY id DESC LIMIT %s) AS recent
+"""
+_PRUNE = f"""
+DELETE FROM {GuardSample._meta.db_table} WHERE flag = %s AND id < (
+    SELECT min(id) FROM (SELECT id FROM {GuardSample._meta.db_table} WHERE flag = %s ORDER BY id DESC LIMIT %s) AS w)
+"""
 
 
-def _window_key(flag):
-    return f"guard:{flag}"
+def add_sample(result):
+    """Put a judged result into its flag's window (in the publisher's transaction); False if nothing to judge."""
+    if not result.judged:
+        return False
+    sample = GuardSample.objects.create(
+        flag=result.flag,
+        discrepancy=result.discrepancy,
+        candidate_error=result.candidate.raised,
+        control_duration=result.control.duration,
+        candidate_duration=result.candidate.duration,
+    )
+    if sample.pk % PRUNE_EVERY == 0:
+        flag = QueryFlag.objects.filter(name=result.flag).values_list("guard_window", flat=True).first()
+        with connection.cursor() as cursor:
+            cursor.execute(_PRUNE, [result.flag, result.flag, max(flag or 0, 1)])
+    return True
 
 
-def observe(flag_name, discrepancy, candidate_error, control, candidate):
-    from rollout.models import QueryFlag
-
-    flag = QueryFlag.objects.filter(name=flag_name).first()
-    if flag is None or flag.guard_tripped_at is not None:
-        return None
-    entry = f"{int(discrepancy)}|{int(candidate_error)}|{control.duration:.6f}|{candidate.duration:.6f}"
-    window = metrics.push_window(_window_key(flag_name), entry, flag.guard_window)
-    return evaluate(flag, window)
-
-
-def measure(window):
-    entries = [tuple(map(float, e.split("|"))) for e in window]
-    n = len(entries)
-    control_median = statistics.median(e[2] for e in entries) if n else 0
-    candidate_median = statistics.median(e[3] for e in entries) if n else 0
+def measure(flag_name, window):
+    with connection.cursor() as cursor:
+        cursor.execute(_MEASURE, [flag_name, window])
+        n, discrepancy_rate, error_rate, control_median, candidate_median = cursor.fetchone()
     return {
         "sample": n,
-        "discrepancy_rate": sum(e[0] for e in entries) / n if n else 0.0,
-        "error_rate": sum(e[1] for e in entries) / n if n else 0.0,
+        "discrepancy_rate": float(discrepancy_rate),
+        "error_rate": float(error_rate),
         "latency_ratio": candidate_median / control_median if control_median else 0.0,
     }
 
 
-def evaluate(flag, window):
-    """Trip the flag if a threshold is reached; returns the reason, or None."""
-    numbers = measure(window)
+def evaluate(result):
+    """Trip the result's flag if a threshold is reached; returns the reason, or None."""
+    flag_name = result.flag
+    flag = QueryFlag.objects.filter(name=flag_name).first()
+    if flag is None or flag.guard_tripped_at is not None:
+        return None
+    numbers = measure(flag_name, flag.guard_window)
     if numbers["sample"] < flag.guard_min_sample:
         return None
     reason = None
@@ -59,19 +78,28 @@ def evaluate(flag, window):
         reason = "candidate error rate"
     elif flag.guard_max_latency_ratio and numbers["latency_ratio"] >= flag.guard_max_latency_ratio:
         reason = "latency ratio"
-    if reason and trip(
-        flag,
-        f"{reason} over the last {numbers['sample']} comparisons: "
-        + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()),
-    ):
+    details = ", ".join(f"{k}={v:.4g}" for k, v in numbers.items())
+    if reason and trip(flag, f"{reason} over the last {numbers['sample']} comparisons: {details}"):
+        metrics.increment(result.query, result.candidate_backend, "guard_trips")
         return reason
     return None
+
+
+def healthy(flag_name, comparisons):
+    """Whether the last `comparisons` judged results of this flag were all healthy (rescue's condition)."""
+    numbers = measure(flag_name, comparisons)
+    return numbers["sample"] >= comparisons and numbers["discrepancy_rate"] == 0 and numbers["error_rate"] == 0
+
+
+def may_rescue(flag_name):
+    """Whether the candidate may serve when the control raised: opted in, not tripped, healthy long enough."""
+    flag = QueryFlag.objects.filter(name=flag_name, rescue=True, guard_tripped_at__isnull=True).first()
+    return flag is not None and healthy(flag_name, flag.rescue_after)
 
 
 def trip(flag, reason):
     """Send the flag back to the control for everyone; once, however many workers see the threshold."""
     from rollout.history import changed_by
-    from rollout.models import QueryFlag
 
     with transaction.atomic(), changed_by(None, "guard", reason):
         flag = QueryFlag.objects.select_for_update().get(pk=flag.pk)
@@ -81,17 +109,16 @@ def trip(flag, reason):
         flag.guard_tripped_at = timezone.now()
         flag.guard_reason = reason
         flag.save()
-    logger.error("guard tripped for %s: %s", flag.name, reason)
-    metrics.increment(query_name(flag.name), get_setting("CANDIDATE_BACKEND"), "guard_trips")
+    logger.warning("guard tripped for %s, the control serves everyone: %s", flag.name, reason)
     return True
 
 
 def clear(flag, user=None, source="cli"):
-    """Forget the trip and the window. The flag stays killed until an operator turns it back on."""
+    """Forget the trip and the window. The flag stays off until an operator turns it back on."""
     from rollout.history import changed_by
 
     with transaction.atomic(), changed_by(user, source, "guard cleared"):
         flag.guard_tripped_at = None
         flag.guard_reason = ""
         flag.save()
-    metrics.clear_window(_window_key(flag.name))
+        GuardSample.objects.filter(flag=flag.name).delete()

@@ -1,293 +1,274 @@
-"""Counters and latency samples per query and backend, shared across processes through Redis when configured.
+"""Counters and latency samples per query and backend, as per-minute rollups in PostgreSQL.
 
-Calls add to an in-process accumulator; it reaches the store at most every
-METRICS_FLUSH_SECONDS (one pipelined round trip), so the request path never
-waits on Redis more than once a second — and a Redis failure keeps the counts
-pending for the next flush instead of raising.
+Calls add to an in-process accumulator and never wait on anything else. One
+writer thread per process moves it into `MetricMinute` rows every
+METRICS_FLUSH_SECONDS (an upsert that adds to what other processes wrote), so
+every process — and the next run — reads the same numbers, with or without
+Redis. If the database is unreachable the counts stay pending, per minute, and
+reach it when it is back (latency samples of a failed flush are dropped); the
+outage is logged once when it starts and once when it ends. Rows older than
+METRICS_RETENTION_HOURS are purged by the writer and by `rollout purge-metrics`.
+
+All database work happens on the writer thread's own connection, so it is
+committed at once and never runs inside a caller's transaction.
 """
 
+import json
 import logging
 import os
+import queue
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
+from concurrent.futures import Future
 
-from django.conf import settings
+from django.db import connection
 
 from rollout.conf import get_setting
+from rollout.outage import Outage
 
 logger = logging.getLogger(__name__)
 COUNTERS = (
     "calls",
     "errors",
     "fallbacks",
+    "rescues",
     "comparisons",
     "matches",
     "discrepancies",
+    "control_errors",
     "noise",
+    "infrastructure",
     "drops",
     "cache_hits",
     "cache_misses",
     "record_failures",
     "guard_trips",
+    "tenant_filtered",
 )
-PREFIX = "rollout:metrics"
-SERIES_SAMPLES = 200  # latency samples kept per minute, query and backend
-SERIES_TTL = 25 * 3600
+SAMPLES_PER_MINUTE = 200  # latency samples kept per minute, query and backend
+SNAPSHOT_LATENCY_MINUTES = 60  # snapshot() percentiles cover the last hour
+PENDING_MINUTES = 120  # at most this many unflushed minutes are kept through an outage
+PURGE_EVERY_SECONDS = 600
+TABLE = "rollout_metricminute"
+
+_UPSERT = f"""
+INSERT INTO {TABLE} AS m (minute, query, backend, counts, samples) VALUES %(rows)s
+ON CONFLICT (minute, query, backend) DO UPDATE SET
+  counts = (SELECT coalesce(jsonb_object_agg(key, total), '{{}}'::jsonb) FROM (
+              SELECT key, sum(value::bigint) AS total FROM (
+                SELECT * FROM jsonb_each_text(m.counts) UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.counts)
+              ) AS added GROUP BY key) AS summed),
+  samples = (m.samples || EXCLUDED.samples)[1:{SAMPLES_PER_MINUTE}]
+"""
 
 
-def percentile(sorted_values, fraction):
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
+class _Writer:
+    """A daemon thread running submitted work in order. Unlike ThreadPoolExecutor it still runs during atexit,
+    so the last counts of a process can be flushed by its shutdown hook."""
 
-
-class LocalStore:
     def __init__(self):
-        self.clear()
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="rollout-metrics-writer", daemon=True).start()
 
-    def push(self, counters, latencies):
-        for key, counts in counters.items():
-            self.counters[key].update(counts)
-        for key, values in latencies.items():
-            self.latencies[key].extend(values)
+    def submit(self, work, *args):
+        future = Future()
+        self._jobs.put((future, work, args))
+        return future
 
-    def read(self):
-        keys = set(self.counters) | set(self.latencies)
-        return {key: (dict(self.counters[key]), list(self.latencies[key])) for key in keys}
-
-    def clear(self):
-        self.counters = defaultdict(Counter)
-        self.latencies = defaultdict(lambda: deque(maxlen=get_setting("LATENCY_SAMPLES")))
-        self.windows = {}
-        self.series = {}
-
-    def push_series(self, minute, counters, latencies):
-        bucket = self.series.setdefault(minute, (defaultdict(Counter), defaultdict(list)))
-        for key, counts in counters.items():
-            bucket[0][key].update(counts)
-        for key, values in latencies.items():
-            bucket[1][key].extend(values[:SERIES_SAMPLES])
-
-    def read_series(self, minutes):
-        return {
-            m: ({k: dict(c) for k, c in self.series[m][0].items()}, dict(self.series[m][1]))
-            for m in minutes
-            if m in self.series
-        }
-
-    def push_window(self, key, entry, size):
-        window = self.windows.get(key)
-        if window is None or window.maxlen != size:
-            window = self.windows[key] = deque(window or (), maxlen=size)
-        window.appendleft(entry)
-        return list(window)
-
-    def clear_window(self, key):
-        self.windows.pop(key, None)
+    def _run(self):
+        while True:
+            future, work, args = self._jobs.get()
+            try:
+                future.set_result(work(*args))
+            except BaseException as exc:  # noqa: BLE001 — handed to whoever waits on the future
+                future.set_exception(exc)
 
 
-class RedisStore:
-    def __init__(self):
-        from django_redis import get_redis_connection
+def current_minute():
+    return int(time.time() // 60)
 
-        self.redis = get_redis_connection("default")
 
-    def push(self, counters, latencies):
-        pipe = self.redis.pipeline(transaction=False)
-        for (query, backend), counts in counters.items():
-            pipe.sadd(f"{PREFIX}:index", f"{query}|{backend}")
-            for name, n in counts.items():
-                pipe.hincrby(f"{PREFIX}:{query}|{backend}", name, n)
-        for (query, backend), values in latencies.items():
-            pipe.sadd(f"{PREFIX}:index", f"{query}|{backend}")
-            pipe.lpush(f"{PREFIX}:latency:{query}|{backend}", *values)
-            pipe.ltrim(f"{PREFIX}:latency:{query}|{backend}", 0, get_setting("LATENCY_SAMPLES") - 1)
-        pipe.execute()
-
-    def read(self):
-        members = sorted(m.decode() for m in self.redis.smembers(f"{PREFIX}:index"))
-        pipe = self.redis.pipeline(transaction=False)
-        for member in members:
-            pipe.hgetall(f"{PREFIX}:{member}")
-            pipe.lrange(f"{PREFIX}:latency:{member}", 0, -1)
-        replies = pipe.execute()
-        result = {}
-        for i, member in enumerate(members):
-            counts, samples = replies[2 * i], replies[2 * i + 1]
-            result[tuple(member.split("|", 1))] = (
-                {k.decode(): int(v) for k, v in counts.items()},
-                [float(v) for v in samples],
-            )
-        return result
-
-    def clear(self):
-        keys = list(self.redis.scan_iter(f"{PREFIX}:*"))
-        if keys:
-            self.redis.delete(*keys)
-
-    def push_series(self, minute, counters, latencies):
-        pipe = self.redis.pipeline(transaction=False)
-        counts_key, samples_key = f"{PREFIX}:ts:{minute}", f"{PREFIX}:ts:{minute}:latency"
-        for (query, backend), counts in counters.items():
-            for name, n in counts.items():
-                pipe.hincrby(counts_key, f"{query}|{backend}|{name}", n)
-        for (query, backend), values in latencies.items():
-            key = f"{samples_key}:{query}|{backend}"
-            pipe.lpush(key, *values[:SERIES_SAMPLES])
-            pipe.ltrim(key, 0, SERIES_SAMPLES - 1)
-            pipe.expire(key, SERIES_TTL)
-            pipe.sadd(f"{samples_key}:index", f"{query}|{backend}")
-        pipe.expire(counts_key, SERIES_TTL)
-        pipe.expire(f"{samples_key}:index", SERIES_TTL)
-        pipe.execute()
-
-    def read_series(self, minutes):
-        pipe = self.redis.pipeline(transaction=False)
-        for minute in minutes:
-            pipe.hgetall(f"{PREFIX}:ts:{minute}")
-            pipe.smembers(f"{PREFIX}:ts:{minute}:latency:index")
-        replies = pipe.execute()
-        pipe = self.redis.pipeline(transaction=False)
-        wanted = []
-        for i, minute in enumerate(minutes):
-            for member in replies[2 * i + 1]:
-                wanted.append((minute, member.decode()))
-                pipe.lrange(f"{PREFIX}:ts:{minute}:latency:{member.decode()}", 0, -1)
-        samples = pipe.execute()
-        result = {}
-        for i, minute in enumerate(minutes):
-            counters = defaultdict(dict)
-            for field, n in replies[2 * i].items():
-                query, backend, name = field.decode().rsplit("|", 2)
-                counters[(query, backend)][name] = int(n)
-            result[minute] = (dict(counters), {})
-        for (minute, member), values in zip(wanted, samples):
-            result[minute][1][tuple(member.split("|", 1))] = [float(v) for v in values]
-        return result
-
-    def push_window(self, key, entry, size):
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lpush(f"{PREFIX}:window:{key}", entry)
-        pipe.ltrim(f"{PREFIX}:window:{key}", 0, size - 1)
-        pipe.lrange(f"{PREFIX}:window:{key}", 0, -1)
-        return [e.decode() for e in pipe.execute()[-1]]
-
-    def clear_window(self, key):
-        self.redis.delete(f"{PREFIX}:window:{key}")
+def _numbers(rows):
+    """{(query, backend): {counter: n}} from (query, backend, counter, n) rows."""
+    result = defaultdict(dict)
+    for query, backend, name, n in rows:
+        result[(query, backend)][name] = int(n)
+    return result
 
 
 class Metrics:
     def __init__(self):
-        self._store = None
         self._lock = threading.Lock()
-        self._counters = defaultdict(Counter)
-        self._latencies = defaultdict(list)
-        self._flushed_at = time.monotonic()
-        self._flusher_pid = None
+        self._pending = defaultdict(Counter)  # (minute, query, backend) -> counts
+        self._samples = defaultdict(list)  # (minute, query, backend) -> seconds
+        self._pid = None
+        self._writer = None
+        self._purged_at = 0.0
+        self.outage = Outage("the metrics database", logger)
 
-    def _ensure_flusher(self):
-        """A daemon thread per process, so counts reach the store even when calls stop coming."""
-        if self._flusher_pid == os.getpid():
-            return
-        self._flusher_pid = os.getpid()
-
-        def run():
-            while True:
-                time.sleep(get_setting("METRICS_FLUSH_SECONDS"))
-                self.flush()
-
-        threading.Thread(target=run, name="rollout-metrics-flusher", daemon=True).start()
-
-    @property
-    def store(self):
-        if self._store is None:
-            self._store = RedisStore() if getattr(settings, "REDIS_CONFIGURED", False) else LocalStore()
-        return self._store
+    # -- the request path: in-process only ------------------------------------------------------------
 
     def increment(self, query, backend, name, n=1):
+        self._ensure_writer()
         with self._lock:
-            self._counters[(query, backend)][name] += n
-        self._maybe_flush()
+            self._pending[(current_minute(), query, backend)][name] += n
 
     def observe(self, query, backend, seconds):
+        self._ensure_writer()
         with self._lock:
-            samples = self._latencies[(query, backend)]
-            if len(samples) < get_setting("LATENCY_SAMPLES"):
+            samples = self._samples[(current_minute(), query, backend)]
+            if len(samples) < SAMPLES_PER_MINUTE:
                 samples.append(seconds)
-        self._maybe_flush()
 
-    def _maybe_flush(self):
-        self._ensure_flusher()
-        if time.monotonic() - self._flushed_at >= get_setting("METRICS_FLUSH_SECONDS"):
-            self.flush()
+    # -- the writer thread ---------------------------------------------------------------------------
 
-    def flush(self):
-        with self._lock:
-            counters, latencies = self._counters, self._latencies
-            self._counters, self._latencies = defaultdict(Counter), defaultdict(list)
-            self._flushed_at = time.monotonic()
-        if not counters and not latencies:
+    def _ensure_writer(self):
+        """One writer thread per process (re-created after a fork) and a ticker that flushes through it."""
+        if self._pid == os.getpid():
             return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._writer = _Writer()
+            self._pid = os.getpid()
+            self._pending, self._samples = defaultdict(Counter), defaultdict(list)  # a fork's copy is the parent's
+
+        def tick():
+            while True:
+                time.sleep(get_setting("METRICS_FLUSH_SECONDS"))
+                self._writer.submit(self._write_pending)
+
+        threading.Thread(target=tick, name="rollout-metrics-ticker", daemon=True).start()
+
+    def _on_writer(self, work, timeout=30):
+        """Run work(cursor) on the writer's connection and return its result."""
+        self._ensure_writer()
+        return self._writer.submit(self._with_cursor, work).result(timeout=timeout)
+
+    @staticmethod
+    def _with_cursor(work):
         try:
-            self.store.push(counters, latencies)
-            self.store.push_series(int(time.time() // 60), counters, latencies)
-        except Exception:
-            logger.warning("metrics store unreachable; keeping counts for the next flush", exc_info=True)
-            with self._lock:
-                for key, counts in counters.items():
-                    self._counters[key].update(counts)
+            with connection.cursor() as cursor:
+                return work(cursor)
+        finally:
+            connection.close()  # back to the pool; a broken connection is never reused
+
+    def _take_pending(self):
+        with self._lock:
+            pending, samples = self._pending, self._samples
+            self._pending, self._samples = defaultdict(Counter), defaultdict(list)
+        return pending, samples
+
+    def _write_pending(self):
+        pending, samples = self._take_pending()
+        if not pending and not samples:
+            return
+        keys = sorted(set(pending) | set(samples))  # one order in every process: no deadlocks between upserts
+        params = []
+        for key in keys:
+            params += [*key, json.dumps(dict(pending.get(key, {}))), samples.get(key, [])]
+        rows = ", ".join(["(%s, %s, %s, %s::jsonb, %s::double precision[])"] * len(keys))
+        try:
+            self._with_cursor(lambda cursor: cursor.execute(_UPSERT.replace("%(rows)s", rows), params))
+        except Exception as exc:  # noqa: BLE001 — metrics never fail anyone; the counts wait for the next flush
+            self.outage.failed(exc)
+            self._keep(pending)
+            return
+        self.outage.succeeded()
+        if time.monotonic() - self._purged_at >= PURGE_EVERY_SECONDS:
+            self._purged_at = time.monotonic()
+            hours = get_setting("METRICS_RETENTION_HOURS")
+            try:
+                self._with_cursor(lambda cursor: self._delete_older(cursor, hours))
+            except Exception as exc:  # noqa: BLE001
+                self.outage.failed(exc)
+
+    def _keep(self, pending):
+        with self._lock:
+            for key, counts in pending.items():
+                self._pending[key].update(counts)
+            minutes = sorted({key[0] for key in self._pending})
+            if len(minutes) > PENDING_MINUTES:
+                cut = minutes[-PENDING_MINUTES]
+                self._pending = defaultdict(Counter, {k: v for k, v in self._pending.items() if k[0] >= cut})
+
+    @staticmethod
+    def _delete_older(cursor, hours):
+        cursor.execute(f"DELETE FROM {TABLE} WHERE minute < %s", [current_minute() - int(hours * 60)])
+        return cursor.rowcount
+
+    # -- readers ---------------------------------------------------------------------------------------
+
+    def flush(self, timeout=30):
+        """Write what this process counted so far (readers call it first, so they see their own calls)."""
+        self._ensure_writer()
+        self._writer.submit(self._write_pending).result(timeout=timeout)
 
     def snapshot(self):
-        """{(query, backend): {counter: n, ..., "p50", "p95", "p99", "samples"}} across processes."""
+        """{(query, backend): {counter: n, ..., "p50", "p95", "p99", "samples"}} across processes.
+
+        Counters add up every retained minute; percentiles cover the last SNAPSHOT_LATENCY_MINUTES.
+        """
         self.flush()
-        try:
-            raw = self.store.read()
-        except Exception:
-            logger.warning("metrics store unreachable; no snapshot", exc_info=True)
-            return {}
-        result = {}
-        for key, (counts, samples) in raw.items():
-            ordered = sorted(samples)
-            row = {name: counts.get(name, 0) for name in COUNTERS}
-            row.update(
-                samples=len(ordered),
-                p50=percentile(ordered, 0.5),
-                p95=percentile(ordered, 0.95),
-                p99=percentile(ordered, 0.99),
+        since = current_minute() - SNAPSHOT_LATENCY_MINUTES + 1
+
+        def read(cursor):
+            cursor.execute(
+                f"SELECT query, backend, key, sum(value::bigint) FROM {TABLE}, jsonb_each_text(counts) GROUP BY 1, 2, 3"
             )
+            counts = _numbers(cursor.fetchall())
+            cursor.execute(
+                f"""SELECT query, backend, count(*), percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY s)
+                    FROM {TABLE}, unnest(samples) AS s WHERE minute >= %s GROUP BY 1, 2""",
+                [since],
+            )
+            return counts, {(q, b): (n, p) for q, b, n, p in cursor.fetchall()}
+
+        counts, latencies = self._read(read, ({}, {}))
+        result = {}
+        for key in set(counts) | set(latencies):
+            n, (p50, p95, p99) = latencies.get(key, (0, (None, None, None)))
+            row = {name: counts.get(key, {}).get(name, 0) for name in COUNTERS}
+            row.update(samples=n, p50=p50, p95=p95, p99=p99)
             result[key] = row
         return result
 
     def series(self, minutes_back):
         """[(minute, {(query, backend): {counter: n, "p50", "p95"}})] for the last minutes, oldest first."""
         self.flush()
-        now = int(time.time() // 60)
+        now = current_minute()
         minutes = list(range(now - minutes_back + 1, now + 1))
+
+        def read(cursor):
+            cursor.execute(
+                f"""SELECT minute, query, backend, counts,
+                           (SELECT percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY s) FROM unnest(samples) s)
+                    FROM {TABLE} WHERE minute >= %s ORDER BY minute""",
+                [minutes[0]],
+            )
+            return cursor.fetchall()
+
+        by_minute = defaultdict(dict)
+        for minute, query, backend, counts, percentiles in self._read(read, []):
+            counts = json.loads(counts) if isinstance(counts, str) else counts
+            p50, p95 = percentiles or (None, None)
+            by_minute[minute][(query, backend)] = {**{k: int(v) for k, v in counts.items()}, "p50": p50, "p95": p95}
+        return [(minute, by_minute.get(minute, {})) for minute in minutes]
+
+    def _read(self, work, empty):
         try:
-            raw = self.store.read_series(minutes)
-        except Exception:
-            logger.warning("metrics store unreachable; no series", exc_info=True)
-            raw = {}
-        result = []
-        for minute in minutes:
-            counters, samples = raw.get(minute, ({}, {}))
-            row = {}
-            for key in set(counters) | set(samples):
-                ordered = sorted(samples.get(key, ()))
-                row[key] = {**counters.get(key, {}), "p50": percentile(ordered, 0.5), "p95": percentile(ordered, 0.95)}
-            result.append((minute, row))
+            result = self._on_writer(work)
+        except Exception as exc:  # noqa: BLE001 — a reader gets no numbers, never an error
+            self.outage.failed(exc)
+            return empty
+        self.outage.succeeded()
         return result
 
-    def push_window(self, key, entry, size):
-        """Add an entry to a rolling window shared by every process; returns the window, newest first."""
-        with self._lock:
-            return self.store.push_window(key, entry, size)
-
-    def clear_window(self, key):
-        with self._lock:
-            self.store.clear_window(key)
+    def purge(self, hours=None):
+        """Delete the rollups older than `hours` (default METRICS_RETENTION_HOURS); returns how many went."""
+        hours = get_setting("METRICS_RETENTION_HOURS") if hours is None else hours
+        return self._on_writer(lambda cursor: self._delete_older(cursor, hours))
 
     @staticmethod
     def since(before, after):
@@ -298,9 +279,9 @@ class Metrics:
         }
 
     def reset(self):
-        with self._lock:
-            self._counters, self._latencies = defaultdict(Counter), defaultdict(list)
-        self.store.clear()
+        """Forget every count, here and in the database (tests)."""
+        self._take_pending()
+        self._on_writer(lambda cursor: cursor.execute(f"DELETE FROM {TABLE}"))
 
 
 metrics = Metrics()

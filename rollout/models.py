@@ -49,6 +49,14 @@ class QueryFlag(AbstractUserFlag):
     fallback = models.BooleanField(
         default=True, help_text="When the candidate raises while serving, serve the control."
     )
+    rescue = models.BooleanField(
+        default=False,
+        help_text="When the control raises while serving, serve the candidate's answer instead — only while "
+        "the guard has seen the candidate healthy for the last `rescue after` comparisons.",
+    )
+    rescue_after = models.PositiveIntegerField(
+        default=200, help_text="Comparisons the guard must have seen healthy before the candidate may rescue."
+    )
     guard_window = models.PositiveIntegerField(default=200, help_text="The guard looks at the last N comparisons.")
     guard_min_sample = models.PositiveIntegerField(default=50, help_text="The guard never trips on fewer comparisons.")
     guard_max_discrepancy_rate = models.FloatField(default=0.01, help_text="Trip at this share of discrepancies.")
@@ -102,6 +110,7 @@ class Discrepancy(models.Model):
         ("different_errors", "different errors"),
         ("timeout", "timeout"),
         ("stale_cache", "stale cache"),
+        ("rescued", "function error, twin served"),
     ]
     STATUSES = [("new", "new"), ("acknowledged", "acknowledged"), ("fixed", "fixed"), ("ignored", "ignored")]
 
@@ -143,6 +152,42 @@ class DiscrepancyExample(models.Model):
 
     class Meta:
         ordering = ["-seen_at", "-id"]
+
+
+class RecordedComparison(models.Model):
+    """A comparison whose outcome is in the database: a redelivered task finds it here and counts once."""
+
+    comparison_id = models.UUIDField(primary_key=True)
+    recorded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+
+class GuardSample(models.Model):
+    """One judged comparison in a flag's guard window (kept in PostgreSQL: a Redis outage cannot blind it)."""
+
+    flag = models.CharField(max_length=100)
+    discrepancy = models.BooleanField()
+    candidate_error = models.BooleanField()
+    control_duration = models.FloatField()
+    candidate_duration = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["flag", "-id"], name="rollout_guard_window")]
+
+
+class MetricMinute(models.Model):
+    """Counters and latency samples of one query and backend in one minute, summed over every process."""
+
+    minute = models.BigIntegerField()  # minutes since the epoch, UTC
+    query = models.CharField(max_length=100)
+    backend = models.CharField(max_length=20)
+    counts = models.JSONField(default=dict)
+    samples = ArrayField(models.FloatField(), default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "query", "backend"], name="rollout_metric_minute_unique")
+        ]
+        indexes = [models.Index(fields=["minute"], name="rollout_metric_minute")]
 
 
 class ApiToken(models.Model):

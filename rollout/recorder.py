@@ -1,45 +1,51 @@
-"""Discrepancy records: written by one writer thread on its own connection, never in a caller's transaction.
+"""Discrepancy records: one upsert by fingerprint per result, idempotent by comparison id.
 
-A record survives the caller's request rolling back; a failure to write is
-logged and counted (record_failures), never raised to anyone.
+`claim()` inserts the comparison id; a redelivered comparison finds it there and
+is counted once. `write()` adds one occurrence to the discrepancy of the result's
+fingerprint (creating it on first sight) and keeps at most
+DISCREPANCIES_PER_FINGERPRINT examples. Both run in the publishing worker's own
+transaction, before its task is acknowledged.
 """
 
 import hashlib
 import json
-import logging
-import queue
-import threading
-from dataclasses import dataclass
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import connection
 
 from rollout.conf import get_setting
-from rollout.metrics import metrics
+from rollout.models import Discrepancy, DiscrepancyExample, RecordedComparison
 
-logger = logging.getLogger(__name__)
+_UPSERT = f"""
+INSERT INTO {Discrepancy._meta.db_table} AS d
+    (query, flag, kind, fingerprint, occurrences, first_seen, last_seen, status)
+VALUES (%s, %s, %s, %s, 1, now(), now(), 'new')
+ON CONFLICT (fingerprint) DO UPDATE SET occurrences = d.occurrences + 1, last_seen = now()
+RETURNING id, occurrences
+"""
+_CLAIM = f"""
+INSERT INTO {RecordedComparison._meta.db_table} (comparison_id, recorded_at) VALUES (%s, now()) ON CONFLICT DO NOTHING
+"""
+_TRIM = f"""
+DELETE FROM {DiscrepancyExample._meta.db_table} WHERE discrepancy_id = %s AND id < (
+    SELECT min(id) FROM (SELECT id FROM {DiscrepancyExample._meta.db_table}
+                         WHERE discrepancy_id = %s ORDER BY id DESC LIMIT %s) AS kept)
+"""
 
 
-@dataclass(frozen=True)
-class Record:
-    query: str
-    flag: str
-    kind: str
-    signature: str  # what makes two occurrences "the same difference"
-    actor: dict
-    params: dict
-    diff: dict
-    served_backend: str
-    control_duration: float | None
-    candidate_duration: float | None
-    control_error: str = ""
-    candidate_error: str = ""
+def signature(result):
+    """What makes two occurrences the same difference: its shape, not its data."""
+    difference = result.difference
+    if difference is None or difference.errors:
+        kinds = difference.errors if difference is not None else ()
+        return "errors:" + "/".join(str(k) for k in kinds)
+    parts = [name for name in ("missing", "extra", "reordered", "value") if getattr(difference, name)]
+    fields = sorted({change.field for change in difference.changed})
+    return "+".join(parts) + (":" + ",".join(fields) if fields else "")
 
-    @property
-    def fingerprint(self):
-        return hashlib.sha256(f"{self.query}|{self.kind}|{self.signature}".encode()).hexdigest()
+
+def fingerprint(result):
+    return hashlib.sha256(f"{result.query}|{result.kind}|{signature(result)}".encode()).hexdigest()
 
 
 def jsonable(value):
@@ -47,71 +53,50 @@ def jsonable(value):
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder, default=str))
 
 
-def write(record):
-    """Insert or count one occurrence; keep at most DISCREPANCIES_PER_FINGERPRINT examples of it."""
-    from rollout.models import Discrepancy, DiscrepancyExample
-
-    with transaction.atomic():
-        discrepancy, created = Discrepancy.objects.select_for_update().get_or_create(
-            fingerprint=record.fingerprint, defaults={"query": record.query, "flag": record.flag, "kind": record.kind}
-        )
-        if not created:
-            Discrepancy.objects.filter(pk=discrepancy.pk).update(
-                occurrences=F("occurrences") + 1, last_seen=timezone.now()
-            )
-        DiscrepancyExample.objects.create(
-            discrepancy=discrepancy,
-            actor=jsonable(record.actor),
-            params=jsonable(record.params),
-            diff=jsonable(record.diff),
-            served_backend=record.served_backend,
-            control_duration=record.control_duration,
-            candidate_duration=record.candidate_duration,
-            control_error=record.control_error,
-            candidate_error=record.candidate_error,
-        )
-        keep = get_setting("DISCREPANCIES_PER_FINGERPRINT")
-        stale = discrepancy.examples.order_by("-seen_at", "-id").values_list("pk", flat=True)[keep:]
-        DiscrepancyExample.objects.filter(pk__in=list(stale)).delete()
-    return discrepancy
+def bounded_diff(difference, limit=None):
+    """The difference as JSON, at most `limit` rows of each list; "cut" counts what was left out."""
+    limit = limit or get_setting("SHADOW_DIFF_ROWS")
+    full = difference.as_dict()
+    cut = {}
+    for name in ("missing", "extra", "changed"):
+        if len(full[name]) > limit:
+            cut[name] = len(full[name]) - limit
+            full[name] = full[name][:limit]
+    full["cut"] = cut
+    return full
 
 
-class Recorder:
-    def __init__(self, size=10_000):
-        self._queue = queue.Queue(maxsize=size)
-        self._thread = None
-        self._lock = threading.Lock()
-
-    def _ensure_thread(self):
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="rollout-recorder", daemon=True)
-                self._thread.start()
-
-    def submit(self, record):
-        self._ensure_thread()
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            logger.error("discrepancy recorder queue full; record for %s lost", record.query)
-            metrics.increment(record.query, record.served_backend, "record_failures")
-
-    def _run(self):
-        while True:
-            record = self._queue.get()
-            try:
-                write(record)
-            except Exception:
-                logger.exception("could not write a discrepancy record for %s", record.query)
-                metrics.increment(record.query, record.served_backend, "record_failures")
-            finally:
-                close_old_connections()
-                self._queue.task_done()
-
-    def drain(self):
-        """Block until every submitted record is written (tests, shutdown)."""
-        if self._thread is not None:
-            self._queue.join()
+def claim(comparison_id):
+    """True the first time a comparison id is seen; False for a redelivery."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [comparison_id])
+        return cursor.rowcount == 1
 
 
-recorder = Recorder()
+def write(result):
+    """Count one occurrence of the result's discrepancy and keep its example; returns the discrepancy id."""
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT, [result.query, result.flag, result.kind, fingerprint(result)])
+        discrepancy_id, occurrences = cursor.fetchone()
+    control, candidate = result.control, result.candidate
+    DiscrepancyExample.objects.create(
+        discrepancy_id=discrepancy_id,
+        actor=jsonable(result.actor),
+        params=jsonable(result.params),
+        diff=jsonable(bounded_diff(result.difference)) if result.difference is not None else {},
+        served_backend=result.served_backend,
+        control_duration=control.duration if control else None,
+        candidate_duration=candidate.duration if candidate else None,
+        control_error=control.error_text if control else "",
+        candidate_error=candidate.error_text if candidate else "",
+    )
+    keep = get_setting("DISCREPANCIES_PER_FINGERPRINT")
+    if occurrences > keep:
+        with connection.cursor() as cursor:
+            cursor.execute(_TRIM, [discrepancy_id, discrepancy_id, keep])
+    return discrepancy_id
+
+
+def forget_claims(older_than):
+    """Delete comparison ids recorded before `older_than` (a redelivery comes within minutes, not days)."""
+    return RecordedComparison.objects.filter(recorded_at__lt=older_than).delete()[0]

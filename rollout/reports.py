@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from rollout.conf import get_setting
 from rollout.experiments import flag_name, get_experiment, registry
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
@@ -47,9 +46,9 @@ def flag_summary(flag):
 def status():
     flags = {f.name: f for f in QueryFlag.objects.all()}
     numbers = metrics.snapshot()
-    candidate = get_setting("CANDIDATE_BACKEND")
     rows = []
     for query in registry().names():
+        candidate = get_experiment(query).candidate
         flag = flags.get(flag_name(query))
         calls = sum(row["calls"] for (q, _), row in numbers.items() if q == query)
         shadow = numbers.get((query, candidate), {})
@@ -117,8 +116,9 @@ def history(query=None, limit=50):
 
 def replay(discrepancy_id):
     """Run both backends again, now, with the recorded parameters."""
+    from rollout.comparison import observe_both
     from rollout.operations import OperationError
-    from rollout.shadow import bounded_diff, observe_both
+    from rollout.recorder import bounded_diff
 
     discrepancy = Discrepancy.objects.filter(pk=discrepancy_id).first()
     example = discrepancy.latest() if discrepancy else None

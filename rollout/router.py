@@ -1,4 +1,9 @@
-"""Every call to a registered query goes through here: decide, serve, fall back, sample for shadow."""
+"""Every call to a registered query goes through here: decide, serve, fall back or rescue, sample for shadow.
+
+dispatch and dispatch_many share one path (`_serve`); what differs is only the
+behaviour that answers (one call, or many values of one parameter) and how a
+served answer is split into per-call shadow samples.
+"""
 
 import dataclasses
 import logging
@@ -7,7 +12,7 @@ from contextvars import ContextVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from rollout import shadow
+from rollout import guard, shadow
 from rollout.conf import get_setting
 from rollout.decision import Decision
 from rollout.experiments import flag_name, get_experiment
@@ -24,19 +29,21 @@ def last_decision():
     return _last_decision.get()
 
 
-def decide(query, actor=None):
+def decide(query, actor=None, experiment=None):
     """The Decision for one call, and the FlagState it came from (None when the flag is missing)."""
+    experiment = experiment or get_experiment(query)
     name = flag_name(query)
     state = flags.get(name)
     if state is None:
-        return Decision(query, name, get_setting("CONTROL_BACKEND"), "control", "missing_flag"), None
+        return Decision(query, name, experiment.control, "control", "missing_flag"), None
     active, rule = state.decide(actor)
     role = "candidate" if active else "control"
-    backend = get_setting("CANDIDATE_BACKEND") if active else get_setting("CONTROL_BACKEND")
+    backend = experiment.candidate if active else experiment.control
     return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled()), state
 
 
-def _candidate_through_cache(experiment, decision, params):
+def _through_cache(experiment, decision, params):
+    """The candidate's answer through the experiment's never-stale cache."""
     hits = []
 
     def run(backend, params):
@@ -47,64 +54,116 @@ def _candidate_through_cache(experiment, decision, params):
     served = Observation.of(decision.backend, run, decision.backend, params)
     if hits:
         metrics.increment(decision.query, decision.backend, "cache_hits" if hits[0] else "cache_misses")
-        decision = dataclasses.replace(decision, cache_hit=hits[0])
+        decision = dataclasses.replace(decision, cache_hit=bool(hits[0]))
     return decision, served
 
 
-def _serve(experiment, decision, state, params, actor):
-    if decision.role == "candidate" and get_setting("CACHE_CANDIDATE"):
-        decision, served = _candidate_through_cache(experiment, decision, params)
+def _rescuable(decision, served):
+    if decision.role != "control" or not served.raised:
+        return False
+    try:
+        return guard.may_rescue(decision.flag)
+    except Exception:  # noqa: BLE001 — the database that failed the control may fail this too: no rescue
+        return False
+
+
+def _serve(experiment, decision, state, answer, params, actor):
+    """Serve a call; answer(backend) runs one backend. Returns (decision, observation served)."""
+    if decision.role == "candidate" and answer.cacheable and get_setting("CACHE_CANDIDATE"):
+        decision, served = _through_cache(experiment, decision, params)
     else:
-        served = Observation.of(decision.backend, experiment.run, decision.backend, params)
+        served = Observation.of(decision.backend, answer, decision.backend)
     if served.raised and decision.role == "candidate" and state.fallback:
-        logger.warning(
-            "candidate %s of %s raised %r; serving the control", decision.backend, decision.query, served.exception
-        )
+        logger.warning("candidate of %s raised %r; serving the control", decision.query, served.exception)
         metrics.increment(decision.query, decision.backend, "fallbacks")
-        failed = served
-        decision = decision.with_fallback(get_setting("CONTROL_BACKEND"))
-        served = Observation.of(decision.backend, experiment.run, decision.backend, params)
-        shadow.record_fallback(experiment, decision, params, failed, served, actor)
+        failed, decision = served, decision.with_fallback(experiment.control)
+        served = Observation.of(decision.backend, answer, decision.backend)
+        shadow.fallback(experiment, decision, answer.params_of_record, served, failed, actor)
+    elif _rescuable(decision, served):
+        rescued = Observation.of(experiment.candidate, answer, experiment.candidate)
+        if not rescued.raised:
+            logger.warning(
+                "control of %s raised %r; the candidate's answer was served", decision.query, served.exception
+            )
+            metrics.increment(decision.query, experiment.candidate, "rescues")
+            shadow.rescue(experiment, decision, answer.params_of_record, served, rescued, actor)
+            served = rescued
+            decision = dataclasses.replace(decision, backend=experiment.candidate, role="candidate", rescued=True)
     return decision, served
+
+
+def _count(decision, served, params):
+    metrics.increment(decision.query, decision.backend, "calls")
+    metrics.observe(decision.query, decision.backend, served.duration)
+    if served.raised:
+        metrics.increment(decision.query, decision.backend, "errors")
+    if served.duration >= get_setting("SLOW_CALL_SECONDS"):
+        logger.warning(
+            "slow call: %s on %s took %.3f s (params %s)", decision.query, decision.backend, served.duration, params
+        )
+
+
+class _One:
+    """One call: answer(backend) runs it."""
+
+    cacheable = True
+
+    def __init__(self, experiment, params):
+        self.experiment, self.params, self.params_of_record = experiment, params, params
+
+    def __call__(self, backend):
+        return self.experiment.run(backend, self.params)
+
+    def samples(self, served):
+        yield self.params, served
+
+
+class _Many:
+    """Many values of one parameter: answer(backend) returns {value: answer}; each value is its own sample."""
+
+    cacheable = False
+
+    def __init__(self, experiment, vary, values, params):
+        self.experiment, self.vary, self.values, self.params = experiment, vary, values, params
+        # A batch that falls back or is rescued is recorded once, with its first value: replayable as is.
+        self.params_of_record = {**params, vary: values[0]} if values else params
+
+    def __call__(self, backend):
+        return self.experiment.run_many(backend, self.vary, self.values, self.params)
+
+    def samples(self, served):
+        share = served.duration / max(len(served.value), 1)
+        for value, answer in served.value.items():
+            yield {**self.params, self.vary: value}, Observation(served.backend, value=answer, duration=share)
+
+
+def _dispatch(experiment, query_name, answer, actor):
+    decision, state = decide(query_name, actor, experiment)
+    decision, served = _serve(experiment, decision, state, answer, answer.params_of_record, actor)
+    _count(decision, served, answer.params_of_record)
+    # A fallback or a rescue already ran both backends and queued their comparison.
+    if decision.shadow and not (decision.fell_back or decision.rescued):
+        samples = [(answer.params_of_record, served)] if served.raised else answer.samples(served)
+        for params, observation in samples:
+            shadow.sample(experiment, decision, params, observation, actor)
+    _last_decision.set(decision)
+    logger.debug("%s", decision)
+    return served.unwrap()
 
 
 def dispatch(query_name, *, actor=None, **params):
     """Run a registered query on the backend its flag chooses for this actor; returns the contract's answer."""
     experiment = get_experiment(query_name)
-    cleaned = experiment.clean(params)
-    decision, state = decide(query_name, actor)
-    decision, served = _serve(experiment, decision, state, cleaned, actor)
-    metrics.increment(query_name, decision.backend, "calls")
-    metrics.observe(query_name, decision.backend, served.duration)
-    if served.raised:
-        metrics.increment(query_name, decision.backend, "errors")
-    if served.duration >= get_setting("SLOW_CALL_SECONDS"):
-        logger.warning(
-            "slow call: %s on %s took %.3f s (params %s)", query_name, decision.backend, served.duration, cleaned
-        )
-    if decision.shadow:
-        shadow.submit(experiment, decision, cleaned, served, actor)
-    _last_decision.set(decision)
-    logger.debug("%s", decision)
-    return served.unwrap()
+    return _dispatch(experiment, query_name, _One(experiment, experiment.clean(params)), actor)
 
 
 def dispatch_many(query_name, *, vary, values, actor=None, **params):
     """{value: answer} for many values of one parameter (e.g. job_needs for many people), one decision."""
     experiment = get_experiment(query_name)
     values = list(values)
-    if values:
-        experiment.clean({**params, vary: values[0]})
-    decision, state = decide(query_name, actor)
-    served = Observation.of(decision.backend, experiment.run_many, decision.backend, vary, values, params)
-    if served.raised and decision.role == "candidate" and state.fallback:
-        metrics.increment(query_name, decision.backend, "fallbacks")
-        decision = decision.with_fallback(get_setting("CONTROL_BACKEND"))
-        served = Observation.of(decision.backend, experiment.run_many, decision.backend, vary, values, params)
-    metrics.increment(query_name, decision.backend, "calls")
-    metrics.observe(query_name, decision.backend, served.duration)
-    _last_decision.set(decision)
-    return served.unwrap()
+    if values:  # bad parameters fail here, before any decision
+        params = {k: v for k, v in experiment.clean({**params, vary: values[0]}).items() if k != vary}
+    return _dispatch(experiment, query_name, _Many(experiment, vary, values, params), actor)
 
 
 def _dispatch_in_worker(query_name, actor, params):

@@ -5,9 +5,11 @@ from pathlib import Path
 
 from settings.environment import (
     ConfigurationError,
+    broker_url,
     cache_config,
     database_config,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -88,9 +90,41 @@ WAFFLE_FLAG_MODEL = "rollout.QueryFlag"
 WAFFLE_CACHE_NAME = "default"
 WAFFLE_CREATE_MISSING_FLAGS = False
 
+# rollout routes the legacy domain's experiments: the one place the two apps are wired together.
+ROLLOUT_REGISTRY = "query_backends.registry.REGISTRY"
+ROLLOUT_ACTOR_RESOLVER = "query_backends.actors.resolve_user"
+ROLLOUT_FLAG_PREFIX = "orm."
+
 ROLLOUT_FLAG_RECHECK_SECONDS = env_float(_env, "ROLLOUT_FLAG_RECHECK_SECONDS", 1.0, minimum=0.0)
 ROLLOUT_SHADOW_WORKERS = env_int(_env, "ROLLOUT_SHADOW_WORKERS", 2, minimum=1)
 ROLLOUT_SHADOW_QUEUE_SIZE = env_int(_env, "ROLLOUT_SHADOW_QUEUE_SIZE", 100, minimum=1)
+ROLLOUT_SHADOW_BROKER_MAX_QUEUE = env_int(_env, "ROLLOUT_SHADOW_BROKER_MAX_QUEUE", 10_000, minimum=1)
+ROLLOUT_SHADOW_DRAIN_SECONDS = env_float(_env, "ROLLOUT_SHADOW_DRAIN_SECONDS", 10.0, minimum=0.0)
+ROLLOUT_SHADOW_DATABASE = _env.get("ROLLOUT_SHADOW_DATABASE", "default")
+ROLLOUT_METRICS_RETENTION_HOURS = env_float(_env, "ROLLOUT_METRICS_RETENTION_HOURS", 48, minimum=0.1)
+
+# Celery: shadow comparisons and fallback records run on workers (`celery -A settings worker`) when a
+# broker is configured — CELERY_BROKER_URL, else REDIS_URL; with neither, on threads in the web process.
+CELERY_BROKER_URL = broker_url(_env)
+ROLLOUT_SHADOW_BACKEND = env_choice(
+    _env, "ROLLOUT_SHADOW_BACKEND", "celery" if CELERY_BROKER_URL else "thread", ("celery", "thread")
+)
+CELERY_TASK_DEFAULT_QUEUE = _env.get("ROLLOUT_CELERY_QUEUE", "rollout")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int(_env, "CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The web side never waits on the broker for long: no publish retries, a short connection timeout.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float(_env, "CELERY_BROKER_CONNECTION_TIMEOUT", 1.0, minimum=0.01)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis: an unacknowledged task of a dead worker is delivered again after this long.
+    "visibility_timeout": env_int(_env, "CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
+}
 ROLLOUT_METRICS_TOKEN = _env.get("ROLLOUT_METRICS_TOKEN", "")
 ROLLOUT_METRICS_ALLOWED_IPS = tuple(env_list(_env, "ROLLOUT_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
 QUERY_CACHE_TTL_SECONDS = env_int(_env, "QUERY_CACHE_TTL_SECONDS", 60, minimum=1)
@@ -123,3 +157,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# The Celery app, so that tasks published from this process go to the configured broker.
+from settings.celery import app as celery_app  # noqa: E402, F401

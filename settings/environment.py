@@ -153,3 +153,24 @@ def environment_name(environ):
     if name not in {"development", "production"}:
         raise ConfigurationError(f"DJANGO_ENV={name!r} must be development or production")
     return name
+
+
+BROKER_SCHEMES = {"amqp", "amqps", "pyamqp", "redis", "rediss"}
+
+
+def broker_url(environ):
+    """Celery's broker: CELERY_BROKER_URL, else REDIS_URL, else "" (no broker: comparisons run in-process)."""
+    url = environ.get("CELERY_BROKER_URL", "").strip()
+    if not url:
+        return environ.get("REDIS_URL", "").strip()
+    scheme = urlparse(url).scheme
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigurationError(f"CELERY_BROKER_URL is malformed: scheme {scheme!r} is not one of amqp, redis")
+    return url
+
+
+def env_choice(environ, name, default, choices):
+    value = environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value

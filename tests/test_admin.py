@@ -6,8 +6,9 @@ from django.urls import reverse
 
 import rollout
 from query_backends.registry import REGISTRY
-from rollout import operations, shadow
+from rollout import operations
 from rollout.actors import Actor
+from rollout.background import background
 from rollout.flag_cache import flags
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 
@@ -100,7 +101,7 @@ def recorded(monkeypatch, no_discrepancies):
     operations.set_shadow("bu_list", 100)
     flags.invalidate()
     rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
-    shadow.executor.drain()
+    background.drain()
     return Discrepancy.objects.get(query="bu_list")
 
 

@@ -6,13 +6,17 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 
+from query_backends.registry import REGISTRY
 from rollout.models import Discrepancy, FlagChange, QueryFlag
-from rollout.recorder import Record, write
+from rollout.observation import Observation
+from rollout.recorder import write
+from rollout.result import Result
 from tests.rollout_helpers import ROOT, committed, database_url, reset_flags
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,19 +40,20 @@ def server():
         User.objects.create_superuser("browser", password="browser-pw")
         Discrepancy.objects.all().delete()
         return write(
-            Record(
+            Result(
+                comparison_id=str(uuid.uuid4()),
                 query="bu_list",
                 flag="orm.bu_list",
                 kind="mismatch",
-                signature="value",
+                served_backend="pg",
+                candidate_backend="orm",
                 actor={"person_id": 1},
                 params={"bu_id": 1, "up": True, "down": True, "fmt": "text"},
-                diff={"value": ["1 2 3", "1 2"], "missing": [], "extra": [], "changed": [], "cut": {}},
-                served_backend="pg",
-                control_duration=0.001,
-                candidate_duration=0.002,
+                difference=REGISTRY.get("bu_list").compare("1 2 3", "1 2"),
+                control=Observation("pg", value="1 2 3", duration=0.001),
+                candidate=Observation("orm", value="1 2", duration=0.002),
             )
-        ).id
+        )
 
     discrepancy = committed(prepare)
     port = free_port()

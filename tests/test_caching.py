@@ -7,8 +7,9 @@ from django.db import connection
 import rollout
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout import operations, shadow
+from rollout import operations
 from rollout.actors import Actor
+from rollout.background import background
 from rollout.flag_cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
@@ -122,7 +123,7 @@ def test_a_write_that_bypasses_django_is_caught_as_a_stale_cache_discrepancy():
         rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="jsonb")  # miss: now cached
         committed(rename, original + " (elsewhere)")
         rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="jsonb")  # hit: stale
-        shadow.executor.drain()
+        background.drain()
     finally:
         committed(rename, original)
     assert list(Discrepancy.objects.values_list("kind", flat=True)) == ["stale_cache"]

@@ -2,6 +2,7 @@ import dataclasses
 import io
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -10,15 +11,19 @@ from django.db import transaction
 from django.utils import timezone
 
 import rollout
-from query_backends.errors import LegacyDataError, QueryTimeout
+from query_backends.errors import LegacyDataError
 from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY, IgnoreRule
-from rollout import guard, operations, shadow
+from rollout import background as background_module
+from rollout import guard, operations
+from rollout import result as outcome
 from rollout.actors import Actor
+from rollout.background import background
 from rollout.flag_cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.observation import Observation
+from rollout.result import Result
 from tests.rollout_helpers import committed
 
 ALICE = Actor(person_id=1, client_id=10, site_id=100)
@@ -48,7 +53,7 @@ def test_a_shadowed_call_returns_the_served_answer_and_equal_twins_record_nothin
     shadow_all("web_capabilities")
     answers = [rollout.dispatch("web_capabilities", actor=ALICE, root_id=i) for i in range(1, 6)]
     assert rollout.last_decision().shadow
-    shadow.executor.drain()
+    background.drain()
     numbers = metrics.snapshot()[("web_capabilities", "orm")]
     assert (numbers["comparisons"], numbers["matches"], numbers["discrepancies"]) == (5, 5, 0)
     assert any(answers) and records("web_capabilities") == []
@@ -64,7 +69,7 @@ def test_a_value_mismatch_is_recorded_once_per_fingerprint_with_its_diff(monkeyp
     shadow_all("bu_list")
     for bu_id in (1, 2, 3):
         rollout.dispatch("bu_list", actor=ALICE, bu_id=bu_id, fmt="array")
-    shadow.executor.drain()
+    background.drain()
     [record] = records("bu_list")
     assert (record.kind, record.occurrences, record.status) == ("mismatch", 3, "new")
     example = record.latest()
@@ -80,17 +85,13 @@ def test_a_value_mismatch_is_recorded_once_per_fingerprint_with_its_diff(monkeyp
         ({"twin": "raise_runtime"}, "candidate_error"),
         ({"function": "raise_legacy"}, "control_error"),
         ({"function": "raise_legacy", "twin": "raise_runtime"}, "different_errors"),
-        ({"twin": "raise_timeout"}, "timeout"),
     ],
 )
 def test_each_error_kind_is_recorded_as_its_own_discrepancy(monkeypatch, change, kind):
     def raise_legacy(*args, **kwargs):
         raise LegacyDataError("bad legacy row")
 
-    def raise_timeout(*args, **kwargs):
-        raise QueryTimeout("too slow")
-
-    behaviours = {"raise_runtime": raise_runtime, "raise_legacy": raise_legacy, "raise_timeout": raise_timeout}
+    behaviours = {"raise_runtime": raise_runtime, "raise_legacy": raise_legacy}
     replace("web_capabilities", monkeypatch, **{k: behaviours[v] for k, v in change.items()})
     shadow_all("web_capabilities")
     for _ in range(2):
@@ -98,7 +99,7 @@ def test_each_error_kind_is_recorded_as_its_own_discrepancy(monkeypatch, change,
             rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
         except LegacyDataError:
             pass  # the control failed while serving: the caller gets that error
-    shadow.executor.drain()
+    background.drain()
     [record] = records("web_capabilities")
     assert (record.kind, record.occurrences) == (kind, 2)
     example = record.latest()
@@ -119,7 +120,7 @@ def serve_a_raising_twin(monkeypatch):
 def test_a_fallback_is_recorded_even_without_shadow_sampling(monkeypatch):
     serve_a_raising_twin(monkeypatch)
     rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
-    shadow.executor.drain()
+    background.drain()
     [record] = records("web_capabilities")
     assert record.kind == "candidate_error" and "RuntimeError: twin bug" in record.latest().candidate_error
 
@@ -129,7 +130,7 @@ def test_a_record_survives_the_callers_transaction_rolling_back(monkeypatch):
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
         raise ZeroDivisionError("the caller fails after the call")
-    shadow.executor.drain()
+    background.drain()
     assert committed(lambda: Discrepancy.objects.filter(query="web_capabilities").count()) == 1
 
 
@@ -143,7 +144,7 @@ def test_an_accepted_difference_declared_in_the_registry_is_not_a_discrepancy(mo
     )
     shadow_all("bu_list")
     rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array")
-    shadow.executor.drain()
+    background.drain()
     assert records("bu_list") == [] and metrics.snapshot()[("bu_list", "orm")]["matches"] == 1
 
 
@@ -151,17 +152,27 @@ def rename_unit(bu_id, name):
     BusinessUnit.objects.filter(id=bu_id).update(buname=name)
 
 
-def test_data_moving_under_a_comparison_is_noise_not_a_discrepancy():
+def held_until(gate, monkeypatch):
+    """Background workers wait for the gate before each job."""
+    run_job = background_module.run_job
+
+    def held(payload):
+        gate.wait(10)
+        return run_job(payload)
+
+    monkeypatch.setattr(background_module, "run_job", held)
+
+
+def test_data_moving_under_a_comparison_is_noise_not_a_discrepancy(monkeypatch):
     unit = BusinessUnit.objects.get(id=1)
     shadow_all("bu_list")
     gate = threading.Event()
-    for _ in range(2):  # hold every worker so the comparison runs after the data moved
-        shadow.executor.submit(lambda: gate.wait(10), "bu_list", "orm")
+    held_until(gate, monkeypatch)  # the comparison runs after the data moved
     try:
         rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="jsonb")
         committed(rename_unit, 1, unit.buname + " (renamed)")
         gate.set()
-        shadow.executor.drain()
+        background.drain()
         stop = threading.Event()
 
         def writer():
@@ -174,7 +185,7 @@ def test_data_moving_under_a_comparison_is_noise_not_a_discrepancy():
         thread.start()
         for _ in range(30):
             rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="jsonb")
-        shadow.executor.drain()
+        background.drain()
         stop.set()
         thread.join()
     finally:
@@ -187,9 +198,8 @@ def test_data_moving_under_a_comparison_is_noise_not_a_discrepancy():
 
 def test_a_saturated_executor_drops_samples_and_never_blocks_the_caller(monkeypatch, settings):
     settings.ROLLOUT_SHADOW_WORKERS, settings.ROLLOUT_SHADOW_QUEUE_SIZE = 1, 2
-    monkeypatch.setattr(shadow, "executor", shadow.ShadowExecutor())
     gate = threading.Event()
-    shadow.executor.submit(lambda: gate.wait(10), "bu_list", "orm")
+    held_until(gate, monkeypatch)
     shadow_all("bu_list")
     try:
         started = time.monotonic()
@@ -197,7 +207,7 @@ def test_a_saturated_executor_drops_samples_and_never_blocks_the_caller(monkeypa
         elapsed = time.monotonic() - started
     finally:
         gate.set()
-    shadow.executor.drain()
+    background.drain()
     numbers = metrics.snapshot()[("bu_list", "orm")]
     assert answers == [answers[0]] * 10 and elapsed < 10  # nobody waited for the gate
     assert numbers["drops"] >= 8 - 1 and numbers["drops"] + numbers["comparisons"] == 10
@@ -222,15 +232,18 @@ def guard_flag(**thresholds):
 def feed(outcomes, control=0.01, candidate=0.01):
     tripped = []
     for discrepancy in outcomes:
-        tripped.append(
-            guard.observe(
-                "orm.bu_list",
-                discrepancy=discrepancy,
-                candidate_error=False,
-                control=Observation("pg", duration=control),
-                candidate=Observation("orm", duration=candidate),
-            )
+        result = Result(
+            comparison_id=str(uuid.uuid4()),
+            query="bu_list",
+            flag="orm.bu_list",
+            kind=outcome.MISMATCH if discrepancy else outcome.MATCHED,
+            served_backend="orm",
+            candidate_backend="orm",
+            control=Observation("pg", duration=control),
+            candidate=Observation("orm", duration=candidate),
         )
+        guard.add_sample(result)
+        tripped.append(guard.evaluate(result))
     return tripped
 
 
@@ -269,7 +282,7 @@ def test_replay_reproduces_a_difference_and_reports_agreement_once_fixed(monkeyp
     definition = replace("bu_list", monkeypatch, twin=lambda bu_id, up=True, down=True, fmt="text": "wrong")
     shadow_all("bu_list")
     rollout.dispatch("bu_list", actor=ALICE, bu_id=2)
-    shadow.executor.drain()
+    background.drain()
     [record] = records("bu_list")
     call_command("rollout", "replay", str(record.id))
     assert "they still differ" in capsys.readouterr().out
@@ -282,7 +295,7 @@ def test_purge_deletes_what_was_not_seen_for_days(monkeypatch):
     replace("bu_list", monkeypatch, twin=lambda bu_id, up=True, down=True, fmt="text": "wrong")
     shadow_all("bu_list")
     rollout.dispatch("bu_list", actor=ALICE, bu_id=2)
-    shadow.executor.drain()
+    background.drain()
     committed(lambda: Discrepancy.objects.update(last_seen=timezone.now() - timedelta(days=10)))
 
     def purge(days):  # committed, like an operator's command: the recorder's rows are not this test's
@@ -301,6 +314,6 @@ def test_examples_per_fingerprint_are_capped(monkeypatch, settings):
     shadow_all("bu_list")
     for bu_id in range(1, 8):
         rollout.dispatch("bu_list", actor=ALICE, bu_id=bu_id)
-    shadow.executor.drain()
+    background.drain()
     [record] = records("bu_list")
     assert record.occurrences == 7 and record.examples.count() == 3

@@ -43,7 +43,8 @@ class Command(BaseCommand):
         parser.add_argument("--skip-seed", action="store_true", help="use the legacy data already loaded")
 
     def handle(self, *args, scale, calls, skip_seed, **options):
-        from rollout import operations, shadow
+        from rollout import operations
+        from rollout.background import background
         from rollout.flag_cache import flags
         from rollout.metrics import metrics
 
@@ -56,7 +57,7 @@ class Command(BaseCommand):
         pool = self.actor_pool()
         params = {q: [REGISTRY.get(q).clean(p) for p in sample_params(q, 40, seed=1)] for q in QUERIES}
         params = {q: ps for q, ps in params.items() if ps}
-        self.operations, self.flags, self.metrics, self.shadow = operations, flags, metrics, shadow
+        self.operations, self.flags, self.metrics, self.background = operations, flags, metrics, background
         operations.ensure_flags("demo")
         names = list(params)
         stages = [
@@ -141,7 +142,7 @@ class Command(BaseCommand):
             backend = rollout.last_decision().backend
             served[backend] += 1
             latency[backend].append(time.perf_counter() - started)
-        self.shadow.executor.drain()
+        self.background.drain()
         time.sleep(1.1)  # the metrics flusher runs every second
         return served, latency, self.metrics.since(before, self.metrics.snapshot())
 

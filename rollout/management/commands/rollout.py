@@ -5,6 +5,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from rollout import guard, operations, reports
 from rollout.actors import PERCENT_KEYS
+from rollout.metrics import metrics
 from rollout.operations import COHORT_FIELDS, OperationError
 
 
@@ -50,6 +51,8 @@ class Command(BaseCommand):
         purge = sub.add_parser("purge", help="delete discrepancies not seen for DAYS days")
         purge.add_argument("--older-than", type=int, required=True, metavar="DAYS")
         sub.add_parser("clear-guard", help="forget a guard trip").add_argument("query")
+        metrics_purge = sub.add_parser("purge-metrics", help="delete metric rollups older than HOURS hours")
+        metrics_purge.add_argument("--older-than", type=float, metavar="HOURS", help="default: the retention setting")
 
     def handle(self, *args, action, **options):
         try:
@@ -102,6 +105,12 @@ class Command(BaseCommand):
             raise CommandError("--older-than: DAYS must be 0 or more")
         deleted = reports.purge(older_than)
         return {"deleted": deleted} if options["json"] else f"deleted {deleted} discrepancies"
+
+    def do_purge_metrics(self, older_than, **options):
+        if older_than is not None and older_than < 0:
+            raise CommandError("--older-than: HOURS must be 0 or more")
+        deleted = metrics.purge(older_than)
+        return {"deleted": deleted} if options["json"] else f"deleted {deleted} metric rollups"
 
     def do_clear_guard(self, query, **options):
         [flag] = operations.flags_for([query])

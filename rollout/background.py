@@ -1,0 +1,191 @@
+"""Work that leaves the request path: judging and publishing results, on Celery workers or in this process.
+
+The request path only ever does a `put_nowait` into a bounded in-process queue
+(full → the job is dropped and counted as a drop). Behind it:
+
+- with a broker (SHADOW_BACKEND "celery"), one publisher thread sends each job
+  as a `rollout.judge` task. It never waits on the broker for long: a short
+  connection timeout and no publish retries, and while the broker's queue holds
+  SHADOW_BROKER_MAX_QUEUE messages or more (checked at most once a second)
+  jobs are dropped and counted instead of piling up in the broker's memory;
+- without one (SHADOW_BACKEND "thread"), SHADOW_WORKERS threads judge and
+  publish the jobs themselves.
+
+At shutdown (atexit, and SIGTERM when nothing else handles it) the queue is
+drained for at most SHADOW_DRAIN_SECONDS; whatever is left is counted as drops.
+"""
+
+import atexit
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+
+from django.db import close_old_connections
+
+from rollout.conf import get_setting
+from rollout.metrics import metrics
+from rollout.outage import Outage
+
+logger = logging.getLogger(__name__)
+
+
+def run_job(payload):
+    """Judge a job and publish its result (what a Celery worker's task and a local worker thread both do)."""
+    from rollout.comparison import judge
+    from rollout.publish import publish
+
+    return publish(judge(payload))
+
+
+class Background:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pid = None
+        self._started_with = None
+        self._queue = None
+        self._threads = []
+        self._depth = (0.0, 0)  # (checked at, broker queue depth)
+        self.broker = Outage("the shadow broker", logger)
+
+    @property
+    def mode(self):
+        return get_setting("SHADOW_BACKEND")
+
+    def _config(self):
+        return self.mode, get_setting("SHADOW_WORKERS"), get_setting("SHADOW_QUEUE_SIZE")
+
+    def _running(self):
+        return (
+            self._pid == os.getpid()
+            and self._started_with == self._config()
+            and all(t.is_alive() for t in self._threads)
+        )
+
+    def _ensure_started(self):
+        if self._running():
+            return
+        with self._lock:
+            if self._running():
+                return
+            self._pid, self._started_with = os.getpid(), self._config()
+            self._queue = queue.Queue(maxsize=get_setting("SHADOW_QUEUE_SIZE"))
+            count = 1 if self.mode == "celery" else get_setting("SHADOW_WORKERS")
+            work = self._publish_jobs if self.mode == "celery" else self._run_jobs
+            self._threads = [
+                threading.Thread(target=work, args=(self._queue,), name=f"rollout-background-{i}", daemon=True)
+                for i in range(count)
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def submit(self, payload, query, backend):
+        """Queue a job; False (and a counted drop) when the queue is full. Never blocks."""
+        self._ensure_started()
+        try:
+            self._queue.put_nowait((payload, query, backend))
+            return True
+        except queue.Full:
+            metrics.increment(query, backend, "drops")
+            return False
+
+    @staticmethod
+    def _run_jobs(jobs):
+        while True:
+            payload, query, backend = jobs.get()
+            try:
+                run_job(payload)
+            except Exception:
+                logger.exception("could not judge or publish a result for %s", query)
+                metrics.increment(query, backend, "record_failures")
+            finally:
+                close_old_connections()
+                jobs.task_done()
+
+    def _publish_jobs(self, jobs):
+        from rollout.tasks import judge
+
+        while True:
+            payload, query, backend = jobs.get()
+            try:
+                if self._broker_full():
+                    metrics.increment(query, backend, "drops")
+                    continue
+                judge.apply_async(args=[payload], retry=False)
+                self.broker.succeeded()
+            except Exception as exc:  # noqa: BLE001 — a broker outage drops the sample, never the caller
+                self.broker.failed(exc)
+                metrics.increment(query, backend, "drops")
+            finally:
+                jobs.task_done()
+
+    def _broker_full(self):
+        checked_at, depth = self._depth
+        if time.monotonic() - checked_at >= 1.0:
+            depth = broker_depth()
+            self._depth = (time.monotonic(), depth)
+        return depth >= get_setting("SHADOW_BROKER_MAX_QUEUE")
+
+    def pending(self):
+        return self._queue.unfinished_tasks if self._queue is not None else 0
+
+    def drain(self, timeout=None):
+        """Wait until every queued job is done (or published); returns how many were left when time ran out."""
+        if self._queue is None or self._pid != os.getpid():
+            return 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._queue.all_tasks_done.wait(left)
+        return self._queue.unfinished_tasks
+
+    def shutdown(self):
+        """Drain for at most SHADOW_DRAIN_SECONDS; count what is left as drops; flush the metrics."""
+        if self._queue is None or self._pid != os.getpid():
+            return
+        left = self.drain(get_setting("SHADOW_DRAIN_SECONDS"))
+        if left:
+            logger.warning("shutting down with %d background jobs unfinished; counted as drops", left)
+            while True:
+                try:
+                    _, query, backend = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                metrics.increment(query, backend, "drops")
+        try:
+            metrics.flush(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
+        except Exception:  # noqa: BLE001 — at exit with the database gone: the counts go with the process
+            logger.warning("could not flush the metrics at shutdown")
+
+
+def broker_depth():
+    """Messages waiting in the shadow queue of the broker (0 when it does not exist yet)."""
+    from celery import current_app
+
+    name = current_app.conf.task_default_queue
+    with current_app.connection_for_write() as connection:
+        try:
+            return connection.default_channel.queue_declare(queue=name, passive=True).message_count
+        except Exception as exc:
+            if "NOT_FOUND" in str(exc) or "404" in str(exc):
+                return 0
+            raise
+
+
+background = Background()
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds to atexit, which drains
+
+
+def install_shutdown_hooks():
+    """Drain at exit; make SIGTERM an orderly exit where nothing else (gunicorn, Celery) has claimed it."""
+    atexit.register(background.shutdown)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)

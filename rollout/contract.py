@@ -1,0 +1,70 @@
+"""What rollout asks of the experiments it routes — exactly what it calls, and nothing of any domain.
+
+The project's settings name a Registry (ROLLOUT_REGISTRY); rollout finds
+experiments through it and never imports the module that defines them.
+"""
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
+
+
+class Difference(Protocol):
+    """What compare() returns. `errors` is (control kind | None, candidate kind | None) when either raised."""
+
+    equal: bool
+    errors: tuple | None
+    missing: tuple
+    extra: tuple
+    changed: tuple  # items with a `.field`
+    reordered: bool
+    value: tuple | None
+
+    def as_dict(self) -> dict: ...
+
+
+@runtime_checkable
+class Experiment(Protocol):
+    """A control/candidate pair. Errors either side raises carry a `kind` (else their class name is the kind)."""
+
+    name: str
+    control: str  # the backend name of the control (e.g. "pg"), as metrics and records show it
+    candidate: str
+    control_label: str  # how people call it (e.g. "function")
+    candidate_label: str
+
+    def clean(self, params: Mapping, parse: bool = False) -> dict:
+        """Validated parameters; raises an error with a `param` attribute naming the culprit."""
+
+    def run(self, backend: str, params: Mapping) -> Any: ...
+
+    def run_many(self, backend: str, name: str, values: list, params: Mapping) -> dict:
+        """{value: answer} for many values of one parameter."""
+
+    def run_cached(self, backend: str, params: Mapping) -> tuple[Any, Any]:
+        """(answer, hit): hit is falsy on a miss (or when the experiment has no cache)."""
+
+    def cached_answer(self, backend: str, params: Mapping) -> tuple[bool, Any]:
+        """(found, answer) the cache holds now."""
+
+    def compare(self, control: Any, candidate: Any) -> Difference: ...
+
+    def ignored(self, control: Any, candidate: Any, difference: Difference) -> str | None:
+        """The reason of an accepted difference, or None."""
+
+    def infrastructure_failure(self, exception: BaseException) -> bool:
+        """Whether an exception says the infrastructure failed (connection lost, shutdown, timeout), not the logic."""
+
+    def allowed_for(self, client_id: int, params: Mapping) -> bool:
+        """Tenant isolation at the API: may a caller of this client ask with these parameters."""
+
+
+@runtime_checkable
+class Registry(Protocol):
+    def get(self, name: str) -> Experiment:
+        """The experiment, or an error that is a LookupError."""
+
+    def names(self) -> list[str]: ...
+
+    def snapshot(self, using: str = "default") -> AbstractContextManager:
+        """One consistent read of the data on `using`, for comparing both backends."""
