@@ -22,6 +22,7 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 
 from django.db import close_old_connections
 
@@ -32,19 +33,14 @@ from rollout.outage import Outage
 logger = logging.getLogger(__name__)
 
 
-def run_job(payload):
-    """Judge a job and publish its result (what a Celery worker's task and a local worker thread both do)."""
-    from rollout.comparison import judge
-    from rollout.publish import publish
-
-    return publish(judge(payload))
-
-
 class Background:
     def __init__(self):
         self._lock = threading.Lock()
         self._pid = None
         self._started_with = None
+        self._judging = Counter()  # (query, backend) -> jobs being judged now
+        self._publishing = 0
+        self._closing = False
         self._queue = None
         self._threads = []
         self._depth = (0.0, 0)  # (checked at, broker queue depth)
@@ -91,12 +87,27 @@ class Background:
             metrics.increment(query, backend, "drops")
             return False
 
-    @staticmethod
-    def _run_jobs(jobs):
+    def _run_jobs(self, jobs):
+        from rollout import comparison
+        from rollout.publish import publish
+
         while True:
             payload, query, backend = jobs.get()
+            key = (query, backend)
+            with self._lock:
+                self._judging[key] += 1
             try:
-                run_job(payload)
+                result = comparison.judge(payload)
+                with self._lock:
+                    self._judging[key] -= 1
+                    if self._closing:  # shutdown has counted this job as dropped
+                        continue
+                    self._publishing += 1
+                try:
+                    publish(result)
+                finally:
+                    with self._lock:
+                        self._publishing -= 1
             except Exception:
                 logger.exception("could not judge or publish a result for %s", query)
                 metrics.increment(query, backend, "record_failures")
@@ -128,8 +139,24 @@ class Background:
             self._depth = (time.monotonic(), depth)
         return depth >= get_setting("SHADOW_BROKER_MAX_QUEUE")
 
-    def pending(self):
-        return self._queue.unfinished_tasks if self._queue is not None else 0
+    def _drop_the_rest(self):
+        """Count every job not yet published as dropped — those queued and those still being judged (which
+        will not publish now) — then give those already writing their result a moment to finish."""
+        with self._lock:
+            self._closing = True
+            dropped = Counter({key: n for key, n in self._judging.items() if n})
+        while True:
+            try:
+                _, query, backend = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped[(query, backend)] += 1
+        for (query, backend), n in dropped.items():
+            metrics.increment(query, backend, "drops", n)
+        logger.warning("shutting down with %d background jobs unfinished; counted as drops", sum(dropped.values()))
+        deadline = time.monotonic() + 5
+        while self._publishing and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def drain(self, timeout=None):
         """Wait until every queued job is done (or published); returns how many were left when time ran out."""
@@ -148,15 +175,8 @@ class Background:
         """Drain for at most SHADOW_DRAIN_SECONDS; count what is left as drops; flush the metrics."""
         if self._queue is None or self._pid != os.getpid():
             return
-        left = self.drain(get_setting("SHADOW_DRAIN_SECONDS"))
-        if left:
-            logger.warning("shutting down with %d background jobs unfinished; counted as drops", left)
-            while True:
-                try:
-                    _, query, backend = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                metrics.increment(query, backend, "drops")
+        if self.drain(get_setting("SHADOW_DRAIN_SECONDS")):
+            self._drop_the_rest()
         try:
             metrics.flush(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
         except Exception:  # noqa: BLE001 — at exit with the database gone: the counts go with the process

@@ -1,5 +1,6 @@
 """One warning when a dependency becomes unreachable and one when it is back — not a traceback per operation."""
 
+import logging
 import threading
 import time
 
@@ -35,3 +36,25 @@ class Outage:
         self.logger.warning(
             "%s reachable again after %.1f s (%d operations failed meanwhile)", self.what, lasted, failures
         )
+
+
+class OncePerBurst(logging.Filter):
+    """A logging filter for libraries that log every failed operation with a traceback (django-redis does):
+    the first failure of a burst becomes one warning line, the rest of the burst is dropped. A burst ends
+    after `quiet` seconds without failures."""
+
+    def __init__(self, what="a dependency", quiet=30.0):
+        super().__init__()
+        self.what, self.quiet = what, quiet
+        self._last = None
+
+    def filter(self, record):
+        now = time.monotonic()
+        last, self._last = self._last, now
+        if last is not None and now - last < self.quiet:
+            return False
+        error = record.exc_info[1] if record.exc_info else record.getMessage()
+        record.msg, record.args = "%s unreachable (%s); carrying on without it", (self.what, error)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

@@ -10,7 +10,7 @@ import logging
 from contextvars import ContextVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection, transaction
 
 from rollout import guard, shadow
 from rollout.conf import get_setting
@@ -42,6 +42,19 @@ def decide(query, actor=None, experiment=None):
     return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled()), state
 
 
+def _observe(backend, behaviour, *args):
+    """Run one backend. Inside a caller's transaction it gets a savepoint: its failure must not poison the
+    transaction for the fallback (or the rescue) that follows."""
+    if not connection.in_atomic_block:
+        return Observation.of(backend, behaviour, *args)
+
+    def in_savepoint(*args):
+        with transaction.atomic():
+            return behaviour(*args)
+
+    return Observation.of(backend, in_savepoint, *args)
+
+
 def _through_cache(experiment, decision, params):
     """The candidate's answer through the experiment's never-stale cache."""
     hits = []
@@ -51,7 +64,7 @@ def _through_cache(experiment, decision, params):
         hits.append(hit)
         return value
 
-    served = Observation.of(decision.backend, run, decision.backend, params)
+    served = _observe(decision.backend, run, decision.backend, params)
     if hits:
         metrics.increment(decision.query, decision.backend, "cache_hits" if hits[0] else "cache_misses")
         decision = dataclasses.replace(decision, cache_hit=bool(hits[0]))
@@ -72,15 +85,15 @@ def _serve(experiment, decision, state, answer, params, actor):
     if decision.role == "candidate" and answer.cacheable and get_setting("CACHE_CANDIDATE"):
         decision, served = _through_cache(experiment, decision, params)
     else:
-        served = Observation.of(decision.backend, answer, decision.backend)
+        served = _observe(decision.backend, answer, decision.backend)
     if served.raised and decision.role == "candidate" and state.fallback:
         logger.warning("candidate of %s raised %r; serving the control", decision.query, served.exception)
         metrics.increment(decision.query, decision.backend, "fallbacks")
         failed, decision = served, decision.with_fallback(experiment.control)
-        served = Observation.of(decision.backend, answer, decision.backend)
+        served = _observe(decision.backend, answer, decision.backend)
         shadow.fallback(experiment, decision, answer.params_of_record, served, failed, actor)
     elif _rescuable(decision, served):
-        rescued = Observation.of(experiment.candidate, answer, experiment.candidate)
+        rescued = _observe(experiment.candidate, answer, experiment.candidate)
         if not rescued.raised:
             logger.warning(
                 "control of %s raised %r; the candidate's answer was served", decision.query, served.exception

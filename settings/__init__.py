@@ -91,7 +91,7 @@ WAFFLE_CACHE_NAME = "default"
 WAFFLE_CREATE_MISSING_FLAGS = False
 
 # rollout routes the legacy domain's experiments: the one place the two apps are wired together.
-ROLLOUT_REGISTRY = "query_backends.registry.REGISTRY"
+ROLLOUT_REGISTRY = _env.get("ROLLOUT_REGISTRY", "query_backends.registry.REGISTRY")
 ROLLOUT_ACTOR_RESOLVER = "query_backends.actors.resolve_user"
 ROLLOUT_FLAG_PREFIX = "orm."
 
@@ -122,6 +122,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redis: an unacknowledged task of a dead worker is delivered again after this long.
     "visibility_timeout": env_int(_env, "CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),
+    # …checked every ten of these intervals (kombu's throttle).
+    "unacked_restore_interval": env_float(_env, "CELERY_UNACKED_RESTORE_INTERVAL", 10.0, minimum=0.1),
     "socket_timeout": 1.0,
     "socket_connect_timeout": 1.0,
 }
@@ -153,9 +155,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"redis_outage": {"()": "rollout.outage.OncePerBurst", "what": "Redis"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # django-redis logs every ignored operation with a traceback: one line per outage is enough.
+        "django_redis.cache": {"filters": ["redis_outage"]},
+    },
 }
 
 # The Celery app, so that tasks published from this process go to the configured broker.

@@ -96,3 +96,14 @@ def run_in_process(code, cleanup, timeout=300):
     finally:
         committed(cleanup)
     return process.returncode, out, err
+
+
+def replace_definition(monkeypatch, query, **changes):
+    """Swap parts of a registered query's definition for one test; returns the original definition."""
+    import dataclasses
+
+    from query_backends.registry import REGISTRY
+
+    definition = REGISTRY.get(query)
+    monkeypatch.setitem(REGISTRY._definitions, query, dataclasses.replace(definition, **changes))
+    return definition

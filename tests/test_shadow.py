@@ -1,4 +1,3 @@
-import dataclasses
 import io
 import threading
 import time
@@ -14,8 +13,7 @@ import rollout
 from query_backends.errors import LegacyDataError
 from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY, IgnoreRule
-from rollout import background as background_module
-from rollout import guard, operations
+from rollout import comparison, guard, operations
 from rollout import result as outcome
 from rollout.actors import Actor
 from rollout.background import background
@@ -24,7 +22,7 @@ from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.observation import Observation
 from rollout.result import Result
-from tests.rollout_helpers import committed
+from tests.rollout_helpers import committed, replace_definition
 
 ALICE = Actor(person_id=1, client_id=10, site_id=100)
 
@@ -40,9 +38,7 @@ def shadow_all(query, serve_candidate=False):
 
 
 def replace(query, monkeypatch, **changes):
-    definition = REGISTRY.get(query)
-    monkeypatch.setitem(REGISTRY._definitions, query, dataclasses.replace(definition, **changes))
-    return definition
+    return replace_definition(monkeypatch, query, **changes)
 
 
 def records(query):
@@ -153,14 +149,14 @@ def rename_unit(bu_id, name):
 
 
 def held_until(gate, monkeypatch):
-    """Background workers wait for the gate before each job."""
-    run_job = background_module.run_job
+    """Background workers wait for the gate before judging each job."""
+    judge = comparison.judge
 
     def held(payload):
         gate.wait(10)
-        return run_job(payload)
+        return judge(payload)
 
-    monkeypatch.setattr(background_module, "run_job", held)
+    monkeypatch.setattr(comparison, "judge", held)
 
 
 def test_data_moving_under_a_comparison_is_noise_not_a_discrepancy(monkeypatch):

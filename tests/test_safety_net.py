@@ -1,0 +1,308 @@
+"""The safety net under faults: a guard that blames only the candidate, fallback without Redis, nothing lost.
+
+Real PostgreSQL, a private redis-server started and killed here, real Celery
+worker processes on Redis and on RabbitMQ, and real process signals.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+import rollout
+from query_backends.errors import LegacyFunctionMissing
+from query_backends.functions import FUNCTIONS
+from query_backends.registry import REGISTRY
+from rollout import operations
+from rollout.actors import Actor
+from rollout.background import background
+from rollout.flag_cache import flags
+from rollout.metrics import metrics
+from rollout.models import Discrepancy, GuardSample, QueryFlag
+from tests.rollout_helpers import ROOT, committed, database_url, replace_definition
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
+ALICE = Actor(person_id=1, client_id=10, site_id=100)
+PORTS = iter(range(17810, 17890))
+
+
+def tight_guard(query, **fields):
+    """A flag whose guard trips on the first discrepancy or candidate error after 5 judged comparisons."""
+    flag = QueryFlag.objects.get(name=f"orm.{query}")
+    values = {
+        "guard_window": 10,
+        "guard_min_sample": 5,
+        "guard_max_discrepancy_rate": 0.01,
+        "guard_max_error_rate": 0.01,
+        "guard_max_latency_ratio": None,
+        **fields,
+    }
+    for field, value in values.items():
+        setattr(flag, field, value)
+    flag.save()
+    flags.invalidate()
+    return flag
+
+
+def drop_function(name):
+    committed(lambda: connection.cursor().execute(f"DROP FUNCTION {FUNCTIONS[name].signature}"))
+
+
+def reinstall_function(name):
+    committed(lambda: connection.cursor().execute(FUNCTIONS[name].source))
+
+
+def judged_samples(query):
+    return committed(lambda: GuardSample.objects.filter(flag=f"orm.{query}").count())
+
+
+def kinds(query):
+    return committed(lambda: dict(Discrepancy.objects.filter(query=query).values_list("kind", "occurrences")))
+
+
+def test_a_dropped_function_while_the_twin_serves_is_a_legacy_incident_not_the_twins_fault():
+    tight_guard("web_capabilities", everyone=True, shadow_percent=100)
+    expected = rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+    background.drain()
+    drop_function("fn_get_web_caps")
+    try:
+        answers = [rollout.dispatch("web_capabilities", actor=ALICE, root_id=1) for _ in range(20)]
+        background.drain()
+    finally:
+        reinstall_function("fn_get_web_caps")
+    assert answers == [expected] * 20 and rollout.last_decision().backend == "orm"
+    flag = QueryFlag.objects.get(name="orm.web_capabilities")
+    assert flag.guard_tripped_at is None and flag.everyone is True  # the guard stayed armed
+    assert kinds("web_capabilities") == {"control_error": 20}  # recorded and shown
+    assert judged_samples("web_capabilities") == 1  # only the comparison before the drop
+    assert metrics.snapshot()[("web_capabilities", "orm")]["control_errors"] == 20
+
+
+def test_a_dropped_function_while_the_control_serves_is_a_clean_503_and_the_guard_stays_armed(admin_client):
+    tight_guard("web_capabilities", shadow_percent=100)
+    drop_function("fn_get_web_caps")
+    try:
+        responses = [admin_client.get("/api/queries/web_capabilities?root_id=1") for _ in range(6)]
+        with pytest.raises(LegacyFunctionMissing):
+            rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+        background.drain()
+    finally:
+        reinstall_function("fn_get_web_caps")
+    assert {r.status_code for r in responses} == {503}
+    assert all("fn_get_web_caps" in r.json()["error"] for r in responses)
+    assert QueryFlag.objects.get(name="orm.web_capabilities").guard_tripped_at is None
+    assert judged_samples("web_capabilities") == 0 and set(kinds("web_capabilities")) == {"control_error"}
+
+
+def private_redis():
+    port = next(PORTS)
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+            return port, process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the private redis-server did not start")
+
+
+def test_redis_killed_while_the_twin_raises_every_caller_gets_the_functions_answer(settings, monkeypatch, caplog):
+    port, redis = private_redis()
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25, "IGNORE_EXCEPTIONS": True},
+        }
+    }
+    definition = REGISTRY.get("bu_list")
+    replace_definition(monkeypatch, "bu_list", twin=lambda *args, **kwargs: 1 / 0)
+    operations.enable(["bu_list"])
+    flags.invalidate()
+    try:
+        assert rollout.dispatch("bu_list", actor=ALICE, bu_id=2) == definition.run("pg", definition.clean({"bu_id": 2}))
+        redis.kill()  # SIGKILL: an outage, not a shutdown
+        redis.wait()
+        answers = {bu: rollout.dispatch("bu_list", actor=ALICE, bu_id=bu, fmt="array") for bu in range(1, 21)}
+        assert answers == {bu: definition.run("pg", definition.clean({"bu_id": bu, "fmt": "array"})) for bu in answers}
+        assert rollout.last_decision().fell_back
+        background.drain()
+        assert kinds("bu_list") == {"candidate_error": 21}  # the fallbacks are recorded without Redis
+        call_command("rollout", "clear-guard", "bu_list")  # every command works with Redis down
+        call_command("rollout", "status")
+    finally:
+        redis.kill()
+    tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("django_redis")]
+    assert len(tracebacks) == 0
+
+
+def killing_its_own_connection(times):
+    """A twin that terminates its own database connection the first `times` times it runs."""
+    calls = []
+    original = REGISTRY.get("bu_list").twin
+
+    def twin(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return original(*args, **kwargs)
+
+    return twin
+
+
+@pytest.mark.parametrize("kills,expected", [(1, "matches"), (1000, "infrastructure")])
+def test_a_connection_terminated_during_a_comparison_is_retried_once_and_never_a_discrepancy(
+    monkeypatch, kills, expected
+):
+    replace_definition(monkeypatch, "bu_list", twin=killing_its_own_connection(kills))
+    tight_guard("bu_list", shadow_percent=100)
+    for bu in (1, 2, 3):
+        rollout.dispatch("bu_list", actor=ALICE, bu_id=bu)  # the function serves; the twin only compares
+    background.drain()
+    numbers = metrics.snapshot()[("bu_list", "orm")]
+    assert numbers[expected] == 3 and numbers["discrepancies"] == 0
+    assert kinds("bu_list") == {}  # never recorded
+    assert judged_samples("bu_list") == (3 if expected == "matches" else 0)  # never fed to the guard
+
+
+def test_the_candidate_rescues_a_failing_control_only_when_opted_in_and_seen_healthy(monkeypatch):
+    tight_guard("web_capabilities", shadow_percent=100, rescue=True, rescue_after=5)
+    healthy = REGISTRY.get("web_capabilities")
+    expected = rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+    background.drain()
+
+    def missing(*args):
+        raise LegacyFunctionMissing("the legacy function fn_get_web_caps is not installed")
+
+    replace_definition(monkeypatch, "web_capabilities", function=missing)
+    with pytest.raises(LegacyFunctionMissing):  # seen healthy once, not five times: no rescue
+        rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+    monkeypatch.setitem(REGISTRY._definitions, "web_capabilities", healthy)
+    for _ in range(5):
+        rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+    background.drain()
+    replace_definition(monkeypatch, "web_capabilities", function=missing)
+    rescued = rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+    decision = rollout.last_decision()
+    background.drain()
+    QueryFlag.objects.filter(name="orm.web_capabilities").update(rescue=False)
+    with pytest.raises(LegacyFunctionMissing):  # opted out: the caller gets the control's error
+        rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+    assert rescued == expected and decision.rescued and decision.backend == "orm"
+    assert kinds("web_capabilities")["rescued"] == 1
+    assert metrics.snapshot()[("web_capabilities", "orm")]["rescues"] == 1
+    assert QueryFlag.objects.get(name="orm.web_capabilities").guard_tripped_at is None
+
+
+def start(code_or_args, env, module=False, output=subprocess.PIPE):
+    environ = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "settings", **env}
+    args = [sys.executable, "-m", *code_or_args] if module else [sys.executable, "-c", code_or_args]
+    return subprocess.Popen(
+        args, cwd=ROOT, env=environ, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def toy_flag():
+    def create():
+        QueryFlag.objects.filter(name="orm.toy").delete()
+        QueryFlag.objects.create(name="orm.toy", shadow_percent=100)
+
+    committed(create)
+
+
+def toy_records():
+    return committed(lambda: Discrepancy.objects.filter(query="toy").values_list("kind", "occurrences").first())
+
+
+WEB = """
+import django, os
+django.setup()
+import rollout
+from rollout.actors import Actor
+for n in range({calls}):
+    rollout.dispatch("toy", actor=Actor(person_id=1), n=n)
+print("dispatched", flush=True)
+"""
+
+
+def worker(env):
+    args = ["celery", "-A", "settings", "worker", "-c", "2", "--without-gossip", "--without-mingle", "-l", "warning"]
+    return start(args, env, module=True, output=subprocess.DEVNULL)
+
+
+def wait_for(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/{db}", "amqp://guest:guest@127.0.0.1:5672//"])
+def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(broker):
+    calls = 60
+    redis_db = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[-1] or "0"
+    env = {
+        "CELERY_BROKER_URL": broker.format(db=redis_db),
+        "ROLLOUT_SHADOW_BACKEND": "celery",
+        "ROLLOUT_CELERY_QUEUE": f"rollout-test-{uuid.uuid4().hex[:8]}",
+        "ROLLOUT_REGISTRY": "tests.toy.REGISTRY",
+        "TOY_WRONG": ",".join(str(n) for n in range(calls)),  # every comparison mismatches
+        "TOY_DELAY_SECONDS": "0.05",
+        "CELERY_WORKER_PREFETCH_MULTIPLIER": "4",
+    }
+    toy_flag()
+    web = start(WEB.format(calls=calls), env)
+    assert web.wait(60) == 0, web.stdout.read().decode()  # the web side published everything and exited
+    first = worker(env)
+    try:
+        assert wait_for(lambda: (toy_records() or ("", 0))[1] >= 10, 60)
+        os.killpg(first.pid, signal.SIGKILL)  # mid-batch: tasks in flight and prefetched, unacknowledged
+        first.wait()
+        second = worker(env) if broker.startswith("amqp") else None
+        if second is None:  # Redis redelivers after the visibility timeout; a new worker asks at once
+            second = worker({**env, "CELERY_VISIBILITY_TIMEOUT": "1", "CELERY_UNACKED_RESTORE_INTERVAL": "0.2"})
+        try:
+            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 90)
+            time.sleep(1.5)  # a double count would show up now
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.wait(30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert toy_records() == ("mismatch", calls)  # every mismatch recorded exactly once
+    committed(lambda: QueryFlag.objects.filter(name="orm.toy").delete())
+
+
+def test_sigterm_drains_the_in_process_queue_or_counts_what_it_dropped():
+    calls = 40
+    env = {
+        "ROLLOUT_SHADOW_BACKEND": "thread",
+        "ROLLOUT_SHADOW_WORKERS": "1",
+        "ROLLOUT_SHADOW_QUEUE_SIZE": "100",
+        "ROLLOUT_SHADOW_DRAIN_SECONDS": "0.5",
+        "ROLLOUT_REGISTRY": "tests.toy.REGISTRY",
+        "TOY_WRONG": ",".join(str(n) for n in range(calls)),
+        "TOY_DELAY_SECONDS": "0.05",
+    }
+    toy_flag()
+    web = start(WEB.format(calls=calls) + "import time\ntime.sleep(60)\n", env)
+    assert web.stdout.readline().strip() == b"dispatched"
+    web.send_signal(signal.SIGTERM)
+    assert web.wait(30) != 0
+    recorded = (toy_records() or ("", 0))[1]
+    drops = metrics.snapshot().get(("toy", "new"), {}).get("drops", 0)
+    assert 0 < recorded < calls and recorded + drops == calls  # nothing vanished uncounted
+    committed(lambda: QueryFlag.objects.filter(name="orm.toy").delete())
