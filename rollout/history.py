@@ -12,30 +12,13 @@ from decimal import Decimal
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from rollout.flag_state import COHORT_FIELDS, EXCLUDED_FIELDS
 from rollout.models import FlagChange, QueryFlag
 
-# What an operator can change on a flag. waffle's testing, languages and rollout are not read (docs/rollout.md),
-# so they are not recorded either; users and groups are recorded as memberships change.
-TRACKED_FIELDS = (
-    "everyone",
-    "percent",
-    "percent_key",
-    *COHORT_FIELDS,
-    *EXCLUDED_FIELDS,
-    "staff",
-    "superusers",
-    "authenticated",
-    "shadow_percent",
-    "fallback",
-    "note",
-    "guard_window",
-    "guard_min_sample",
-    "guard_max_discrepancy_rate",
-    "guard_max_error_rate",
-    "guard_max_latency_ratio",
-    "guard_tripped_at",
-    "guard_reason",
+# What an operator can change on a flag's row; users and groups are recorded as their memberships change.
+TRACKED_FIELDS = tuple(
+    field.name
+    for field in QueryFlag._meta.concrete_fields
+    if field.name not in ("id", "name", "created", "modified", *QueryFlag.NOT_READ)
 )
 
 _author = ContextVar("rollout_change_author", default=(None, "code", ""))

@@ -68,6 +68,9 @@ class QueryFlag(AbstractUserFlag):
     # exclusions; the router decides per actor and never reads it, so it is not shown or recorded either.
     testing = models.BooleanField(default=False, editable=False, help_text="Not used: the router never reads it.")
 
+    # waffle fields the router never reads (docs/rollout.md): left out of the admin form and of the history.
+    NOT_READ = ("testing", "languages", "rollout")
+
     class Meta(AbstractUserFlag.Meta):
         verbose_name = "query flag"
         verbose_name_plural = "query flags"
