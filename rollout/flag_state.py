@@ -116,9 +116,9 @@ class FlagState:
         return False if self.killed else None
 
     def _is_active_for_exclusions(self, actor):
-        if not (self.excluded_people or self.excluded_people_groups or self.excluded_sites or self.excluded_clients):
-            return None
-        if actor is None:
+        if actor is None or not (
+            self.excluded_people or self.excluded_people_groups or self.excluded_sites or self.excluded_clients
+        ):
             return None
         if (
             actor.person_id in self.excluded_people
@@ -155,7 +155,7 @@ class FlagState:
     def _is_active_for_users(self, actor):
         if not (self.users or self.groups or self.staff or self.superusers or self.authenticated):
             return None
-        if actor is None or not actor.is_authenticated:
+        if actor is None or not actor.is_authenticated:  # waffle's user rules are about a signed-in user
             return None
         if (
             self.authenticated
