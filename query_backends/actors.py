@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 from query_backends import caching
 from query_backends.models import GroupMembership, People
-from query_backends.sentinels import SENTINEL_ID
 
 # Cached like a query: retired by any committed write to the tables it reads.
 PERSON_LOOKUP = SimpleNamespace(name="person_of_user", reads=("people", "pgbelonging"), cache="always")
@@ -20,11 +19,7 @@ def _lookup(username):
     person = People.objects.filter(loginid=username).values("id", "client_id", "bu_id").first()
     if person is None:
         return None
-    groups = (
-        GroupMembership.objects.filter(people_id=person["id"], pgroup_id__isnull=False)
-        .exclude(pgroup_id=SENTINEL_ID)
-        .values_list("pgroup_id", flat=True)
-    )
+    groups = GroupMembership.objects.filter(people_id=person["id"]).in_real_groups().values_list("pgroup_id", flat=True)
     return {
         "person_id": person["id"],
         "client_id": person["client_id"],

@@ -12,8 +12,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-from query_backends.invalidation import LegacyManager
-from query_backends.sentinels import SENTINEL_ID  # noqa: F401 — the twins import it from here
+from query_backends.invalidation import InvalidatingQuerySet, LegacyManager
+from query_backends.sentinels import SENTINEL_ID
 
 
 def _fk(to, **kwargs):
@@ -102,6 +102,12 @@ class PeopleGroup(Stamped):
         return self.groupname
 
 
+class MembershipQuerySet(InvalidatingQuerySet):
+    def in_real_groups(self):
+        """Only memberships of a group: a NULL or sentinel pgroup_id means "in no group" to every function."""
+        return self.filter(pgroup_id__isnull=False).exclude(pgroup_id=SENTINEL_ID)
+
+
 class GroupMembership(Stamped):
     pgroup = _fk(PeopleGroup)
     people = _fk(People)
@@ -109,6 +115,8 @@ class GroupMembership(Stamped):
     isgrouplead = models.BooleanField(default=False)
     client = _fk(BusinessUnit)
     bu = _fk(BusinessUnit)
+
+    objects = models.Manager.from_queryset(MembershipQuerySet)()
 
     class Meta:
         db_table = "pgbelonging"

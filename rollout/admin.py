@@ -11,8 +11,10 @@ from waffle.admin import FlagAdmin
 
 from rollout import guard, operations, reports
 from rollout.experiments import query_name
+from rollout.flag_state import PRECEDENCE
 from rollout.history import changed_by
 from rollout.models import Discrepancy, QueryFlag
+from rollout.replay import replay
 
 
 @admin.action(description="Send back to PostgreSQL (kill)", permissions=["change"])
@@ -35,6 +37,23 @@ def clear_guard(modeladmin, request, queryset):
     modeladmin.message_user(request, "Guard cleared; the flags stay as they are until you turn them on.")
 
 
+def _rule_lines():
+    """The form fields of each rule of the chain, one line per rule, in precedence order."""
+    shown, lines = set(), []
+    for rule in PRECEDENCE:
+        line = tuple(field for field in rule.form if field not in shown)
+        shown.update(line)
+        if line:
+            lines.append(line)
+    return tuple(lines)
+
+
+def _precedence():
+    return " → ".join(f"{rule.name} ({'candidate' if rule.verdict else 'control'})" for rule in PRECEDENCE) + (
+        " → otherwise the control."
+    )
+
+
 @admin.register(QueryFlag)
 class QueryFlagAdmin(FlagAdmin):
     actions = [kill, shadow_all, clear_guard, *FlagAdmin.actions]
@@ -51,13 +70,11 @@ class QueryFlagAdmin(FlagAdmin):
     list_filter = ("everyone", "fallback", "guard_tripped_at")
     readonly_fields = ("guard_tripped_at", "guard_reason", "history", "created", "modified")
     fieldsets = (
-        (None, {"fields": ("name", "note", "everyone")}),
-        ("Cohorts (the candidate serves them)", {"fields": ("people", "people_groups", "sites", "clients")}),
+        (None, {"fields": ("name", "note")}),
         (
-            "Exclusions (never the candidate; beat every rule but everyone=No)",
-            {"fields": ("excluded_people", "excluded_people_groups", "excluded_sites", "excluded_clients")},
+            "Who is served: each line is a rule, the first with an opinion wins",
+            {"fields": _rule_lines(), "description": _precedence()},
         ),
-        ("Sticky percentage", {"fields": ("percent", "percent_key")}),
         ("Shadow and fallback", {"fields": ("shadow_percent", "fallback")}),
         (
             "Guard",
@@ -73,15 +90,12 @@ class QueryFlagAdmin(FlagAdmin):
                 )
             },
         ),
-        (
-            "Waffle user rules",
-            {
-                "classes": ("collapse",),
-                "fields": ("users", "groups", "staff", "superusers", "authenticated", "testing"),
-            },
-        ),
         ("History", {"fields": ("history", "created", "modified")}),
     )
+
+    def get_queryset(self, request):
+        # serving() reads each flag's users and groups.
+        return super().get_queryset(request).prefetch_related("users", "groups")
 
     @admin.display(description="serving")
     def serving(self, flag):
@@ -200,7 +214,7 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         discrepancy = get_object_or_404(Discrepancy, pk=pk)
         if not self.has_view_permission(request, discrepancy):
             return HttpResponseRedirect(reverse("admin:index"))
-        outcome = reports.replay(pk)
+        outcome = replay(pk)
         level = messages.SUCCESS if outcome["agree"] else messages.ERROR
         self.message_user(request, outcome["text"], level)
         return HttpResponseRedirect(reverse("admin:rollout_discrepancy_change", args=[pk]))

@@ -13,8 +13,10 @@ class RolloutConfig(AppConfig):
     verbose_name = "Rollout"
 
     def ready(self):
-        from rollout import checks, history  # noqa: F401 — registers the system check and the history signals
+        from rollout import checks, history  # noqa: F401 — registers the system check and the audit log's signals
         from rollout.background import install_shutdown_hooks
+        from rollout.flag_cache import watch_flag_changes
 
+        watch_flag_changes()
         post_migrate.connect(_create_flags, sender=self)
         install_shutdown_hooks()

@@ -72,7 +72,7 @@ def view(request):
     window = request.GET.get("range", "1h")
     minutes = RANGES.get(window, 60)
     series = metrics.series(minutes)
-    flags = {f.name: f for f in QueryFlag.objects.all()}
+    flags = {f.name: f for f in QueryFlag.objects.prefetch_related("users", "groups")}
     open_counts = {}
     for query in Discrepancy.objects.exclude(status__in=("fixed", "ignored")).values_list("query", flat=True):
         open_counts[query] = open_counts.get(query, 0) + 1

@@ -5,6 +5,9 @@ kept in the default cache for half a recheck interval. A committed flag change
 deletes it, so with Redis every process sees the change at its next recheck;
 with local memory (or Redis down) each process recomputes the fingerprint from
 the database when its own copy expires. Either way: within two seconds.
+
+How a change reaches other processes lives here, on its own model signals:
+the audit log (history.py) can change or go without breaking it.
 """
 
 import contextlib
@@ -13,8 +16,10 @@ import threading
 import time
 
 from django.core.cache import cache
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Max
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.utils import timezone
 
 from rollout.conf import get_setting
 from rollout.flag_state import FlagState
@@ -63,13 +68,7 @@ class FlagCache:
     def _load():
         from rollout.models import QueryFlag
 
-        flags = QueryFlag.objects.prefetch_related("users", "groups")
-        return {
-            flag.name: FlagState.from_flag(
-                flag, user_ids=[u.pk for u in flag.users.all()], user_group_ids=[g.pk for g in flag.groups.all()]
-            )
-            for flag in flags
-        }
+        return {flag.name: FlagState.from_flag(flag) for flag in QueryFlag.objects.prefetch_related("users", "groups")}
 
     @contextlib.contextmanager
     def pinned(self, state):
@@ -89,3 +88,28 @@ class FlagCache:
 
 
 flags = FlagCache()
+
+
+def _flag_saved_or_deleted(sender, **kwargs):
+    transaction.on_commit(flags.invalidate)
+
+
+def _flag_members_changed(sender, instance, action, **kwargs):
+    from rollout.models import QueryFlag
+
+    if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, QueryFlag):
+        return
+    # A membership change leaves the flag row alone; the fingerprint other processes compare is its
+    # modification time, so touch it.
+    QueryFlag.objects.filter(pk=instance.pk).update(modified=timezone.now())
+    transaction.on_commit(flags.invalidate)
+
+
+def watch_flag_changes():
+    """Invalidate the flag cache on commit of any change to a flag: its row, its users, its groups."""
+    from rollout.models import QueryFlag
+
+    post_save.connect(_flag_saved_or_deleted, sender=QueryFlag, dispatch_uid="rollout.flag_cache.save")
+    post_delete.connect(_flag_saved_or_deleted, sender=QueryFlag, dispatch_uid="rollout.flag_cache.delete")
+    for through in (QueryFlag.users.through, QueryFlag.groups.through):
+        m2m_changed.connect(_flag_members_changed, sender=through, dispatch_uid="rollout.flag_cache.members")

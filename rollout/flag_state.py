@@ -1,43 +1,35 @@
 """An immutable snapshot of one flag, and the rule chain that decides for an actor.
 
-Each _is_active_for_x check answers True, False or None ("no opinion, ask the
-next"), as in waffle; the chain keeps only the checks a flag has data for, so a
-warm decision is a handful of set lookups.
+The chain is PRECEDENCE, written once: the router decides by it, and the
+status line, the admin form and docs/rollout.md are read from it. Each rule is
+a small _is_active_for_x check answering True, False or None ("no opinion, ask
+the next"), as in waffle; a check returns None at once when its fields are
+empty, so a warm decision is a handful of attribute reads and set lookups.
 """
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
-TRACKED_FIELDS = (
-    "everyone",
-    "percent",
-    "percent_key",
-    "people",
-    "people_groups",
-    "sites",
-    "clients",
-    "excluded_people",
-    "excluded_people_groups",
-    "excluded_sites",
-    "excluded_clients",
-    "staff",
-    "superusers",
-    "authenticated",
-    "testing",
-    "shadow_percent",
-    "fallback",
-    "rescue",
-    "rescue_after",
-    "note",
-    "guard_window",
-    "guard_min_sample",
-    "guard_max_discrepancy_rate",
-    "guard_max_error_rate",
-    "guard_max_latency_ratio",
-    "guard_tripped_at",
-    "guard_reason",
-)
+# The legacy cohorts a flag names by id (field → one member, in words); each has an exclusion list.
+COHORTS = {"people": "person", "people_groups": "people group", "sites": "site", "clients": "client"}
+COHORT_FIELDS = tuple(COHORTS)
+EXCLUDED_FIELDS = tuple(f"excluded_{field}" for field in COHORT_FIELDS)
+# waffle's rules about the Django user behind the actor.
+USER_FIELDS = ("users", "groups", "staff", "superusers", "authenticated")
+
+# Rule names, as Decision.rule reports them.
+EVERYONE_OFF = "everyone_off"
+EXCLUSIONS = "exclusions"
+EVERYONE = "everyone"
+PEOPLE = "people"
+PEOPLE_GROUPS = "people_groups"
+SITES = "sites"
+CLIENTS = "clients"
+USERS = "users"
+PERCENT = "percent"
+DEFAULT = "default"  # no rule had an opinion: the control serves
 
 
 def bucket(flag_name, key):
@@ -60,8 +52,8 @@ class FlagState:
     excluded_people_groups: frozenset = frozenset()
     excluded_sites: frozenset = frozenset()
     excluded_clients: frozenset = frozenset()
-    user_ids: frozenset = frozenset()
-    user_group_ids: frozenset = frozenset()
+    users: frozenset = frozenset()  # Django user ids
+    groups: frozenset = frozenset()  # Django auth group ids
     staff: bool = False
     superusers: bool = False
     authenticated: bool = False
@@ -69,27 +61,24 @@ class FlagState:
     fallback: bool = True
 
     @classmethod
-    def from_flag(cls, flag, user_ids=None, user_group_ids=None):
+    def from_flag(cls, flag):
+        """The state of a QueryFlag row; prefetch users and groups to read many without a query each."""
+
         def ids(field):
             return frozenset(getattr(flag, field) or ())
+
+        def members(field):
+            # An unsaved flag has no memberships (and Django refuses to look them up).
+            return frozenset(m.pk for m in getattr(flag, field).all()) if flag.pk else frozenset()
 
         return cls(
             name=flag.name,
             everyone=flag.everyone,
             percent=float(flag.percent or 0),
             percent_key=flag.percent_key,
-            people=ids("people"),
-            people_groups=ids("people_groups"),
-            sites=ids("sites"),
-            clients=ids("clients"),
-            excluded_people=ids("excluded_people"),
-            excluded_people_groups=ids("excluded_people_groups"),
-            excluded_sites=ids("excluded_sites"),
-            excluded_clients=ids("excluded_clients"),
-            user_ids=frozenset(user_ids if user_ids is not None else flag.users.values_list("pk", flat=True)),
-            user_group_ids=frozenset(
-                user_group_ids if user_group_ids is not None else flag.groups.values_list("pk", flat=True)
-            ),
+            **{field: ids(field) for field in COHORT_FIELDS + EXCLUDED_FIELDS},
+            users=members("users"),
+            groups=members("groups"),
             staff=flag.staff,
             superusers=flag.superusers,
             authenticated=flag.authenticated,
@@ -97,41 +86,39 @@ class FlagState:
             fallback=flag.fallback,
         )
 
-    def __post_init__(self):
-        checks = [self._is_active_for_everyone_off]
-        if self.excluded_people or self.excluded_people_groups or self.excluded_sites or self.excluded_clients:
-            checks.append(self._is_active_for_exclusions)
-        checks.append(self._is_active_for_everyone)
-        for field, check in (
-            ("people", self._is_active_for_people),
-            ("people_groups", self._is_active_for_groups),
-            ("sites", self._is_active_for_sites),
-            ("clients", self._is_active_for_clients),
-        ):
-            if getattr(self, field):
-                checks.append(check)
-        if self.user_ids or self.user_group_ids or self.staff or self.superusers or self.authenticated:
-            checks.append(self._is_active_for_user)
-        if self.percent > 0:
-            checks.append(self._is_active_for_percent)
-        object.__setattr__(self, "_chain", tuple(checks))
+    @property
+    def killed(self):
+        """waffle's everyone=No: the kill switch."""
+        return self.everyone is False
 
     def decide(self, actor):
-        """(active, rule): whether the candidate serves this actor, and the rule that said so."""
-        for check in self._chain:
-            verdict = check(actor)
+        """(active, rule): whether the candidate serves this actor, and the name of the rule that said so."""
+        for rule in PRECEDENCE:
+            verdict = rule.check(self, actor)
             if verdict is not None:
-                return verdict, check.__name__.removeprefix("_is_active_for_")
-        return False, "default"
+                return verdict, rule.name
+        return False, DEFAULT
 
     def is_active_for(self, actor):
         return self.decide(actor)[0]
 
+    def rules_in_force(self):
+        """The rules this flag has data for, in precedence order, up to the first that answers for everyone."""
+        in_force = []
+        for rule in PRECEDENCE:
+            if rule.in_force(self):
+                in_force.append(rule)
+                if rule.for_everyone:
+                    break
+        return in_force
+
     def _is_active_for_everyone_off(self, actor):
-        return False if self.everyone is False else None
+        return False if self.killed else None
 
     def _is_active_for_exclusions(self, actor):
-        if actor is None:
+        if actor is None or not (
+            self.excluded_people or self.excluded_people_groups or self.excluded_sites or self.excluded_clients
+        ):
             return None
         if (
             actor.person_id in self.excluded_people
@@ -146,31 +133,43 @@ class FlagState:
         return True if self.everyone else None
 
     def _is_active_for_people(self, actor):
-        return True if actor is not None and actor.person_id in self.people else None
+        if not self.people or actor is None:
+            return None
+        return True if actor.person_id in self.people else None
 
-    def _is_active_for_groups(self, actor):
-        return True if actor is not None and not self.people_groups.isdisjoint(actor.group_ids) else None
+    def _is_active_for_people_groups(self, actor):
+        if not self.people_groups or actor is None:
+            return None
+        return True if not self.people_groups.isdisjoint(actor.group_ids) else None
 
     def _is_active_for_sites(self, actor):
-        return True if actor is not None and actor.site_id in self.sites else None
+        if not self.sites or actor is None:
+            return None
+        return True if actor.site_id in self.sites else None
 
     def _is_active_for_clients(self, actor):
-        return True if actor is not None and actor.client_id in self.clients else None
+        if not self.clients or actor is None:
+            return None
+        return True if actor.client_id in self.clients else None
 
-    def _is_active_for_user(self, actor):
-        if actor is None or not actor.is_authenticated:
+    def _is_active_for_users(self, actor):
+        if not (self.users or self.groups or self.staff or self.superusers or self.authenticated):
+            return None
+        if actor is None or not actor.is_authenticated:  # waffle's user rules are about a signed-in user
             return None
         if (
             self.authenticated
             or (self.staff and actor.is_staff)
             or (self.superusers and actor.is_superuser)
-            or actor.user_id in self.user_ids
-            or not self.user_group_ids.isdisjoint(actor.user_group_ids)
+            or actor.user_id in self.users
+            or not self.groups.isdisjoint(actor.user_group_ids)
         ):
             return True
         return None
 
     def _is_active_for_percent(self, actor):
+        if not self.percent:
+            return None
         key = actor.key(self.percent_key) if actor is not None else None
         if key is None:  # no one to stick to: a percentage of calls
             return (random.random() * 100 < self.percent) or None
@@ -178,3 +177,46 @@ class FlagState:
 
     def shadow_sampled(self):
         return self.shadow_percent > 0 and random.random() * 100 < self.shadow_percent
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One link of the chain: its name, its check, what it answers when it matches, and what it reads."""
+
+    name: str
+    check: Callable  # FlagState._is_active_for_x
+    verdict: bool
+    reads: tuple  # the FlagState fields that put it in force: with all of them empty it has no opinion
+    form: tuple  # the flag fields an operator sets for it, in the order the admin shows them
+    for_everyone: bool = False  # once in force it answers for every actor: no later rule is reached
+
+    def in_force(self, state):
+        return any(getattr(state, field) for field in self.reads)
+
+    def describe(self, state):
+        """Who this rule matches on this flag, in words: "everyone", "sites [3, 4], staff", "10% by site"."""
+        if self.for_everyone:
+            return "everyone"
+        return ", ".join(_describe(state, field, value) for field in self.reads if (value := getattr(state, field)))
+
+
+def _describe(state, field, value):
+    if isinstance(value, frozenset):
+        return f"{field} {sorted(value)}"
+    if isinstance(value, float):
+        return f"{value:g}% by {state.percent_key}"
+    return field
+
+
+# First rule with an opinion wins. The kill switch beats everything; an exclusion beats every inclusion.
+PRECEDENCE = (
+    Rule(EVERYONE_OFF, FlagState._is_active_for_everyone_off, False, ("killed",), ("everyone",), for_everyone=True),
+    Rule(EXCLUSIONS, FlagState._is_active_for_exclusions, False, EXCLUDED_FIELDS, EXCLUDED_FIELDS),
+    Rule(EVERYONE, FlagState._is_active_for_everyone, True, ("everyone",), ("everyone",), for_everyone=True),
+    Rule(PEOPLE, FlagState._is_active_for_people, True, ("people",), ("people",)),
+    Rule(PEOPLE_GROUPS, FlagState._is_active_for_people_groups, True, ("people_groups",), ("people_groups",)),
+    Rule(SITES, FlagState._is_active_for_sites, True, ("sites",), ("sites",)),
+    Rule(CLIENTS, FlagState._is_active_for_clients, True, ("clients",), ("clients",)),
+    Rule(USERS, FlagState._is_active_for_users, True, USER_FIELDS, USER_FIELDS),
+    Rule(PERCENT, FlagState._is_active_for_percent, True, ("percent",), ("percent", "percent_key")),
+)

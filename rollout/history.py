@@ -1,18 +1,25 @@
-"""Every flag change — who, when, what, from what to what — recorded through Django's model signals."""
+"""The audit log: every flag change — who, when, what, from what to what — recorded through Django's model signals.
+
+Only the record lives here. How a committed change reaches other processes is
+the flag cache's own concern (flag_cache.watch_flag_changes).
+"""
 
 import contextlib
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
-from django.utils import timezone
 
-from rollout.flag_cache import flags
-from rollout.flag_state import TRACKED_FIELDS
 from rollout.models import FlagChange, QueryFlag
+
+# What an operator can change on a flag's row; users and groups are recorded as their memberships change.
+TRACKED_FIELDS = tuple(
+    field.name
+    for field in QueryFlag._meta.concrete_fields
+    if field.name not in ("id", "name", "created", "modified", *QueryFlag.NOT_READ)
+)
 
 _author = ContextVar("rollout_change_author", default=(None, "code", ""))
 
@@ -50,7 +57,6 @@ def record_change(flag_name, changes, reason=None):
         changes=changes,
         reason=default_reason if reason is None else reason,
     )
-    transaction.on_commit(flags.invalidate)
 
 
 @receiver(pre_save, sender=QueryFlag)
@@ -80,12 +86,14 @@ def _record_membership(field):
         if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, QueryFlag):
             return
         verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]
-        # The fingerprint other processes compare is the flag's modification time.
-        QueryFlag.objects.filter(pk=instance.pk).update(modified=timezone.now())
         record_change(instance.name, {field: [verb, sorted(pk_set or ())]})
 
     return handler
 
 
-m2m_changed.connect(_record_membership("users"), sender=QueryFlag.users.through, weak=False)
-m2m_changed.connect(_record_membership("groups"), sender=QueryFlag.groups.through, weak=False)
+m2m_changed.connect(
+    _record_membership("users"), sender=QueryFlag.users.through, weak=False, dispatch_uid="rollout.history.users"
+)
+m2m_changed.connect(
+    _record_membership("groups"), sender=QueryFlag.groups.through, weak=False, dispatch_uid="rollout.history.groups"
+)

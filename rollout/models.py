@@ -20,9 +20,7 @@ def _ids(help_text):
 class QueryFlag(AbstractUserFlag):
     """One flag per query: on for an actor → the candidate (ORM twin) serves; off → the control (function).
 
-    Precedence, top to bottom (first rule with an opinion wins), in flag_state.FlagState:
-    everyone=No → exclusions → everyone=Yes → people → people groups → sites → clients →
-    waffle's users/groups/staff/superusers/authenticated → sticky percentage → off.
+    Which rule decides is flag_state.PRECEDENCE, written there once (docs/rollout.md shows it as a table).
     """
 
     people = _ids("Legacy person ids the candidate serves.")
@@ -66,6 +64,12 @@ class QueryFlag(AbstractUserFlag):
     )
     guard_tripped_at = models.DateTimeField(null=True, blank=True)
     guard_reason = models.TextField(blank=True)
+    # waffle's per-request override (?dwft_<flag>=1) would let any caller pick the backend, past cohorts and
+    # exclusions; the router decides per actor and never reads it, so it is not shown or recorded either.
+    testing = models.BooleanField(default=False, editable=False, help_text="Not used: the router never reads it.")
+
+    # waffle fields the router never reads (docs/rollout.md): left out of the admin form and of the history.
+    NOT_READ = ("testing", "languages", "rollout")
 
     class Meta(AbstractUserFlag.Meta):
         verbose_name = "query flag"

@@ -6,10 +6,9 @@ from django.db import transaction
 
 from rollout.actors import PERCENT_KEYS
 from rollout.experiments import flag_name, registry
+from rollout.flag_state import COHORT_FIELDS
 from rollout.history import changed_by
 from rollout.models import QueryFlag
-
-COHORT_FIELDS = ("people", "people_groups", "sites", "clients")
 
 
 class OperationError(ValueError):

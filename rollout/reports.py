@@ -1,33 +1,35 @@
-"""Read-side views of the rollout for the CLI, the admin and the API: status, history, replay, purge."""
+"""Read-side views of the rollout for the CLI, the admin, the API and the dashboard: status and history.
 
-from datetime import timedelta
-
-from django.utils import timezone
+Nothing here writes or runs a query: replay is in replay.py, purge in retention.py.
+"""
 
 from rollout.experiments import flag_name, get_experiment, registry
+from rollout.flag_state import EVERYONE_OFF, FlagState
 from rollout.metrics import metrics
-from rollout.models import Discrepancy, FlagChange, QueryFlag
+from rollout.models import FlagChange, QueryFlag
 
 STATUS_COLUMNS = ("query", "serving", "percent", "shadow", "calls", "discrepancy_rate", "guard")
 HISTORY_COLUMNS = ("when", "flag", "by", "changes")
 
 
 def serving(flag):
-    """What serves whom, in one line."""
-    if flag.everyone is False:
+    """What serves whom, in one line, read off the flag's rule chain (flag_state.PRECEDENCE) in its order.
+
+    Prefetch the flags' users and groups to describe many without two queries each.
+    """
+    state = FlagState.from_flag(flag)
+    rules = state.rules_in_force()
+    if not rules:
+        return "control (no rule)"
+    if rules[0].name == EVERYONE_OFF:
         return "control for everyone" + (" (guard tripped)" if flag.guard_tripped_at else " (killed)")
-    if flag.everyone:
-        return "candidate for everyone"
-    rules = [
-        f"{field} {sorted(getattr(flag, field))}"
-        for field in ("people", "people_groups", "sites", "clients")
-        if getattr(flag, field)
-    ]
-    if flag.percent:
-        rules.append(f"{flag.percent:g}% by {flag.percent_key}")
-    if flag.staff or flag.superusers or flag.authenticated:
-        rules.append("waffle user rules")
-    return ("candidate for " + "; ".join(rules)) if rules else "control (no rule)"
+    segments = []  # [role, [who…]]: consecutive rules that serve the same side read as one
+    for rule in rules:
+        role = "candidate" if rule.verdict else "control"
+        if not segments or segments[-1][0] != role:
+            segments.append([role, []])
+        segments[-1][1].append(rule.describe(state))
+    return "; ".join(f"{role} for {', '.join(who)}" for role, who in segments)
 
 
 def flag_summary(flag):
@@ -44,7 +46,7 @@ def flag_summary(flag):
 
 
 def status():
-    flags = {f.name: f for f in QueryFlag.objects.all()}
+    flags = {f.name: f for f in QueryFlag.objects.prefetch_related("users", "groups")}
     numbers = metrics.snapshot()
     rows = []
     for query in registry().names():
@@ -112,41 +114,3 @@ def history(query=None, limit=50):
         }
         for c in changes[:limit]
     ]
-
-
-def replay(discrepancy_id):
-    """Run both backends again, now, with the recorded parameters."""
-    from rollout.comparison import observe_both
-    from rollout.operations import OperationError
-    from rollout.recorder import bounded_diff
-
-    discrepancy = Discrepancy.objects.filter(pk=discrepancy_id).first()
-    example = discrepancy.latest() if discrepancy else None
-    if example is None:
-        raise OperationError(f"id: no discrepancy {discrepancy_id}")
-    try:
-        experiment = get_experiment(discrepancy.query)
-    except LookupError:
-        raise OperationError(
-            f"id: discrepancy {discrepancy_id} is of {discrepancy.query!r}, which is no longer registered"
-        ) from None
-    params = experiment.clean(example.params, parse=True)
-    control, candidate = observe_both(experiment, params)
-    difference = experiment.compare(control.outcome, candidate.outcome)
-    text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {example.params}:\n" + (
-        "the control and the candidate now agree"
-        if difference.equal
-        else f"they still differ: {bounded_diff(difference)}"
-    )
-    return {
-        "id": discrepancy_id,
-        "agree": difference.equal,
-        "diff": None if difference.equal else bounded_diff(difference),
-        "text": text,
-    }
-
-
-def purge(older_than_days):
-    cutoff = timezone.now() - timedelta(days=older_than_days)
-    _, per_model = Discrepancy.objects.filter(last_seen__lt=cutoff).delete()
-    return per_model.get(Discrepancy._meta.label, 0)

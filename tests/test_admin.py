@@ -50,7 +50,7 @@ def bu_flag():
 def test_flag_pages_render_for_staff_and_are_refused_to_others(admin_client, client, bu_flag):
     assert admin_client.get(flag_url(None, "changelist")).status_code == 200
     page = admin_client.get(flag_url(bu_flag))
-    assert page.status_code == 200 and b"Sticky percentage" in page.content
+    assert page.status_code == 200 and b"the first with an opinion wins" in page.content
     assert client.get(flag_url(None, "changelist")).status_code == 302  # to the login page
     User.objects.create_user("plain", password="pw")
     client.login(username="plain", password="pw")

@@ -35,7 +35,7 @@ ALICE = Actor(person_id=1, client_id=10, site_id=100, group_ids=frozenset({7}))
     "rules,rule",
     [
         ({"people": frozenset({1})}, "people"),
-        ({"people_groups": frozenset({7})}, "groups"),
+        ({"people_groups": frozenset({7})}, "people_groups"),
         ({"sites": frozenset({100})}, "sites"),
         ({"clients": frozenset({10})}, "clients"),
         ({"everyone": True}, "everyone"),
@@ -97,10 +97,10 @@ def test_combined_rules_read_top_to_bottom():
 @pytest.mark.smoke
 def test_waffle_user_rules_apply_to_the_django_user_behind_the_actor():
     staff = Actor(user_id=5, is_authenticated=True, is_staff=True)
-    assert FlagState("orm.q", staff=True).decide(staff) == (True, "user")
+    assert FlagState("orm.q", staff=True).decide(staff) == (True, "users")
     assert FlagState("orm.q", staff=True).decide(Actor(user_id=6, is_authenticated=True))[0] is False
-    assert FlagState("orm.q", user_ids=frozenset({5})).is_active_for(staff)
-    assert FlagState("orm.q", user_group_ids=frozenset({3})).is_active_for(
+    assert FlagState("orm.q", users=frozenset({5})).is_active_for(staff)
+    assert FlagState("orm.q", groups=frozenset({3})).is_active_for(
         Actor(user_id=9, user_group_ids=frozenset({3}), is_authenticated=True)
     )
     assert not FlagState("orm.q", authenticated=True).is_active_for(Actor())

@@ -4,7 +4,7 @@ from django.db.models import DateField, DateTimeField, ExpressionWrapper, F, Q
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-from query_backends.models import SENTINEL_ID, GroupMembership, JobNeed
+from query_backends.models import GroupMembership, JobNeed
 from query_backends.twins import as_rows
 from query_backends.twins.clock import minutes, now, today, today_plus
 from query_backends.twins.compiled import CompiledQuery
@@ -64,7 +64,7 @@ ADHOC_COLUMNS = (
 
 def person_groups(people_id):
     """The groups of a person: pgbelonging.pgroup_id, leaving out the sentinel (NULL never matches)."""
-    return GroupMembership.objects.filter(people_id=people_id, pgroup_id__isnull=False).exclude(pgroup_id=SENTINEL_ID)
+    return GroupMembership.objects.filter(people_id=people_id).in_real_groups()
 
 
 _GROUPS = CompiledQuery(person_groups)
@@ -162,9 +162,7 @@ def job_needs_many(people_ids, bu_id, client_id):
     people = set(people_ids)
     groups_of = {}
     memberships = (
-        GroupMembership.objects.filter(people_id__in=people, pgroup_id__isnull=False)
-        .exclude(pgroup_id=SENTINEL_ID)
-        .values_list("people_id", "pgroup_id")
+        GroupMembership.objects.filter(people_id__in=people).in_real_groups().values_list("people_id", "pgroup_id")
     )
     for person, group in memberships:
         groups_of.setdefault(person, set()).add(group)

@@ -22,7 +22,6 @@ from query_backends import generator
 from query_backends.benchmark import sample_params
 from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
-from query_backends.sentinels import SENTINEL_ID
 
 DEMO_QUERY = "demo_broken_bu_list"
 QUERIES = ("job_needs", "external_tour_job_needs", "bu_list", "sites_list_web", "asset_details", "web_capabilities")
@@ -109,7 +108,7 @@ class Command(BaseCommand):
         groups = {}
         for person, group in (
             GroupMembership.objects.filter(people_id__in=[p[0] for p in people])
-            .exclude(pgroup_id=SENTINEL_ID)
+            .in_real_groups()
             .values_list("people_id", "pgroup_id")
         ):
             groups.setdefault(person, set()).add(group)

@@ -5,8 +5,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from rollout import guard, operations, reports
 from rollout.actors import PERCENT_KEYS
+from rollout.flag_state import COHORT_FIELDS, COHORTS
 from rollout.metrics import metrics
-from rollout.operations import COHORT_FIELDS, OperationError
+from rollout.operations import OperationError
+from rollout.replay import replay
+from rollout.retention import purge
 
 
 class Command(BaseCommand):
@@ -30,13 +33,12 @@ class Command(BaseCommand):
         shadow.add_argument("percent")
         cohort = sub.add_parser("cohort", help="add or remove ids of a cohort")
         cohort.add_argument("query")
-        singular = {"people": "person", "people_groups": "people-group", "sites": "site", "clients": "client"}
         for field in COHORT_FIELDS:
             plural = field.replace("_", "-")
             for verb in ("add", "remove"):
                 cohort.add_argument(
                     f"--{verb}-{plural}",
-                    f"--{verb}-{singular[field]}",
+                    f"--{verb}-{COHORTS[field].replace(' ', '-')}",
                     dest=f"{verb}_{field}",
                     type=int,
                     nargs="+",
@@ -97,13 +99,13 @@ class Command(BaseCommand):
         return rows if options["json"] else reports.table(rows, reports.HISTORY_COLUMNS)
 
     def do_replay(self, id, **options):
-        outcome = reports.replay(id)
+        outcome = replay(id)
         return outcome if options["json"] else outcome["text"]
 
     def do_purge(self, older_than, **options):
         if older_than < 0:
             raise CommandError("--older-than: DAYS must be 0 or more")
-        deleted = reports.purge(older_than)
+        deleted = purge(older_than)
         return {"deleted": deleted} if options["json"] else f"deleted {deleted} discrepancies"
 
     def do_purge_metrics(self, older_than, **options):

@@ -1,0 +1,35 @@
+"""Replay a recorded discrepancy: run the control and the candidate again, now, with its parameters."""
+
+from rollout.comparison import observe_both
+from rollout.experiments import get_experiment
+from rollout.models import Discrepancy
+from rollout.operations import OperationError
+from rollout.recorder import bounded_diff
+
+
+def replay(discrepancy_id):
+    """Run both backends again with the recorded parameters; say whether they now agree."""
+    discrepancy = Discrepancy.objects.filter(pk=discrepancy_id).first()
+    example = discrepancy.latest() if discrepancy else None
+    if example is None:
+        raise OperationError(f"id: no discrepancy {discrepancy_id}")
+    try:
+        experiment = get_experiment(discrepancy.query)
+    except LookupError:
+        raise OperationError(
+            f"id: discrepancy {discrepancy_id} is of {discrepancy.query!r}, which is no longer registered"
+        ) from None
+    params = experiment.clean(example.params, parse=True)
+    control, candidate = observe_both(experiment, params)
+    difference = experiment.compare(control.outcome, candidate.outcome)
+    text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {example.params}:\n" + (
+        "the control and the candidate now agree"
+        if difference.equal
+        else f"they still differ: {bounded_diff(difference)}"
+    )
+    return {
+        "id": discrepancy_id,
+        "agree": difference.equal,
+        "diff": None if difference.equal else bounded_diff(difference),
+        "text": text,
+    }
