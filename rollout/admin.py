@@ -75,7 +75,15 @@ class QueryFlagAdmin(FlagAdmin):
             "Who is served: each line is a rule, the first with an opinion wins",
             {"fields": _rule_lines(), "description": _precedence()},
         ),
-        ("Shadow and fallback", {"fields": ("shadow_percent", "fallback")}),
+        (
+            "Shadow, fallback and rescue",
+            {
+                "fields": ("shadow_percent", "fallback", "rescue", "rescue_after"),
+                "description": "Fallback: the control serves when the candidate raises. Rescue (opt-in): the "
+                "candidate serves when the control raises, once the guard has seen it healthy for the last "
+                "`rescue after` comparisons.",
+            },
+        ),
         (
             "Guard",
             {

@@ -274,7 +274,7 @@ def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(bro
         if second is None:  # Redis redelivers after the visibility timeout; a new worker asks at once
             second = worker({**env, "CELERY_VISIBILITY_TIMEOUT": "1", "CELERY_UNACKED_RESTORE_INTERVAL": "0.2"})
         try:
-            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 90)
+            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 90), toy_records()
             time.sleep(1.5)  # a double count would show up now
         finally:
             os.killpg(second.pid, signal.SIGTERM)
