@@ -4,9 +4,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.db import connections
 
 from query_backends.errors import translated_database_errors
+from query_backends.snapshot import reading_alias
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -29,7 +30,7 @@ class LegacyFunction:
     def __call__(self, *args):
         casts = ", ".join(f"%s::{t}" for t in self.arg_types)
         select = f"SELECT * FROM {self.sql_name}({casts})" if self.returns_rows else f"SELECT {self.sql_name}({casts})"
-        with translated_database_errors(self.sql_name), connection.cursor() as cursor:
+        with translated_database_errors(self.sql_name), connections[reading_alias()].cursor() as cursor:
             cursor.execute(select, args)
             if not self.returns_rows:
                 value = cursor.fetchone()[0]

@@ -71,6 +71,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_config(_env, BASE_DIR)}
+if _env.get("DATABASE_REPLICA_URL", "").strip():
+    # A read replica for shadow comparisons (ROLLOUT_SHADOW_DATABASE=replica); records go to default.
+    DATABASES["replica"] = database_config({"DATABASE_URL": _env["DATABASE_REPLICA_URL"]}, BASE_DIR)
+DATABASE_ROUTERS = ["query_backends.snapshot.SnapshotRouter"]
 CACHES = {"default": cache_config(_env)}
 REDIS_CONFIGURED = CACHES["default"]["BACKEND"].startswith("django_redis")
 # A Redis outage must never become an error for a caller.

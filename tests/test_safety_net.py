@@ -274,7 +274,7 @@ def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(bro
         if second is None:  # Redis redelivers after the visibility timeout; a new worker asks at once
             second = worker({**env, "CELERY_VISIBILITY_TIMEOUT": "1", "CELERY_UNACKED_RESTORE_INTERVAL": "0.2"})
         try:
-            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 90), toy_records()
+            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 180), toy_records()
             time.sleep(1.5)  # a double count would show up now
         finally:
             os.killpg(second.pid, signal.SIGTERM)
@@ -306,3 +306,27 @@ def test_sigterm_drains_the_in_process_queue_or_counts_what_it_dropped():
     drops = metrics.snapshot().get(("toy", "new"), {}).get("drops", 0)
     assert 0 < recorded < calls and recorded + drops == calls  # nothing vanished uncounted
     committed(lambda: QueryFlag.objects.filter(name="orm.toy").delete())
+
+
+REPLICA = """
+import django
+django.setup()
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+from rollout.comparison import observe_both
+from rollout.experiments import get_experiment
+
+experiment = get_experiment("bu_list")
+with CaptureQueriesContext(connections["default"]) as primary, CaptureQueriesContext(connections["replica"]) as replica:
+    control, candidate = observe_both(experiment, experiment.clean({"bu_id": 2}))
+print(control.value == candidate.value and not control.raised)
+print(sum("fn_get_bulist" in q["sql"] for q in replica.captured_queries), len(primary.captured_queries))
+"""
+
+
+def test_comparisons_read_from_the_database_alias_the_setting_names():
+    process = start(REPLICA, {"DATABASE_REPLICA_URL": database_url(), "ROLLOUT_SHADOW_DATABASE": "replica"})
+    out, _ = process.communicate(timeout=60)
+    agree, counts = out.decode().strip().splitlines()[-2:]
+    function_calls, primary_queries = map(int, counts.split())
+    assert agree == "True" and function_calls == 1 and primary_queries == 0

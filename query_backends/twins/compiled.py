@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
+from query_backends.snapshot import reading_alias
+
 _INT_BASE = -(2**62)
 _DATE_BASE = datetime(1901, 1, 1, tzinfo=UTC)
 _UNCOMPILABLE = object()
@@ -67,7 +69,7 @@ class CompiledQuery:
                 params[index] = value
             else:
                 params[index][inner] = value
-        with connections[compiler.using].cursor() as cursor:
+        with connections[reading_alias()].cursor() as cursor:
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
         rows = compiler.results_iter(results=[fetched], tuple_expected=True)

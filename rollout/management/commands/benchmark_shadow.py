@@ -1,0 +1,126 @@
+"""Measure what shadow mode costs and how fast its records are written (docs/benchmarks.md).
+
+records  — queue N recorded results (rescues of one query, so no backend runs: it is the record path that is
+           measured) and time until the database holds them all; with a broker, the workers must be running.
+latency  — GET one URL at a fixed offered rate (open loop: a late answer never delays the next request) and
+           report p50/p95; or with --clients, as fast as that many clients can (throughput at saturation).
+"""
+
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Sum
+
+from rollout.background import background
+from rollout.experiments import flag_name, get_experiment, registry
+from rollout.models import Discrepancy
+from rollout.observation import Observation
+
+
+class Command(BaseCommand):
+    help = "Benchmark shadow mode: records per second, or user latency at a fixed rate / throughput at saturation."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="mode", required=True)
+        records = sub.add_parser("records", help="records per second through the configured background")
+        records.add_argument("--count", type=int, default=5000)
+        records.add_argument("--query", help="the query the records are about (default: the first registered)")
+        latency = sub.add_parser("latency", help="latency of one URL at a fixed rate, or throughput with --clients")
+        latency.add_argument("url")
+        latency.add_argument("--token", default="", help="an API token (rollout token issue USER)")
+        latency.add_argument("--rate", type=float, default=100.0, help="requests per second offered")
+        latency.add_argument("--seconds", type=float, default=20.0)
+        latency.add_argument("--clients", type=int, help="closed loop: this many clients, as fast as they can")
+
+    def handle(self, mode, **options):
+        if mode == "records":
+            self.records(options["count"], options["query"] or registry().names()[0])
+        else:
+            self.latency(options)
+
+    def records(self, count, query):
+        if count < 1:
+            raise CommandError("--count: must be at least 1")
+        experiment = get_experiment(query)
+        recorded = Discrepancy.objects.filter(query=query, kind="rescued")
+
+        def occurrences():
+            return recorded.aggregate(n=Sum("occurrences"))["n"] or 0
+
+        target = occurrences() + count
+        control = Observation(experiment.control, exception=RuntimeError("benchmark: the control failed"))
+        candidate = Observation(experiment.candidate, value=[], duration=0.001)
+        started = time.perf_counter()
+        for _ in range(count):
+            job = {
+                "id": str(uuid.uuid4()),
+                "source": "rescue",
+                "query": query,
+                "flag": flag_name(query),
+                "served_backend": experiment.candidate,
+                "params": {},
+                "actor": {},
+                "cache_hit": False,
+                "control": control.as_payload(False, 1),
+                "candidate": candidate.as_payload(False, 1),
+            }
+            while not background.submit(job, query, experiment.candidate):
+                time.sleep(0.001)  # the local queue is full: wait for room rather than count a drop
+        background.drain()
+        while occurrences() < target:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        self.stdout.write(
+            f"{count} records of {query} via {background.mode}: {elapsed:.2f} s, {count / elapsed:,.0f} records/s"
+        )
+
+    def latency(self, options):
+        headers = {"Authorization": f"Bearer {options['token']}"} if options["token"] else {}
+        timings, errors, lock = [], [], threading.Lock()
+
+        def get():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(options["url"], headers=headers), timeout=30) as r:
+                    r.read()
+                    ok = r.status == 200
+            except (urllib.error.URLError, OSError) as exc:
+                ok = exc
+            with lock:
+                (timings if ok is True else errors).append(time.perf_counter() - started)
+
+        deadline = time.perf_counter() + options["seconds"]
+        threads = []
+        if options["clients"]:
+
+            def client():
+                while time.perf_counter() < deadline:
+                    get()
+
+            threads = [threading.Thread(target=client) for _ in range(options["clients"])]
+            for thread in threads:
+                thread.start()
+        else:
+            interval, next_at = 1 / options["rate"], time.perf_counter()
+            while next_at < deadline:
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                thread = threading.Thread(target=get)
+                thread.start()
+                threads.append(thread)
+                next_at += interval
+        for thread in threads:
+            thread.join()
+        if not timings:
+            raise CommandError(f"no successful request ({len(errors)} failed)")
+        ordered = sorted(timings)
+        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        self.stdout.write(
+            f"{len(timings)} ok, {len(errors)} failed in {options['seconds']:.0f} s "
+            f"({len(timings) / options['seconds']:.1f} req/s): p50 {statistics.median(timings) * 1000:.2f} ms, "
+            f"p95 {p95 * 1000:.2f} ms"
+        )
