@@ -4,7 +4,7 @@ The request path only ever does a `put_nowait` into a bounded in-process queue
 (full → the job is dropped and counted as a drop). Behind it:
 
 - with a broker (SHADOW_BACKEND "celery"), one publisher thread sends each job
-  as a `rollout.judge` task. It never waits on the broker for long: a short
+  in batches (up to SHADOW_BATCH per `rollout.judge` task). It never waits on the broker for long: a short
   connection timeout and no publish retries, and while the broker's queue holds
   SHADOW_BROKER_MAX_QUEUE messages or more (checked at most once a second)
   jobs are dropped and counted instead of piling up in the broker's memory;
@@ -87,50 +87,69 @@ class Background:
             metrics.increment(query, backend, "drops")
             return False
 
+    @staticmethod
+    def _take_batch(jobs):
+        """The next job (waiting for it) and whatever else is queued, up to SHADOW_BATCH jobs."""
+        batch = [jobs.get()]
+        while len(batch) < get_setting("SHADOW_BATCH"):
+            try:
+                batch.append(jobs.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
     def _run_jobs(self, jobs):
         from rollout import comparison
         from rollout.publish import publish
 
         while True:
-            payload, query, backend = jobs.get()
-            key = (query, backend)
+            batch = self._take_batch(jobs)
+            keys = Counter((query, backend) for _, query, backend in batch)
             with self._lock:
-                self._judging[key] += 1
+                self._judging.update(keys)
             try:
-                result = comparison.judge(payload)
+                results = comparison.judge_all([payload for payload, _, _ in batch])
                 with self._lock:
-                    self._judging[key] -= 1
-                    if self._closing:  # shutdown has counted this job as dropped
+                    self._judging.subtract(keys)
+                    if self._closing:  # shutdown has counted these jobs as dropped
                         continue
                     self._publishing += 1
                 try:
-                    publish(result)
+                    publish(results)
                 finally:
                     with self._lock:
                         self._publishing -= 1
             except Exception:
-                logger.exception("could not judge or publish a result for %s", query)
-                metrics.increment(query, backend, "record_failures")
+                logger.exception("could not publish %d results", len(batch))
+                for (query, backend), n in keys.items():
+                    metrics.increment(query, backend, "record_failures", n)
             finally:
                 close_old_connections()
-                jobs.task_done()
+                for _ in batch:
+                    jobs.task_done()
 
     def _publish_jobs(self, jobs):
         from rollout.tasks import judge
 
         while True:
-            payload, query, backend = jobs.get()
+            batch = self._take_batch(jobs)
             try:
                 if self._broker_full():
-                    metrics.increment(query, backend, "drops")
+                    self._count_drops(batch)
                     continue
-                judge.apply_async(args=[payload], retry=False)
+                judge.apply_async(args=[[payload for payload, _, _ in batch]], retry=False)
                 self.broker.succeeded()
-            except Exception as exc:  # noqa: BLE001 — a broker outage drops the sample, never the caller
+            except Exception as exc:  # noqa: BLE001 — a broker outage drops samples, never the caller
                 self.broker.failed(exc)
-                metrics.increment(query, backend, "drops")
+                self._count_drops(batch)
             finally:
-                jobs.task_done()
+                for _ in batch:
+                    jobs.task_done()
+
+    @staticmethod
+    def _count_drops(batch):
+        for (query, backend), n in Counter((query, backend) for _, query, backend in batch).items():
+            metrics.increment(query, backend, "drops", n)
 
     def _broker_full(self):
         checked_at, depth = self._depth

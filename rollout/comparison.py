@@ -15,13 +15,18 @@ raised while serving and the candidate answered) are judged from the two
 observations the call already made.
 """
 
+import logging
+
 from django.db import connections, transaction
 
 from rollout import result as outcome
 from rollout.conf import get_setting
 from rollout.experiments import get_experiment, registry
+from rollout.metrics import metrics
 from rollout.observation import Observation
 from rollout.result import Result
+
+logger = logging.getLogger(__name__)
 
 
 def infrastructure(experiment, observation):
@@ -143,3 +148,15 @@ JUDGES = {"shadow": shadow, "fallback": fallback, "rescue": rescue}
 
 def judge(payload):
     return JUDGES[payload["source"]](payload)
+
+
+def judge_all(payloads):
+    """The Results of a batch of jobs; a job that cannot be judged is logged and counted, never fatal to the rest."""
+    results = []
+    for payload in payloads:
+        try:
+            results.append(judge(payload))
+        except Exception:
+            logger.exception("could not judge a %s job of %s", payload.get("source"), payload.get("query"))
+            metrics.increment(payload.get("query", "?"), "?", "record_failures")
+    return results

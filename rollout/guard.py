@@ -32,22 +32,29 @@ DELETE FROM {GuardSample._meta.db_table} WHERE flag = %s AND id < (
 """
 
 
-def add_sample(result):
-    """Put a judged result into its flag's window (in the publisher's transaction); False if nothing to judge."""
-    if not result.judged:
-        return False
-    sample = GuardSample.objects.create(
-        flag=result.flag,
-        discrepancy=result.discrepancy,
-        candidate_error=result.candidate.raised,
-        control_duration=result.control.duration,
-        candidate_duration=result.candidate.duration,
+def add_samples(results):
+    """Put the judged results into their flags' windows (in the publisher's transaction).
+
+    Returns the last judged result of each flag: the guard evaluates each flag once per batch."""
+    judged = [r for r in results if r.judged]
+    samples = GuardSample.objects.bulk_create(
+        [
+            GuardSample(
+                flag=r.flag,
+                discrepancy=r.discrepancy,
+                candidate_error=r.candidate.raised,
+                control_duration=r.control.duration,
+                candidate_duration=r.candidate.duration,
+            )
+            for r in judged
+        ]
     )
-    if sample.pk % PRUNE_EVERY == 0:
-        flag = QueryFlag.objects.filter(name=result.flag).values_list("guard_window", flat=True).first()
-        with connection.cursor() as cursor:
-            cursor.execute(_PRUNE, [result.flag, result.flag, max(flag or 0, 1)])
-    return True
+    for sample in samples:
+        if sample.pk % PRUNE_EVERY == 0:
+            window = QueryFlag.objects.filter(name=sample.flag).values_list("guard_window", flat=True).first()
+            with connection.cursor() as cursor:
+                cursor.execute(_PRUNE, [sample.flag, sample.flag, max(window or 0, 1)])
+    return list({r.flag: r for r in judged}.values())
 
 
 def measure(flag_name, window):

@@ -1,10 +1,10 @@
-"""The one seam through which a Result reaches whoever cares: the records, the metrics and the guard.
+"""The one seam through which Results reach whoever cares: the records, the metrics and the guard.
 
-Everything a result writes goes into one transaction on the publishing
-worker's connection, claimed by the comparison id first: a redelivered
-comparison finds its claim and changes nothing, so it counts once. The
-metrics are counted after the commit; the guard evaluates after it too, and
-never sees a result that does not judge the candidate.
+A batch of results is written in one transaction on the publishing worker's
+connection, each claimed by its comparison id first: a redelivered comparison
+finds its claim and changes nothing, so it counts once. The metrics are
+counted after the commit; the guard evaluates after it too (once per flag in
+the batch), and never sees a result that does not judge the candidate.
 """
 
 import logging
@@ -34,18 +34,18 @@ COUNTERS = {
 }
 
 
-def publish(result):
-    """Record, count and judge one result; returns False when it had been published before."""
+def publish(results):
+    """Record, count and judge a batch of results; returns those published for the first time."""
     with transaction.atomic():
-        if not recorder.claim(result.comparison_id):
-            return False
-        if result.mismatched:
-            recorder.write(result)
-        judged = guard.add_sample(result)
-    for name in COUNTERS[result.kind]:
-        metrics.increment(result.query, result.candidate_backend, name)
-    if judged:
+        fresh = recorder.claim([r.comparison_id for r in results])
+        results = [r for r in results if r.comparison_id in fresh]
+        recorder.write([r for r in results if r.mismatched])
+        judged = guard.add_samples(results)
+    for result in results:
+        for name in COUNTERS[result.kind]:
+            metrics.increment(result.query, result.candidate_backend, name)
+    for result in judged:
         guard.evaluate(result)
-    if random.random() < 0.001:  # housekeeping, about once per thousand results
+    if random.random() < 0.001 * len(results):  # housekeeping, about once per thousand results
         recorder.forget_claims(timezone.now() - CLAIMS_KEPT)
-    return True
+    return results

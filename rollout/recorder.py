@@ -1,7 +1,7 @@
-"""Discrepancy records: one upsert by fingerprint per result, idempotent by comparison id.
+"""Discrepancy records: one upsert by fingerprint per batch of results, idempotent by comparison id.
 
-`claim()` inserts the comparison id; a redelivered comparison finds it there and
-is counted once. `write()` adds one occurrence to the discrepancy of the result's
+`claim()` inserts the comparison ids; a redelivered comparison finds its id there
+and is counted once. `write()` adds the occurrences to the discrepancy of each
 fingerprint (creating it on first sight) and keeps at most
 DISCREPANCIES_PER_FINGERPRINT examples. Both run in the publishing worker's own
 transaction, before its task is acknowledged.
@@ -9,6 +9,7 @@ transaction, before its task is acknowledged.
 
 import hashlib
 import json
+from collections import defaultdict
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
@@ -19,12 +20,13 @@ from rollout.models import Discrepancy, DiscrepancyExample, RecordedComparison
 _UPSERT = f"""
 INSERT INTO {Discrepancy._meta.db_table} AS d
     (query, flag, kind, fingerprint, occurrences, first_seen, last_seen, status)
-VALUES (%s, %s, %s, %s, 1, now(), now(), 'new')
-ON CONFLICT (fingerprint) DO UPDATE SET occurrences = d.occurrences + 1, last_seen = now()
+VALUES (%s, %s, %s, %s, %s, now(), now(), 'new')
+ON CONFLICT (fingerprint) DO UPDATE SET occurrences = d.occurrences + %s, last_seen = now()
 RETURNING id, occurrences
 """
 _CLAIM = f"""
-INSERT INTO {RecordedComparison._meta.db_table} (comparison_id, recorded_at) VALUES (%s, now()) ON CONFLICT DO NOTHING
+INSERT INTO {RecordedComparison._meta.db_table} (comparison_id, recorded_at) VALUES %(rows)s
+ON CONFLICT DO NOTHING RETURNING comparison_id
 """
 _TRIM = f"""
 DELETE FROM {DiscrepancyExample._meta.db_table} WHERE discrepancy_id = %s AND id < (
@@ -66,20 +68,19 @@ def bounded_diff(difference, limit=None):
     return full
 
 
-def claim(comparison_id):
-    """True the first time a comparison id is seen; False for a redelivery."""
+def claim(comparison_ids):
+    """The ids seen for the first time (a redelivered comparison's id is already there): one statement."""
+    if not comparison_ids:
+        return set()
+    rows = ", ".join(["(%s, now())"] * len(comparison_ids))
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [comparison_id])
-        return cursor.rowcount == 1
+        cursor.execute(_CLAIM.replace("%(rows)s", rows), list(comparison_ids))
+        return {str(row[0]) for row in cursor.fetchall()}
 
 
-def write(result):
-    """Count one occurrence of the result's discrepancy and keep its example; returns the discrepancy id."""
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT, [result.query, result.flag, result.kind, fingerprint(result)])
-        discrepancy_id, occurrences = cursor.fetchone()
+def _example(discrepancy_id, result):
     control, candidate = result.control, result.candidate
-    DiscrepancyExample.objects.create(
+    return DiscrepancyExample(
         discrepancy_id=discrepancy_id,
         actor=jsonable(result.actor),
         params=jsonable(result.params),
@@ -90,11 +91,31 @@ def write(result):
         control_error=control.error_text if control else "",
         candidate_error=candidate.error_text if candidate else "",
     )
+
+
+def write(results):
+    """Count the occurrences of each result's discrepancy and keep the latest examples; {fingerprint: id}.
+
+    Three statements per fingerprint, whatever the number of results; fingerprints are taken in one order in
+    every worker, so two batches never wait on each other's row locks in a cycle.
+    """
     keep = get_setting("DISCREPANCIES_PER_FINGERPRINT")
-    if occurrences > keep:
+    ids = {}
+    by_fingerprint = defaultdict(list)
+    for result in results:
+        by_fingerprint[fingerprint(result)].append(result)
+    for key in sorted(by_fingerprint):
+        group = by_fingerprint[key]
+        first = group[0]
         with connection.cursor() as cursor:
-            cursor.execute(_TRIM, [discrepancy_id, discrepancy_id, keep])
-    return discrepancy_id
+            cursor.execute(_UPSERT, [first.query, first.flag, first.kind, key, len(group), len(group)])
+            discrepancy_id, occurrences = cursor.fetchone()
+        ids[key] = discrepancy_id
+        DiscrepancyExample.objects.bulk_create([_example(discrepancy_id, r) for r in group[-keep:]])
+        if occurrences > keep:
+            with connection.cursor() as cursor:
+                cursor.execute(_TRIM, [discrepancy_id, discrepancy_id, keep])
+    return ids
 
 
 def forget_claims(older_than):

@@ -1,4 +1,4 @@
-"""The Celery task behind shadow mode: judge a job and publish its result, as a local worker thread does.
+"""The Celery task behind shadow mode: judge a batch of jobs and publish the results, as a local worker thread does.
 
 acks_late + reject_on_worker_lost: a task whose worker dies mid-run goes back
 to the queue; publish() is idempotent by comparison id, so the redelivery
@@ -7,10 +7,10 @@ counts once.
 
 from celery import shared_task
 
-from rollout.comparison import judge as judge_job
+from rollout.comparison import judge_all
 from rollout.publish import publish
 
 
 @shared_task(name="rollout.judge", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def judge(payload):
-    publish(judge_job(payload))
+def judge(payloads):
+    publish(judge_all(payloads))

@@ -39,21 +39,24 @@ def server():
         User.objects.filter(username="browser").delete()
         User.objects.create_superuser("browser", password="browser-pw")
         Discrepancy.objects.all().delete()
-        return write(
-            Result(
-                comparison_id=str(uuid.uuid4()),
-                query="bu_list",
-                flag="orm.bu_list",
-                kind="mismatch",
-                served_backend="pg",
-                candidate_backend="orm",
-                actor={"person_id": 1},
-                params={"bu_id": 1, "up": True, "down": True, "fmt": "text"},
-                difference=REGISTRY.get("bu_list").compare("1 2 3", "1 2"),
-                control=Observation("pg", value="1 2 3", duration=0.001),
-                candidate=Observation("orm", value="1 2", duration=0.002),
-            )
-        )
+        [discrepancy] = write(
+            [
+                Result(
+                    comparison_id=str(uuid.uuid4()),
+                    query="bu_list",
+                    flag="orm.bu_list",
+                    kind="mismatch",
+                    served_backend="pg",
+                    candidate_backend="orm",
+                    actor={"person_id": 1},
+                    params={"bu_id": 1, "up": True, "down": True, "fmt": "text"},
+                    difference=REGISTRY.get("bu_list").compare("1 2 3", "1 2"),
+                    control=Observation("pg", value="1 2 3", duration=0.001),
+                    candidate=Observation("orm", value="1 2", duration=0.002),
+                )
+            ]
+        ).values()
+        return discrepancy
 
     discrepancy = committed(prepare)
     port = free_port()

@@ -238,7 +238,7 @@ def feed(outcomes, control=0.01, candidate=0.01):
             control=Observation("pg", duration=control),
             candidate=Observation("orm", duration=candidate),
         )
-        guard.add_sample(result)
+        guard.add_samples([result])
         tripped.append(guard.evaluate(result))
     return tripped
 
