@@ -17,8 +17,8 @@ CACHE_CANDIDATE = True
 # "celery": judged by Celery workers through the broker; "thread": by SHADOW_WORKERS threads in this process.
 SHADOW_BACKEND = "thread"
 SHADOW_WORKERS = 2
-SHADOW_QUEUE_SIZE = 100  # jobs waiting in this process; beyond it a sample is dropped and counted
-SHADOW_BATCH = 50  # jobs judged and published together (one task, one transaction)
+SHADOW_QUEUE_SIZE = 1000  # jobs waiting in this process; beyond it a sample is dropped and counted
+SHADOW_BATCH = 200  # at most this many queued jobs are judged and published together (one task, one transaction)
 SHADOW_BROKER_MAX_QUEUE = 10_000  # messages waiting in the broker; beyond it a sample is dropped and counted
 SHADOW_DRAIN_SECONDS = 10.0  # at shutdown, how long queued jobs may take before the rest count as drops
 SHADOW_MAX_ANSWER_SIZE = 10_000  # a served answer longer than this (rows, or characters) is not shipped

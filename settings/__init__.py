@@ -101,7 +101,8 @@ ROLLOUT_FLAG_PREFIX = "orm."
 
 ROLLOUT_FLAG_RECHECK_SECONDS = env_float(_env, "ROLLOUT_FLAG_RECHECK_SECONDS", 1.0, minimum=0.0)
 ROLLOUT_SHADOW_WORKERS = env_int(_env, "ROLLOUT_SHADOW_WORKERS", 2, minimum=1)
-ROLLOUT_SHADOW_QUEUE_SIZE = env_int(_env, "ROLLOUT_SHADOW_QUEUE_SIZE", 100, minimum=1)
+ROLLOUT_SHADOW_QUEUE_SIZE = env_int(_env, "ROLLOUT_SHADOW_QUEUE_SIZE", 1000, minimum=1)
+ROLLOUT_SHADOW_BATCH = env_int(_env, "ROLLOUT_SHADOW_BATCH", 200, minimum=1)
 ROLLOUT_SHADOW_BROKER_MAX_QUEUE = env_int(_env, "ROLLOUT_SHADOW_BROKER_MAX_QUEUE", 10_000, minimum=1)
 ROLLOUT_SHADOW_DRAIN_SECONDS = env_float(_env, "ROLLOUT_SHADOW_DRAIN_SECONDS", 10.0, minimum=0.0)
 ROLLOUT_SHADOW_DATABASE = _env.get("ROLLOUT_SHADOW_DATABASE", "default")
@@ -119,6 +120,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int(_env, "CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery closes the database connections — and, under prefork, Django's connection pool — around every task
+# unless told to reuse them: that costs a new connection per task and breaks the metrics writer's connection.
+CELERY_DB_REUSE_MAX = env_int(_env, "CELERY_DB_REUSE_MAX", 10_000, minimum=1)
 # The web side never waits on the broker for long: no publish retries, a short connection timeout.
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float(_env, "CELERY_BROKER_CONNECTION_TIMEOUT", 1.0, minimum=0.01)
