@@ -330,3 +330,26 @@ def test_comparisons_read_from_the_database_alias_the_setting_names():
     agree, counts = out.decode().strip().splitlines()[-2:]
     function_calls, primary_queries = map(int, counts.split())
     assert agree == "True" and function_calls == 1 and primary_queries == 0
+
+
+def test_dispatch_many_takes_the_same_path_shadow_per_value_and_fallback_recorded(monkeypatch):
+    people = [1, 2, 3, 4]
+    tight_guard("job_needs", everyone=True, shadow_percent=100)
+    answers = rollout.dispatch_many("job_needs", actor=ALICE, vary="people_id", values=people, bu_id=1, client_id=1)
+    background.drain()
+    numbers = metrics.snapshot()[("job_needs", "orm")]
+    assert set(answers) == set(people) and numbers["comparisons"] == len(people) and numbers["calls"] == 1
+
+    def broken_batch(values, **params):
+        raise RuntimeError("batch twin bug")
+
+    definition = REGISTRY.get("job_needs")
+    replace_definition(monkeypatch, "job_needs", batch=("people_id", broken_batch))
+    again = rollout.dispatch_many("job_needs", actor=ALICE, vary="people_id", values=people, bu_id=1, client_id=1)
+    assert rollout.last_decision().fell_back
+    assert again == {
+        p: definition.run("pg", definition.clean({"people_id": p, "bu_id": 1, "client_id": 1})) for p in people
+    }
+    background.drain()
+    assert kinds("job_needs") == {"candidate_error": 1}
+    assert metrics.snapshot()[("job_needs", "orm")]["fallbacks"] == 1
