@@ -353,3 +353,30 @@ def test_dispatch_many_takes_the_same_path_shadow_per_value_and_fallback_recorde
     background.drain()
     assert kinds("job_needs") == {"candidate_error": 1}
     assert metrics.snapshot()[("job_needs", "orm")]["fallbacks"] == 1
+
+
+BROKER_DOWN = """
+import django, time
+django.setup()
+import rollout
+from rollout.actors import Actor
+started = time.perf_counter()
+answers = [rollout.dispatch("toy", actor=Actor(person_id=1), n=n) for n in range(20)]
+print("answers", answers == [n * 2 for n in range(20)], flush=True)
+"""
+
+
+def test_with_the_broker_down_callers_get_their_answers_and_samples_are_counted_as_drops():
+    toy_flag()
+    env = {
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{next(PORTS)}/0",  # nothing listens there
+        "ROLLOUT_SHADOW_BACKEND": "celery",
+        "ROLLOUT_REGISTRY": "tests.toy.REGISTRY",
+    }
+    web = start(BROKER_DOWN, env)
+    out, _ = web.communicate(timeout=120)
+    text = out.decode()
+    assert web.returncode == 0 and "answers True" in text, text
+    assert text.count("the shadow broker unreachable") == 1, text  # one warning, not one per sample
+    assert metrics.snapshot()[("toy", "new")]["drops"] == 20
+    committed(lambda: QueryFlag.objects.filter(name="orm.toy").delete())
