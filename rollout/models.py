@@ -109,12 +109,11 @@ class Discrepancy(models.Model):
 
     KINDS = [
         ("mismatch", "value mismatch"),
-        ("candidate_error", "twin error"),
-        ("control_error", "function error"),
+        ("candidate_error", "candidate error"),
+        ("control_error", "control error"),
         ("different_errors", "different errors"),
-        ("timeout", "timeout"),
         ("stale_cache", "stale cache"),
-        ("rescued", "function error, twin served"),
+        ("rescued", "control error, candidate served"),
     ]
     STATUSES = [("new", "new"), ("acknowledged", "acknowledged"), ("fixed", "fixed"), ("ignored", "ignored")]
 
