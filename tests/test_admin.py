@@ -21,6 +21,7 @@ FORM = {
     "percent_key": "person",
     "shadow_percent": "0",
     "fallback": "on",
+    "rescue_after": "200",
     "guard_window": "200",
     "guard_min_sample": "50",
     "guard_max_discrepancy_rate": "0.01",

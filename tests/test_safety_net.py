@@ -235,9 +235,9 @@ print("dispatched", flush=True)
 """
 
 
-def worker(env):
+def worker(env, log):
     args = ["celery", "-A", "settings", "worker", "-c", "2", "--without-gossip", "--without-mingle", "-l", "warning"]
-    return start(args, env, module=True, output=subprocess.DEVNULL)
+    return start(args, env, module=True, output=log.open("ab"))
 
 
 def wait_for(condition, seconds):
@@ -250,7 +250,7 @@ def wait_for(condition, seconds):
 
 
 @pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/{db}", "amqp://guest:guest@127.0.0.1:5672//"])
-def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(broker):
+def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(broker, tmp_path):
     calls = 60
     redis_db = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[-1] or "0"
     env = {
@@ -265,16 +265,21 @@ def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(bro
     toy_flag()
     web = start(WEB.format(calls=calls), env)
     assert web.wait(60) == 0, web.stdout.read().decode()  # the web side published everything and exited
-    first = worker(env)
+    log = tmp_path / "workers.log"
+    first = worker(env, log)
     try:
-        assert wait_for(lambda: (toy_records() or ("", 0))[1] >= 10, 60)
+        assert wait_for(lambda: (toy_records() or ("", 0))[1] >= 10, 120), log.read_text()[-3000:]
         os.killpg(first.pid, signal.SIGKILL)  # mid-batch: tasks in flight and prefetched, unacknowledged
         first.wait()
-        second = worker(env) if broker.startswith("amqp") else None
-        if second is None:  # Redis redelivers after the visibility timeout; a new worker asks at once
-            second = worker({**env, "CELERY_VISIBILITY_TIMEOUT": "1", "CELERY_UNACKED_RESTORE_INTERVAL": "0.2"})
+        if broker.startswith("amqp"):
+            second = worker(env, log)
+        else:  # Redis redelivers after the visibility timeout; a new worker asks at once
+            second = worker({**env, "CELERY_VISIBILITY_TIMEOUT": "1", "CELERY_UNACKED_RESTORE_INTERVAL": "0.2"}, log)
         try:
-            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 180), toy_records()
+            assert wait_for(lambda: (toy_records() or ("", 0))[1] >= calls, 180), (
+                toy_records(),
+                log.read_text()[-3000:],
+            )
             time.sleep(1.5)  # a double count would show up now
         finally:
             os.killpg(second.pid, signal.SIGTERM)
