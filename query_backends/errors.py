@@ -6,7 +6,8 @@ failed with the same kind of error" can be decided by type.
 
 from contextlib import contextmanager
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+import psycopg
+from django.db import Error, InterfaceError, OperationalError
 
 
 class QueryError(Exception):
@@ -48,6 +49,13 @@ class LegacyFunctionMissing(QueryError):
     kind = "function_missing"
 
 
+class DatabaseUnavailable(QueryError):
+    """The database could not answer this time: connection lost, server shutting down, serialization
+    failure or deadlock. Nothing about the query or its data is wrong; the same call may succeed later."""
+
+    kind = "infrastructure"
+
+
 def infrastructure_failure(exception):
     """A failure of the infrastructure, not of either backend's logic: connection lost, shutdown, timeout.
 
@@ -55,11 +63,9 @@ def infrastructure_failure(exception):
     """
     if getattr(exception, "kind", None) in ("infrastructure", "timeout"):
         return True
-    if isinstance(exception, (OperationalError, InterfaceError)):
-        sqlstate = getattr(exception.__cause__, "sqlstate", None)
-        if sqlstate is None:  # raised by the driver, not the server: a lost connection says so
-            return isinstance(exception, InterfaceError) or "connection" in str(exception).lower()
-        return sqlstate[:2] in _INFRASTRUCTURE_CLASSES or sqlstate in _INFRASTRUCTURE_STATES
+    if isinstance(exception, (Error, psycopg.Error)):  # one that did not pass through translated_database_errors
+        sqlstate = getattr(_driver_error(exception), "sqlstate", None)
+        return sqlstate == _TIMEOUT_STATE or _unavailable(exception, sqlstate)
     return False
 
 
@@ -67,10 +73,20 @@ def infrastructure_failure(exception):
 _DATA_STATES = {"22P02", "22003"}
 _TIMEOUT_STATE = "57014"
 _UNDEFINED_FUNCTION = "42883"
-# connection exceptions; serialization failure, deadlock; statement timeout, admin/crash shutdown,
-# cannot connect now.
-_INFRASTRUCTURE_CLASSES = {"08"}
-_INFRASTRUCTURE_STATES = {"40001", "40P01", "57014", "57P01", "57P02", "57P03"}
+# admin_shutdown, crash_shutdown, cannot_connect_now, serialization_failure, deadlock_detected.
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "40001", "40P01"}
+_CONNECTION_CLASS = "08"
+
+
+def _unavailable(exc, sqlstate):
+    """Whether a database error means the database, not the query, failed."""
+    if sqlstate in _UNAVAILABLE_STATES or (sqlstate or "").startswith(_CONNECTION_CLASS):
+        return True
+    # A lost connection carries no SQLSTATE: psycopg raises OperationalError/InterfaceError
+    # ("the connection is closed", "server closed the connection unexpectedly", a pool timeout).
+    return sqlstate is None and isinstance(
+        exc, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+    )
 
 
 @contextmanager
@@ -78,10 +94,11 @@ def translated_database_errors(function_name=None):
     """Turn the database failures both backends share into the project's error types."""
     try:
         yield
-    except DatabaseError as exc:
-        sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    except (Error, psycopg.Error) as exc:
+        driver_error = _driver_error(exc)
+        sqlstate = getattr(driver_error, "sqlstate", None)
         if sqlstate in _DATA_STATES:
-            raise LegacyDataError(str(exc.__cause__).splitlines()[0]) from exc
+            raise LegacyDataError(str(driver_error).splitlines()[0]) from exc
         if sqlstate == _TIMEOUT_STATE:
             raise QueryTimeout("the query ran past statement_timeout and was cancelled") from exc
         if sqlstate == _UNDEFINED_FUNCTION and function_name:
@@ -89,4 +106,16 @@ def translated_database_errors(function_name=None):
                 f"the legacy function {function_name} is not installed in this database; "
                 "install it with `python manage.py migrate query_backends`"
             ) from exc
+        if _unavailable(exc, sqlstate):
+            raise DatabaseUnavailable(f"the database is unavailable: {_first_line(driver_error or exc)}") from exc
         raise
+
+
+def _driver_error(exc):
+    """Django wraps the driver's error and keeps it as __cause__; an unwrapped one is its own cause."""
+    return exc if isinstance(exc, psycopg.Error) else exc.__cause__
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,5 +1,6 @@
 """The fault matrix of docs/reliability.md: each fault, the behaviour it must get, proven here."""
 
+import contextlib
 import threading
 
 import pytest
@@ -7,7 +8,13 @@ from django.db import close_old_connections, connection, transaction
 from django.db.utils import OperationalError
 
 import rollout
-from query_backends.errors import LegacyFunctionMissing, QueryTimeout
+from query_backends.errors import (
+    DatabaseUnavailable,
+    LegacyFunctionMissing,
+    QueryError,
+    QueryTimeout,
+    translated_database_errors,
+)
 from query_backends.functions import FUNCTIONS, LegacyFunction
 from query_backends.registry import REGISTRY
 from rollout import operations
@@ -126,3 +133,64 @@ def test_a_flag_deleted_while_serving_leaves_the_control_serving():
     flags.invalidate()
     assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1) == expected("bu_list", bu_id=1)
     assert rollout.last_decision().rule == "missing_flag"
+
+
+def killed_mid_call(backend, already_noticed=False):
+    """What a registered query raises when its connection is terminated before it runs (and, if
+    already_noticed, after a first statement met the termination: the connection is then just closed)."""
+    definition = REGISTRY.get("bu_list")
+    params = definition.clean({"bu_id": 1})
+    outcome = {}
+
+    def call():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        committed(lambda: connection.cursor().execute("SELECT pg_terminate_backend(%s)", [pid]))
+        if already_noticed:
+            with contextlib.suppress(OperationalError), connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        try:
+            definition.run(backend, params)
+        except QueryError as exc:
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(20)
+    return outcome.get("error")
+
+
+@pytest.mark.parametrize("already_noticed", [False, True])
+@pytest.mark.parametrize("backend", ["pg", "orm"])
+def test_a_lost_connection_is_database_unavailable_from_either_backend(backend, already_noticed):
+    error = killed_mid_call(backend, already_noticed)
+    assert isinstance(error, DatabaseUnavailable) and error.kind == "infrastructure", repr(error)
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01", "57P01", "57P03", "08006"])
+def test_serialization_deadlock_and_shutdown_are_database_unavailable(sqlstate):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION fn_fail(state text) RETURNS text LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'failing' USING ERRCODE = state; END $$"
+        )
+    failing = LegacyFunction("fn_fail", ("text",), returns_rows=False)
+    with pytest.raises(DatabaseUnavailable, match="unavailable") as raised, transaction.atomic():
+        failing(sqlstate)
+    assert raised.value.__cause__.__cause__.sqlstate == sqlstate
+
+
+def test_a_statement_timeout_stays_a_timeout_not_unavailable():
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = 50")
+    with (
+        pytest.raises(QueryTimeout) as raised,
+        transaction.atomic(),
+        translated_database_errors(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT pg_sleep(2)")
+    assert not isinstance(raised.value, DatabaseUnavailable)
