@@ -55,6 +55,10 @@ class DatabaseUnavailable(QueryError):
 
     kind = "infrastructure"
 
+    def __init__(self, message, connection_lost=False):
+        self.connection_lost = connection_lost  # the session is gone: nothing ran to completion on it
+        super().__init__(message)
+
 
 def infrastructure_failure(exception):
     """A failure of the infrastructure, not of either backend's logic: connection lost, shutdown, timeout.
@@ -73,20 +77,20 @@ def infrastructure_failure(exception):
 _DATA_STATES = {"22P02", "22003"}
 _TIMEOUT_STATE = "57014"
 _UNDEFINED_FUNCTION = "42883"
-# admin_shutdown, crash_shutdown, cannot_connect_now, serialization_failure, deadlock_detected.
-_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "40001", "40P01"}
+# admin_shutdown, crash_shutdown: the server ends the session. cannot_connect_now, serialization_failure,
+# deadlock_detected: the session lives on, the statement failed.
+_SESSION_ENDED_STATES = {"57P01", "57P02"}
+_STATEMENT_FAILED_STATES = {"57P03", "40001", "40P01"}
 _CONNECTION_CLASS = "08"
+_NO_SQLSTATE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def _unavailable(exc, sqlstate):
-    """Whether a database error means the database, not the query, failed."""
-    if sqlstate in _UNAVAILABLE_STATES or (sqlstate or "").startswith(_CONNECTION_CLASS):
+def _connection_lost(exc, sqlstate):
+    if sqlstate in _SESSION_ENDED_STATES or (sqlstate or "").startswith(_CONNECTION_CLASS):
         return True
     # A lost connection carries no SQLSTATE: psycopg raises OperationalError/InterfaceError
     # ("the connection is closed", "server closed the connection unexpectedly", a pool timeout).
-    return sqlstate is None and isinstance(
-        exc, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
-    )
+    return sqlstate is None and isinstance(exc, _NO_SQLSTATE_ERRORS)
 
 
 @contextmanager
@@ -106,8 +110,10 @@ def translated_database_errors(function_name=None):
                 f"the legacy function {function_name} is not installed in this database; "
                 "install it with `python manage.py migrate query_backends`"
             ) from exc
-        if _unavailable(exc, sqlstate):
-            raise DatabaseUnavailable(f"the database is unavailable: {_first_line(driver_error or exc)}") from exc
+        lost = _connection_lost(exc, sqlstate)
+        if lost or sqlstate in _STATEMENT_FAILED_STATES:
+            reason = _first_line(driver_error or exc)
+            raise DatabaseUnavailable(f"the database is unavailable: {reason}", connection_lost=lost) from exc
         raise
 
 

@@ -135,23 +135,24 @@ def test_a_flag_deleted_while_serving_leaves_the_control_serving():
     assert rollout.last_decision().rule == "missing_flag"
 
 
-def killed_mid_call(backend, already_noticed=False):
-    """What a registered query raises when its connection is terminated before it runs (and, if
+def killed_mid_call(backend, already_noticed=False, in_transaction=False):
+    """(answer, error) of a registered query whose connection is terminated before it runs (and, if
     already_noticed, after a first statement met the termination: the connection is then just closed)."""
     definition = REGISTRY.get("bu_list")
     params = definition.clean({"bu_id": 1})
     outcome = {}
 
     def call():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            pid = cursor.fetchone()[0]
-        committed(lambda: connection.cursor().execute("SELECT pg_terminate_backend(%s)", [pid]))
-        if already_noticed:
-            with contextlib.suppress(OperationalError), connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
         try:
-            definition.run(backend, params)
+            with transaction.atomic() if in_transaction else contextlib.nullcontext():
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    pid = cursor.fetchone()[0]
+                committed(lambda: connection.cursor().execute("SELECT pg_terminate_backend(%s)", [pid]))
+                if already_noticed:
+                    with contextlib.suppress(OperationalError), connection.cursor() as cursor:
+                        cursor.execute("SELECT 1")
+                outcome["answer"] = definition.run(backend, params)
         except QueryError as exc:
             outcome["error"] = exc
         finally:
@@ -160,14 +161,23 @@ def killed_mid_call(backend, already_noticed=False):
     thread = threading.Thread(target=call)
     thread.start()
     thread.join(20)
-    return outcome.get("error")
+    return outcome.get("answer"), outcome.get("error")
 
 
 @pytest.mark.parametrize("already_noticed", [False, True])
 @pytest.mark.parametrize("backend", ["pg", "orm"])
 def test_a_lost_connection_is_database_unavailable_from_either_backend(backend, already_noticed):
-    error = killed_mid_call(backend, already_noticed)
+    """Inside the caller's transaction: no retry, the error says what happened."""
+    _, error = killed_mid_call(backend, already_noticed, in_transaction=True)
     assert isinstance(error, DatabaseUnavailable) and error.kind == "infrastructure", repr(error)
+    assert error.connection_lost
+
+
+@pytest.mark.parametrize("already_noticed", [False, True])
+@pytest.mark.parametrize("backend", ["pg", "orm"])
+def test_a_read_whose_connection_was_lost_is_answered_by_one_retry(backend, already_noticed):
+    answer, error = killed_mid_call(backend, already_noticed)
+    assert error is None and answer == expected("bu_list", bu_id=1)
 
 
 @pytest.mark.parametrize("sqlstate", ["40001", "40P01", "57P01", "57P03", "08006"])
@@ -181,6 +191,7 @@ def test_serialization_deadlock_and_shutdown_are_database_unavailable(sqlstate):
     with pytest.raises(DatabaseUnavailable, match="unavailable") as raised, transaction.atomic():
         failing(sqlstate)
     assert raised.value.__cause__.__cause__.sqlstate == sqlstate
+    assert raised.value.connection_lost == (sqlstate in {"57P01", "08006"})
 
 
 def test_a_statement_timeout_stays_a_timeout_not_unavailable():
