@@ -4,6 +4,7 @@ Both backends translate database failures into these types, so "both sides
 failed with the same kind of error" can be decided by type.
 """
 
+import re
 from contextlib import contextmanager
 
 import psycopg
@@ -77,6 +78,7 @@ def infrastructure_failure(exception):
 _DATA_STATES = {"22P02", "22003"}
 _TIMEOUT_STATE = "57014"
 _UNDEFINED_FUNCTION = "42883"
+_MISSING_FUNCTION = re.compile(r"function ([\w.]+)\(")
 # admin_shutdown, crash_shutdown: the server ends the session. cannot_connect_now, serialization_failure,
 # deadlock_detected: the session lives on, the statement failed.
 _SESSION_ENDED_STATES = {"57P01", "57P02"}
@@ -106,9 +108,12 @@ def translated_database_errors(function_name=None):
         if sqlstate == _TIMEOUT_STATE:
             raise QueryTimeout("the query ran past statement_timeout and was cancelled") from exc
         if sqlstate == _UNDEFINED_FUNCTION and function_name:
+            # The function called may be there and call a missing one (fn_getassetdetails calls
+            # fn_getassetvsquestionset): name the one PostgreSQL could not find.
+            named = _MISSING_FUNCTION.search(getattr(driver_error.diag, "message_primary", None) or "")
             raise LegacyFunctionMissing(
-                f"the legacy function {function_name} is not installed in this database; "
-                "install it with `python manage.py migrate query_backends`"
+                f"the legacy function {named.group(1) if named else function_name} is not installed in this "
+                "database; install it with `python manage.py install_legacy_functions`"
             ) from exc
         lost = _connection_lost(exc, sqlstate)
         if lost or sqlstate in _STATEMENT_FAILED_STATES:

@@ -22,7 +22,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import Error as DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -64,9 +64,9 @@ def error_response(exc, name=None):
     kind = getattr(exc, "kind", None)
     if kind in KIND_STATUS:
         return json_error(KIND_STATUS[kind], str(exc), kind=kind)
-    if isinstance(exc, DatabaseError):
-        # Outside a query (the token lookup, the actor): the database failed, not the caller.
-        logger.warning("API request for %s: database error %s", name, type(exc).__name__)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # Outside a query (the token lookup, the actor): the connection failed, not the caller.
+        logger.warning("API request for %s: database unavailable (%s)", name, type(exc).__name__)
         return json_error(503, "the database is unavailable; try again", kind="infrastructure")
     if isinstance(exc, ValueError) and getattr(exc, "param", None):
         return json_error(400, str(exc), parameter=exc.param)
