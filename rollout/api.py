@@ -14,15 +14,9 @@ import json
 import logging
 
 from django.conf import settings
-from django.core.exceptions import (
-    BadRequest,
-    RequestDataTooBig,
-    SuspiciousOperation,
-    TooManyFieldsSent,
-    TooManyFilesSent,
-)
+from django.core.exceptions import BadRequest, SuspiciousOperation, TooManyFieldsSent
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -35,12 +29,8 @@ logger = logging.getLogger(__name__)
 BACKEND_HEADER = "X-Rollout-Backend"
 ALLOWED_METHODS = ("GET",)
 STREAM_CHUNK_ROWS = 500
-# Django's request limits: the exception each raises, the setting that bounds it, what it counts.
-REQUEST_LIMITS = {
-    TooManyFieldsSent: ("DATA_UPLOAD_MAX_NUMBER_FIELDS", "query parameters"),
-    TooManyFilesSent: ("DATA_UPLOAD_MAX_NUMBER_FILES", "files"),
-    RequestDataTooBig: ("DATA_UPLOAD_MAX_MEMORY_SIZE", "bytes of request body"),
-}
+# The request limit a GET can meet (the API never reads a body: other methods are a 405 first).
+FIELDS_LIMIT = "DATA_UPLOAD_MAX_NUMBER_FIELDS"
 # What a query error's kind means for the caller.
 KIND_STATUS = {"timeout": 504, "legacy_data": 422, "function_missing": 503, "infrastructure": 503}
 
@@ -54,11 +44,9 @@ def json_error(status, message, **extra):
 
 def error_response(exc, name=None):
     """The JSON answer to anything raised while serving an API request."""
-    for exc_type, (setting, counted) in REQUEST_LIMITS.items():
-        if isinstance(exc, exc_type):
-            limit = getattr(settings, setting)
-            status = 413 if exc_type is RequestDataTooBig else 400
-            return json_error(status, f"more than {limit} {counted}", limit={"setting": setting, "value": limit})
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return json_error(400, f"more than {limit} query parameters", limit={"setting": FIELDS_LIMIT, "value": limit})
     if isinstance(exc, (SuspiciousOperation, BadRequest)):
         return json_error(400, f"bad request: {exc}")
     kind = getattr(exc, "kind", None)
@@ -96,9 +84,23 @@ def query(request, name):
     if request.method not in ALLOWED_METHODS:
         return method_not_allowed(request.method)
     try:
-        return _serve(request, name)
+        try:
+            return _serve(request, name)
+        except (OperationalError, InterfaceError):
+            if not _connection_lost():
+                raise
+            # Lost at the token, the actor or a permission, after the pool's check handed the connection
+            # out: serving reads only, so serve once more on a fresh connection (the query itself was
+            # retried by the registry already, if it was the one that met the loss).
+            connection.close()
+            return _serve(request, name)
     except Exception as exc:  # noqa: BLE001 — every failure becomes a JSON answer; error_response logs the unexpected
         return error_response(exc, name)
+
+
+def _connection_lost():
+    """The request's connection is gone, and no transaction of the caller's went with it."""
+    return not connection.in_atomic_block and not (connection.connection is not None and connection.is_usable())
 
 
 def _serve(request, name):

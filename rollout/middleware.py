@@ -21,8 +21,8 @@ class ActorMiddleware:
 
 class ApiErrorMiddleware:
     """Under /api/ every error is JSON, whatever raised it. The view answers its own errors in detail;
-    this is the net for the rest (an unknown URL, a host or request refused by another middleware, an
-    exception escaping a view), which Django would otherwise answer with an HTML page. Put it first."""
+    this is the net for the rest (an unknown URL, a host or request refused by another middleware),
+    which Django would otherwise answer with an HTML page. Put it first."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -36,8 +36,3 @@ class ApiErrorMiddleware:
         if response.status_code == 405:
             return api.method_not_allowed(request.method)
         return api.json_error(response.status_code, HTTPStatus(response.status_code).phrase.lower())
-
-    def process_exception(self, request, exception):
-        if request.path.startswith(API_PREFIX):
-            return api.error_response(exception)
-        return None

@@ -84,7 +84,6 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 # Django's request limits; a request past one gets a JSON error under /api/ naming the setting and the limit.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int(_env, "DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000, minimum=1)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(_env, "DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
