@@ -70,7 +70,7 @@ def infrastructure_failure(exception):
         return True
     if isinstance(exception, (Error, psycopg.Error)):  # one that did not pass through translated_database_errors
         sqlstate = getattr(_driver_error(exception), "sqlstate", None)
-        return sqlstate == _TIMEOUT_STATE or _unavailable(exception, sqlstate)
+        return _unavailable(exception, sqlstate) or sqlstate == _TIMEOUT_STATE
     return False
 
 
@@ -95,6 +95,11 @@ def _connection_lost(exc, sqlstate):
     return sqlstate is None and isinstance(exc, _NO_SQLSTATE_ERRORS)
 
 
+def _unavailable(exc, sqlstate):
+    """The database, not the query, failed: DatabaseUnavailable."""
+    return _connection_lost(exc, sqlstate) or sqlstate in _STATEMENT_FAILED_STATES
+
+
 @contextmanager
 def translated_database_errors(function_name=None):
     """Turn the database failures both backends share into the project's error types."""
@@ -115,9 +120,9 @@ def translated_database_errors(function_name=None):
                 f"the legacy function {named.group(1) if named else function_name} is not installed in this "
                 "database; install it with `python manage.py install_legacy_functions`"
             ) from exc
-        lost = _connection_lost(exc, sqlstate)
-        if lost or sqlstate in _STATEMENT_FAILED_STATES:
+        if _unavailable(exc, sqlstate):
             reason = _first_line(driver_error or exc)
+            lost = _connection_lost(exc, sqlstate)
             raise DatabaseUnavailable(f"the database is unavailable: {reason}", connection_lost=lost) from exc
         raise
 

@@ -133,7 +133,7 @@ def _own_rows(experiment, name, backend, client_id, answer):
     foreign = experiment.foreign_rows(client_id, answer)
     if not foreign:
         return answer
-    metrics.increment(name, backend, "foreign_rows", len(foreign))
+    metrics.increment(name, backend, "tenant_filtered", len(foreign))
     logger.warning("query %s: %d row(s) of another client filtered out of the answer", name, len(foreign))
     dropped = set(foreign)
     return [row for i, row in enumerate(answer) if i not in dropped]
