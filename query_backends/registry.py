@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from django.db import connection
+from django.db import connections
 
 from query_backends import caching, tenancy
 from query_backends import functions as legacy
@@ -18,7 +18,7 @@ from query_backends.errors import (
     translated_database_errors,
 )
 from query_backends.params import Param, clean_params
-from query_backends.snapshot import snapshot
+from query_backends.snapshot import reading_alias, snapshot
 from query_backends.twins import assets, business_units, capabilities, jobs
 
 BACKENDS = ("pg", "orm")
@@ -68,9 +68,10 @@ class QueryDefinition:
         try:
             return self._run(backend, params)
         except DatabaseUnavailable as exc:
-            if not exc.connection_lost or connection.in_atomic_block:
+            reading = connections[reading_alias()]
+            if not exc.connection_lost or reading.in_atomic_block:
                 raise
-            connection.close()  # the pool discards the broken connection; the retry checks out a working one
+            reading.close()  # the pool discards the broken connection; the retry checks out a working one
             return self._run(backend, params)
 
     def _run(self, backend, params):
