@@ -4,9 +4,11 @@ Both backends translate database failures into these types, so "both sides
 failed with the same kind of error" can be decided by type.
 """
 
+import re
 from contextlib import contextmanager
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+import psycopg
+from django.db import Error, InterfaceError, OperationalError
 
 
 class QueryError(Exception):
@@ -48,6 +50,17 @@ class LegacyFunctionMissing(QueryError):
     kind = "function_missing"
 
 
+class DatabaseUnavailable(QueryError):
+    """The database could not answer this time: connection lost, server shutting down, serialization
+    failure or deadlock. Nothing about the query or its data is wrong; the same call may succeed later."""
+
+    kind = "infrastructure"
+
+    def __init__(self, message, connection_lost=False):
+        self.connection_lost = connection_lost  # the session is gone: nothing ran to completion on it
+        super().__init__(message)
+
+
 def infrastructure_failure(exception):
     """A failure of the infrastructure, not of either backend's logic: connection lost, shutdown, timeout.
 
@@ -55,11 +68,9 @@ def infrastructure_failure(exception):
     """
     if getattr(exception, "kind", None) in ("infrastructure", "timeout"):
         return True
-    if isinstance(exception, (OperationalError, InterfaceError)):
-        sqlstate = getattr(exception.__cause__, "sqlstate", None)
-        if sqlstate is None:  # raised by the driver, not the server: a lost connection says so
-            return isinstance(exception, InterfaceError) or "connection" in str(exception).lower()
-        return sqlstate[:2] in _INFRASTRUCTURE_CLASSES or sqlstate in _INFRASTRUCTURE_STATES
+    if isinstance(exception, (Error, psycopg.Error)):  # one that did not pass through translated_database_errors
+        sqlstate = getattr(_driver_error(exception), "sqlstate", None)
+        return _unavailable(exception, sqlstate) or sqlstate == _TIMEOUT_STATE
     return False
 
 
@@ -67,10 +78,26 @@ def infrastructure_failure(exception):
 _DATA_STATES = {"22P02", "22003"}
 _TIMEOUT_STATE = "57014"
 _UNDEFINED_FUNCTION = "42883"
-# connection exceptions; serialization failure, deadlock; statement timeout, admin/crash shutdown,
-# cannot connect now.
-_INFRASTRUCTURE_CLASSES = {"08"}
-_INFRASTRUCTURE_STATES = {"40001", "40P01", "57014", "57P01", "57P02", "57P03"}
+_MISSING_FUNCTION = re.compile(r"function ([\w.]+)\(")
+# admin_shutdown, crash_shutdown: the server ends the session. cannot_connect_now, serialization_failure,
+# deadlock_detected: the session lives on, the statement failed.
+_SESSION_ENDED_STATES = {"57P01", "57P02"}
+_STATEMENT_FAILED_STATES = {"57P03", "40001", "40P01"}
+_CONNECTION_CLASS = "08"
+_NO_SQLSTATE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _connection_lost(exc, sqlstate):
+    if sqlstate in _SESSION_ENDED_STATES or (sqlstate or "").startswith(_CONNECTION_CLASS):
+        return True
+    # A lost connection carries no SQLSTATE: psycopg raises OperationalError/InterfaceError
+    # ("the connection is closed", "server closed the connection unexpectedly", a pool timeout).
+    return sqlstate is None and isinstance(exc, _NO_SQLSTATE_ERRORS)
+
+
+def _unavailable(exc, sqlstate):
+    """The database, not the query, failed: DatabaseUnavailable."""
+    return _connection_lost(exc, sqlstate) or sqlstate in _STATEMENT_FAILED_STATES
 
 
 @contextmanager
@@ -78,15 +105,33 @@ def translated_database_errors(function_name=None):
     """Turn the database failures both backends share into the project's error types."""
     try:
         yield
-    except DatabaseError as exc:
-        sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    except (Error, psycopg.Error) as exc:
+        driver_error = _driver_error(exc)
+        sqlstate = getattr(driver_error, "sqlstate", None)
         if sqlstate in _DATA_STATES:
-            raise LegacyDataError(str(exc.__cause__).splitlines()[0]) from exc
+            raise LegacyDataError(str(driver_error).splitlines()[0]) from exc
         if sqlstate == _TIMEOUT_STATE:
             raise QueryTimeout("the query ran past statement_timeout and was cancelled") from exc
         if sqlstate == _UNDEFINED_FUNCTION and function_name:
+            # The function called may be there and call a missing one (fn_getassetdetails calls
+            # fn_getassetvsquestionset): name the one PostgreSQL could not find.
+            named = _MISSING_FUNCTION.search(getattr(driver_error.diag, "message_primary", None) or "")
             raise LegacyFunctionMissing(
-                f"the legacy function {function_name} is not installed in this database; "
-                "install it with `python manage.py migrate query_backends`"
+                f"the legacy function {named.group(1) if named else function_name} is not installed in this "
+                "database; install it with `python manage.py install_legacy_functions`"
             ) from exc
+        if _unavailable(exc, sqlstate):
+            reason = _first_line(driver_error or exc)
+            lost = _connection_lost(exc, sqlstate)
+            raise DatabaseUnavailable(f"the database is unavailable: {reason}", connection_lost=lost) from exc
         raise
+
+
+def _driver_error(exc):
+    """Django wraps the driver's error and keeps it as __cause__; an unwrapped one is its own cause."""
+    return exc if isinstance(exc, psycopg.Error) else exc.__cause__
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

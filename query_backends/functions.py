@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from query_backends.errors import translated_database_errors
 from query_backends.snapshot import reading_alias
@@ -66,3 +66,36 @@ def install_sql():
 
 def drop_sql():
     return "\n".join(f"DROP FUNCTION IF EXISTS {f.signature};" for f in reversed(FUNCTIONS.values()))
+
+
+def installation_problems(using=DEFAULT_DB_ALIAS):
+    """{sql_name: problem} for each legacy function not installed with the signature its caller uses."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT p.proname, p.oid::regprocedure::text, to_regprocedure(wanted.signature) IS NOT NULL "
+            "FROM unnest(%s::text[], %s::text[]) AS wanted(name, signature) "
+            "LEFT JOIN pg_proc p ON p.proname = wanted.name AND pg_function_is_visible(p.oid) "
+            "ORDER BY 1, 2",
+            [list(FUNCTIONS), [f.signature for f in FUNCTIONS.values()]],
+        )
+        rows = cursor.fetchall()
+    installed = {name: [] for name in FUNCTIONS}
+    present = set()
+    for name, found, matches in rows:
+        if found:
+            installed[name].append(found)
+        if matches:
+            present.add(name)
+    return {
+        name: f"{FUNCTIONS[name].signature} is "
+        + (f"installed with another signature: {', '.join(installed[name])}" if installed[name] else "missing")
+        for name in FUNCTIONS
+        if name not in present
+    }
+
+
+def install(using=DEFAULT_DB_ALIAS):
+    """(Re)create every legacy function from its .sql file (CREATE OR REPLACE: running it again changes nothing)."""
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        for function in FUNCTIONS.values():
+            cursor.execute(function.source)

@@ -15,6 +15,12 @@ _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 _NULL = {"null", "none"}
 _MISSING = object()
+_INT64_DIGITS = len(str(INT64_MAX))
+
+
+def _abridged(text, limit=40):
+    """Bad input quoted back in an error, cut short: an error message must not echo megabytes."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Param:
         if isinstance(value, bool) or not isinstance(value, int):
             self._reject(f"expected an integer, got {type(value).__name__}")
         if not INT64_MIN <= value <= INT64_MAX:
-            self._reject("integer outside the 64-bit range")
+            self._reject(f"integer outside the 64-bit range [{INT64_MIN}, {INT64_MAX}]")
         return value
 
     def _clean_bool(self, value):
@@ -76,7 +82,10 @@ class Param:
             return None
         if self.type is int:
             if not _INTEGER_TEXT.fullmatch(text.strip()):
-                self._reject(f"{text!r} is not an integer")
+                self._reject(f"{_abridged(text)!r} is not an integer")
+            # Python refuses int() of more than 4,300 digits; no 64-bit integer needs more than 19.
+            if len(text.strip().lstrip("+-").lstrip("0")) > _INT64_DIGITS:
+                self._reject(f"integer outside the 64-bit range [{INT64_MIN}, {INT64_MAX}]")
             return self.clean(int(text))
         if self.type is bool:
             word = text.strip().lower()

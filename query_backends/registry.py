@@ -5,17 +5,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from django.db import connections
+
 from query_backends import caching, tenancy
 from query_backends import functions as legacy
 from query_backends.equality import compare
 from query_backends.errors import (
+    DatabaseUnavailable,
     InvalidQueryParams,
     UnknownQuery,
     infrastructure_failure,
     translated_database_errors,
 )
 from query_backends.params import Param, clean_params
-from query_backends.snapshot import snapshot
+from query_backends.snapshot import reading_alias, snapshot
 from query_backends.twins import assets, business_units, capabilities, jobs
 
 BACKENDS = ("pg", "orm")
@@ -47,13 +50,31 @@ class QueryDefinition:
     cache: str | None = "always"  # "always", "daily" (reads current_date) or None (reads now(): never cached)
     batch: tuple[str, Callable] | None = None  # (parameter, twin answering many values of it at once)
     ignore: tuple[IgnoreRule, ...] = ()
+    # Which client owns each row (None: every row lies in the tree or site the parameters name, already checked).
+    row_owner: tenancy.RowOwner | None = None
 
     def clean(self, params: Mapping, parse=False):
         """Validated parameters in contract order, defaults filled; InvalidQueryParams names the culprit."""
         return clean_params(self.params, params, parse=parse)
 
     def run(self, backend, params):
-        """Run one backend with already-cleaned parameters."""
+        """Run one backend with already-cleaned parameters.
+
+        Every query only reads, so when the connection was lost the call is made once more on a fresh
+        connection: no row of the failed call reached the caller (both backends fetch the whole answer
+        before returning). Not inside the caller's transaction: that transaction (and its snapshot) is
+        gone with the connection, and a new one would not be the same.
+        """
+        try:
+            return self._run(backend, params)
+        except DatabaseUnavailable as exc:
+            reading = connections[reading_alias()]
+            if not exc.connection_lost or reading.in_atomic_block:
+                raise
+            reading.close()  # the pool discards the broken connection; the retry checks out a working one
+            return self._run(backend, params)
+
+    def _run(self, backend, params):
         if backend == "pg":
             return self.function(*params.values())
         if backend == "orm":
@@ -90,6 +111,10 @@ class QueryDefinition:
     def allowed_for(self, client_id, params):
         """Tenant isolation: whether a caller of this legacy client may ask with these parameters."""
         return tenancy.allowed(client_id, params)
+
+    def foreign_rows(self, client_id, answer):
+        """Tenant isolation on rows: the indexes of the answer's rows that belong to another client."""
+        return tenancy.foreign_rows(self.row_owner, client_id, answer)
 
     @staticmethod
     def infrastructure_failure(exception):
@@ -149,6 +174,7 @@ REGISTRY = QueryRegistry(
             _JOB_TABLES,
             cache=None,
             batch=("people_id", jobs.job_needs_many),
+            row_owner=tenancy.RowOwner("client_id", "client"),
         ),
         QueryDefinition(
             "external_tour_job_needs",
@@ -159,6 +185,7 @@ REGISTRY = QueryRegistry(
             False,
             _JOB_TABLES,
             cache=None,
+            row_owner=tenancy.RowOwner("client_id", "client"),
         ),
         QueryDefinition(
             "schedule_for_adhoc",
@@ -174,6 +201,7 @@ REGISTRY = QueryRegistry(
             jobs.schedule_for_adhoc,
             True,
             _JOB_TABLES,
+            row_owner=tenancy.RowOwner("bu_id", "unit"),
         ),
         QueryDefinition(
             "bu_list",
@@ -207,6 +235,7 @@ REGISTRY = QueryRegistry(
             False,
             ("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
             cache="daily",
+            row_owner=tenancy.RowOwner("id", "unit"),
         ),
         QueryDefinition(
             "asset_questionsets",
@@ -225,6 +254,7 @@ REGISTRY = QueryRegistry(
             assets.asset_details,
             False,
             ("asset", "bt", "questionset"),
+            row_owner=tenancy.RowOwner("client_id", "client"),
         ),
         QueryDefinition(
             "web_capabilities",
@@ -234,6 +264,7 @@ REGISTRY = QueryRegistry(
             capabilities.web_capabilities,
             True,
             ("capability",),
+            row_owner=tenancy.RowOwner("id", "capability"),
         ),
     ]
 )

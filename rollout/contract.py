@@ -58,6 +58,9 @@ class Experiment(Protocol):
     def allowed_for(self, client_id: int, params: Mapping) -> bool:
         """Tenant isolation at the API: may a caller of this client ask with these parameters."""
 
+    def foreign_rows(self, client_id: int, answer: Any) -> list[int]:
+        """Tenant isolation on rows at the API: the indexes of the answer's rows of another client."""
+
 
 @runtime_checkable
 class Registry(Protocol):

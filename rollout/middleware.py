@@ -1,6 +1,11 @@
+from http import HTTPStatus
+
 from django.utils.functional import SimpleLazyObject
 
+from rollout import api
 from rollout.actors import actor_for_user
+
+API_PREFIX = "/api/"
 
 
 class ActorMiddleware:
@@ -12,3 +17,22 @@ class ActorMiddleware:
     def __call__(self, request):
         request.actor = SimpleLazyObject(lambda: actor_for_user(getattr(request, "user", None)))
         return self.get_response(request)
+
+
+class ApiErrorMiddleware:
+    """Under /api/ every error is JSON, whatever raised it. The view answers its own errors in detail;
+    this is the net for the rest (an unknown URL, a host or request refused by another middleware),
+    which Django would otherwise answer with an HTML page. Put it first."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not request.path.startswith(API_PREFIX) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 405:
+            return api.method_not_allowed(request.method)
+        return api.json_error(response.status_code, HTTPStatus(response.status_code).phrase.lower())

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "rollout.middleware.ApiErrorMiddleware",  # first: it turns any error under /api/ into JSON
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -80,6 +81,9 @@ REDIS_CONFIGURED = CACHES["default"]["BACKEND"].startswith("django_redis")
 # A Redis outage must never become an error for a caller.
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+# Django's request limits; a request past one gets a JSON error under /api/ naming the setting and the limit.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int(_env, "DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000, minimum=1)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

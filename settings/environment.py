@@ -8,6 +8,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"
@@ -83,7 +88,7 @@ def database_config(environ, base_dir: Path, start_embedded=None):
             int(config["PORT"])
     except ValueError as exc:
         raise ConfigurationError(f"DATABASE_URL is malformed: {exc}") from None
-    config["ENGINE"] = "django.db.backends.postgresql"
+    config["ENGINE"] = "settings.postgresql"
     options = config.pop("OPTIONS", {})
     if "host" in options:  # a Unix socket folder given as ?host=
         config["HOST"] = options.pop("host")
@@ -101,9 +106,12 @@ def database_config(environ, base_dir: Path, start_embedded=None):
             "timeout": env_float(environ, "DB_POOL_TIMEOUT", 10.0, minimum=0.1),
         }
         config["CONN_MAX_AGE"] = 0
+        # The backend checks each pooled connection as it hands it out, without the pool's back-off
+        # (settings/postgresql/base.py); Django's own health check would add that back-off.
+        config["CONN_HEALTH_CHECKS"] = False
     else:
         config["CONN_MAX_AGE"] = env_int(environ, "DB_CONN_MAX_AGE", 60, minimum=0)
-    config["CONN_HEALTH_CHECKS"] = True
+        config["CONN_HEALTH_CHECKS"] = True
     config["OPTIONS"] = options
     config["TEST"] = {"NAME": environ.get("DB_TEST_NAME") or None}
     return config
@@ -142,9 +150,19 @@ def cache_config(environ):
 
 
 def secret_key(environ, production):
+    """The key; in production a weak one (Django's W009 measure) refuses to start rather than warn."""
     key = environ.get("SECRET_KEY", "")
     if production and (not key or key == DEVELOPMENT_SECRET_KEY):
         raise ConfigurationError("SECRET_KEY must be set to a real secret when DJANGO_ENV=production")
+    if production and (
+        len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or key.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        raise ConfigurationError(
+            f"SECRET_KEY is weak: production needs at least {SECRET_KEY_MIN_LENGTH} characters, "
+            f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them distinct, not starting with {SECRET_KEY_INSECURE_PREFIX!r}"
+        )
     return key or DEVELOPMENT_SECRET_KEY
 
 

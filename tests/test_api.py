@@ -1,7 +1,11 @@
-from datetime import UTC, datetime
+import json
+import tracemalloc
+from datetime import UTC, date, datetime
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
 import rollout
@@ -10,10 +14,12 @@ from query_backends.registry import REGISTRY
 from rollout import operations
 from rollout.actors import Actor
 from rollout.flag_cache import flags
+from rollout.metrics import metrics
 from rollout.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 SINCE = "2000-01-01T00:00:00+00:00"
+STREAM_BOUND = 2 * 1024 * 1024  # bytes the streamed encoding may hold at once (a few hundred rows)
 
 
 def url(name, **params):
@@ -163,3 +169,110 @@ def test_dashboard_renders_charts_for_staff_only(admin_client, client):
     assert html.count('class="rollout-chart"') == 3 * len(REGISTRY.names())
     assert 'id="panel-web_capabilities"' in html and "<polyline" in html
     assert client.get(reverse("rollout-dashboard")).status_code == 302
+
+
+def token_header(world):
+    return {"HTTP_AUTHORIZATION": f"Token {ApiToken.issue(world['user'])}"}
+
+
+def assert_json_error(response, status):
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json") and response.json()["error"]
+    return response.json()
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options"])
+def test_a_wrong_method_is_a_json_405_with_allow_even_with_a_token(world, method):
+    csrf_client = Client(enforce_csrf_checks=True)
+    response = getattr(csrf_client, method)(url("bu_list", bu_id=world["own"]), **token_header(world))
+    body = assert_json_error(response, 405)
+    assert response["Allow"] == "GET" and body["parameter"] == "method"
+
+
+def test_too_many_query_fields_is_a_json_400_naming_the_limit(client, world, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
+    fields = "&".join(f"f{i}=1" for i in range(51))
+    body = assert_json_error(client.get(f"{url('bu_list')}?bu_id=1&{fields}", **token_header(world)), 400)
+    assert body["limit"] == {"setting": "DATA_UPLOAD_MAX_NUMBER_FIELDS", "value": 50}
+    assert "50" in body["error"]
+
+
+def test_an_integer_of_thousands_of_digits_is_a_400_naming_the_parameter(client, world):
+    body = assert_json_error(client.get(url("bu_list", bu_id="9" * 4301), **token_header(world)), 400)
+    assert body["parameter"] == "bu_id" and "64-bit range" in body["error"] and str(2**63 - 1) in body["error"]
+    assert len(body["error"]) < 200  # the input is not echoed back
+
+
+def test_an_unknown_api_url_and_an_unknown_host_are_json(client, world, settings):
+    assert_json_error(client.get("/api/nothing-here"), 404)
+    settings.ALLOWED_HOSTS = ["only.example"]
+    assert_json_error(client.get(url("bu_list", bu_id=1), **token_header(world)), 400)
+
+
+def test_a_database_error_at_the_token_lookup_is_json_not_a_debug_page(client, world):
+    header = token_header(world)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE rollout_apitoken RENAME TO rollout_apitoken_gone")
+    body = assert_json_error(client.get(url("bu_list", bu_id=world["own"]), **header), 500)
+    assert body["error"] == "internal error"
+
+
+def cross_client_site(world):
+    """A current sitepeople row tying the (non-admin) user's person to a site of the other client."""
+    person = world["person"]
+    m.People.objects.filter(id=person.id).update(isadmin=False)
+    foreign_site = world["site"][world["other"]]
+    today = date.today()
+    m.SitePeople.objects.create(
+        people_id=person.id, bu_id=foreign_site.id, client_id=world["other"], fromdt=today, uptodt=today
+    )
+    return foreign_site
+
+
+def test_a_cross_client_sitepeople_link_returns_no_row_of_the_other_client(client, world, caplog):
+    foreign_site = cross_client_site(world)
+    params = {"client_id": world["own"], "people_id": world["person"].id}
+    legacy_answer = rollout.dispatch("sites_list_web", **params)
+    assert foreign_site.id in {row["id"] for row in legacy_answer}  # the legacy contract is unchanged
+    response = client.get(url("sites_list_web", **params), **token_header(world))
+    assert response.status_code == 200
+    ids = {row["id"] for row in response.json()["result"]}
+    assert foreign_site.id not in ids and ids == {row["id"] for row in legacy_answer} - {foreign_site.id}
+    assert metrics.snapshot()[("sites_list_web", "pg")]["tenant_filtered"] == 1
+    logged = [r.getMessage() for r in caplog.records if "another client" in r.getMessage()]
+    assert logged == ["query sites_list_web: 1 row(s) of another client filtered out of the answer"]
+
+
+def test_the_any_tenant_permission_sees_every_row(client, world):
+    foreign_site = cross_client_site(world)
+    world["user"].user_permissions.add(Permission.objects.get(codename="query_any_tenant"))
+    response = client.get(
+        url("sites_list_web", client_id=world["own"], people_id=world["person"].id), **token_header(world)
+    )
+    assert foreign_site.id in {row["id"] for row in response.json()["result"]}
+
+
+def test_a_large_answer_is_streamed_with_bounded_memory(client, world, tmp_path):
+    """20,000 assets on one site: the encoding holds a chunk of rows at a time, never the whole text."""
+    site = world["site"][world["own"]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO asset (uuid, assetcode, assetname, enable, iscritical, identifier, bu_id, client_id,"
+            " ctzoffset, cdtz, mdtz) SELECT gen_random_uuid(), 'BULK' || i, 'bulk asset ' || i, true, false,"
+            " 'ASSET', %s, %s, 0, now(), now() FROM generate_series(1, 20000) AS i",
+            [site.id, world["own"]],
+        )
+    operations.enable(["asset_details"])
+    flags.invalidate()
+    response = client.get(url("asset_details", mdtz=SINCE, site_id=site.id), **token_header(world))
+    assert response.status_code == 200 and response.streaming
+    body = tmp_path / "answer.json"
+    tracemalloc.start()
+    with body.open("wb") as out:
+        for chunk in response.streaming_content:
+            out.write(chunk)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    answer = json.loads(body.read_text())
+    assert len(answer["result"]) >= 20000 and answer["backend"] == "orm"
+    assert body.stat().st_size > 4 * STREAM_BOUND and peak < STREAM_BOUND, peak

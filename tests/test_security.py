@@ -31,6 +31,17 @@ def test_check_deploy_is_clean_with_production_settings():
     assert "no issues" in result.stdout
 
 
+@pytest.mark.smoke
+@pytest.mark.parametrize("weak", ["s3cret", "ab" * 40, "django-insecure-" + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2])
+def test_production_refuses_a_weak_secret_key_in_one_line(weak):
+    environ = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": weak, "ALLOWED_HOSTS": "rollout.example.com"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "SECRET_KEY is weak" in lines[0], result.stderr
+
+
 @pytest.mark.django_db
 def test_slow_call_logs_hold_ids_not_secrets(settings, caplog):
     settings.ROLLOUT_SLOW_CALL_SECONDS = 0

@@ -66,7 +66,12 @@ def test_production_refuses_the_development_secret():
         env.secret_key({}, production=True)
     with pytest.raises(env.ConfigurationError, match="SECRET_KEY"):
         env.secret_key({"SECRET_KEY": env.DEVELOPMENT_SECRET_KEY}, production=True)
-    assert env.secret_key({"SECRET_KEY": "s3cret"}, production=True) == "s3cret"
+    strong = "p" * 30 + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5"
+    assert env.secret_key({"SECRET_KEY": strong}, production=True) == strong
+    for weak in ("s3cret", "a" * 80, "django-insecure-" + strong):
+        with pytest.raises(env.ConfigurationError, match="SECRET_KEY is weak"):
+            env.secret_key({"SECRET_KEY": weak}, production=True)
+    assert env.secret_key({"SECRET_KEY": "s3cret"}, production=False) == "s3cret"
     assert env.secret_key({}, production=False) == env.DEVELOPMENT_SECRET_KEY
 
 

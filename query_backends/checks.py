@@ -1,0 +1,24 @@
+from django.core.checks import Warning, register
+from django.db import DatabaseError, connection
+from django.db.migrations.recorder import MigrationRecorder
+
+from query_backends.functions import installation_problems
+
+INSTALLING_MIGRATION = ("query_backends", "0003_legacy_functions")
+
+
+@register()
+def legacy_functions_installed(app_configs=None, **kwargs):
+    """The same comparison as `install_legacy_functions --check`: the control needs every function.
+    Only once the migration that installs them has run (before, `migrate` installs them); a warning,
+    not an error, so that it never stops `migrate` itself."""
+    try:
+        if INSTALLING_MIGRATION not in MigrationRecorder(connection).applied_migrations():
+            return []
+        problems = installation_problems()
+    except DatabaseError:  # no database to compare with: the check says nothing
+        return []
+    return [
+        Warning(problem, hint="run `python manage.py install_legacy_functions`", obj=name, id="query_backends.W001")
+        for name, problem in problems.items()
+    ]
