@@ -95,6 +95,9 @@ class ToyExperiment:
     def allowed_for(self, client_id, params):
         return True
 
+    def foreign_rows(self, client_id, answer):
+        return []
+
 
 class ToyRegistry:
     def __init__(self, *experiments):
