@@ -4,16 +4,18 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 from waffle.admin import FlagAdmin
 
 from rollout import guard, operations, reports
-from rollout.experiments import query_name
+from rollout.experiments import query_name, registry
 from rollout.flag_state import PRECEDENCE
 from rollout.history import changed_by
-from rollout.models import Discrepancy, QueryFlag
+from rollout.models import ApiToken, Discrepancy, QueryFlag
 from rollout.replay import replay
 
 
@@ -111,7 +113,7 @@ class QueryFlagAdmin(FlagAdmin):
 
     @admin.display(description="guard")
     def guard_state(self, flag):
-        return format_html("<b>tripped</b> {}", flag.guard_reason) if flag.guard_tripped_at else "armed"
+        return reports.guard_status(flag)
 
     @admin.display(description="history")
     def history(self, flag):
@@ -161,7 +163,6 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         "status_changed_by",
         "status_changed_at",
         "difference",
-        "replay_button",
     )
     fields = (
         "query",
@@ -174,7 +175,6 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         "status_changed_by",
         "status_changed_at",
         "difference",
-        "replay_button",
         "fingerprint",
     )
 
@@ -207,14 +207,19 @@ class DiscrepancyAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.display(description="replay")
-    def replay_button(self, discrepancy):
-        url = reverse("admin:rollout_discrepancy_replay", args=[discrepancy.pk])
-        return format_html('<a class="button" href="{}">Replay now</a>', url)
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The replay button (a POST form in the object tools) needs to know whether the query still exists.
+        discrepancy = self.get_object(request, object_id)
+        registered = discrepancy is not None and discrepancy.query in registry().names()
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "registered": registered})
 
     def get_urls(self):
         return [
-            path("<int:pk>/replay/", self.admin_site.admin_view(self.replay_view), name="rollout_discrepancy_replay"),
+            path(
+                "<int:pk>/replay/",
+                self.admin_site.admin_view(require_POST(self.replay_view)),
+                name="rollout_discrepancy_replay",
+            ),
             *super().get_urls(),
         ]
 
@@ -222,7 +227,38 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         discrepancy = get_object_or_404(Discrepancy, pk=pk)
         if not self.has_view_permission(request, discrepancy):
             return HttpResponseRedirect(reverse("admin:index"))
-        outcome = replay(pk)
-        level = messages.SUCCESS if outcome["agree"] else messages.ERROR
-        self.message_user(request, outcome["text"], level)
+        try:
+            outcome = replay(pk)
+        except operations.OperationError as exc:
+            self.message_user(request, f"Cannot replay: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, outcome["text"], messages.SUCCESS if outcome["agree"] else messages.WARNING)
         return HttpResponseRedirect(reverse("admin:rollout_discrepancy_change", args=[pk]))
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Issue (the key is shown once, on the page that follows) and revoke (delete) API tokens."""
+
+    list_display = ("id", "user", "created")
+    list_filter = ("created",)
+    search_fields = ("user__username",)
+    fields = ("user",)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a token is issued or revoked, never edited
+
+    def save_model(self, request, obj, form, change):
+        request._issued_key = ApiToken.issue(obj.user)
+        obj.pk = ApiToken.objects.get(digest=ApiToken._digest(request._issued_key)).pk
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # Rendered, never redirected: the key must not travel through the messages cookie or the session.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API token issued",
+            "token": obj,
+            "key": request._issued_key,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/rollout/apitoken/issued.html", context)

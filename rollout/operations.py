@@ -116,3 +116,49 @@ def ensure_flags(source="migration"):
             if was_created:
                 created.append(name)
     return created
+
+
+GUARD_LIMITS = {
+    "window": ("guard_window", int, 1, None),
+    "min_sample": ("guard_min_sample", int, 1, None),
+    "max_discrepancy_rate": ("guard_max_discrepancy_rate", float, 0, 1),
+    "max_error_rate": ("guard_max_error_rate", float, 0, 1),
+}
+
+
+def set_guard(query, user=None, source="cli", **limits):
+    """Change a flag's guard thresholds (window=, min_sample=, max_discrepancy_rate=, max_error_rate=)."""
+    unknown = sorted(set(limits) - set(GUARD_LIMITS))
+    if unknown:
+        raise OperationError(f"guard: {', '.join(unknown)} is not one of {', '.join(GUARD_LIMITS)}")
+    values = {}
+    for name, value in limits.items():
+        field, kind, low, high = GUARD_LIMITS[name]
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise OperationError(f"{name}: {value!r} is not a number") from None
+        if number < low or (high is not None and number > high):
+            raise OperationError(f"{name}: {value} is not between {low} and {high if high is not None else 'any'}")
+        values[field] = number
+
+    def change(flag):
+        for field, number in values.items():
+            setattr(flag, field, number)
+
+    return _save_each(flags_for([query]), user, source, "guard " + ", ".join(sorted(limits)), change)[0]
+
+
+def forget(query, user=None, source="cli"):
+    """Delete the flag and the discrepancies of a query that is no longer registered (e.g. the demo's)."""
+    from rollout.models import Discrepancy
+
+    if query in registry().names():
+        raise OperationError(f"query: {query} is still registered; only a retired query's records can be forgotten")
+    with transaction.atomic(), changed_by(user, source, "query no longer registered"):
+        _, flags = QueryFlag.objects.filter(name=flag_name(query)).delete()
+        _, discrepancies = Discrepancy.objects.filter(query=query).delete()
+    return {
+        "flags": flags.get(QueryFlag._meta.label, 0),
+        "discrepancies": discrepancies.get(Discrepancy._meta.label, 0),
+    }

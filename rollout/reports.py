@@ -3,10 +3,14 @@
 Nothing here writes or runs a query: replay is in replay.py, purge in retention.py.
 """
 
+from collections import Counter
+
+from django.db.models import Q
+
 from rollout.experiments import flag_name, get_experiment, registry
 from rollout.flag_state import EVERYONE_OFF, FlagState
 from rollout.metrics import metrics
-from rollout.models import FlagChange, QueryFlag
+from rollout.models import Discrepancy, FlagChange, QueryFlag
 
 STATUS_COLUMNS = ("query", "serving", "percent", "shadow", "calls", "discrepancy_rate", "guard")
 HISTORY_COLUMNS = ("when", "flag", "by", "changes")
@@ -32,6 +36,29 @@ def serving(flag):
     return "; ".join(f"{role} for {', '.join(who)}" for role, who in segments)
 
 
+def guard_status(flag):
+    """The guard's state in words: the surfaces (CLI, admin, dashboard) all show this."""
+    if flag is None:
+        return "-"
+    if flag.guard_tripped_at:
+        return f"tripped {flag.guard_tripped_at:%Y-%m-%d %H:%M}: {flag.guard_reason}"
+    return "armed"
+
+
+def discrepancy_rate(counts):
+    """Discrepancies per comparison, noise left out (a noisy comparison says nothing); None before any."""
+    compared = counts.get("comparisons", 0) - counts.get("noise", 0)
+    return counts.get("discrepancies", 0) / compared if compared > 0 else None
+
+
+OPEN = ~Q(status__in=("fixed", "ignored"))
+
+
+def open_discrepancies():
+    """{query: discrepancy records neither fixed nor ignored}."""
+    return Counter(Discrepancy.objects.filter(OPEN).values_list("query", flat=True))
+
+
 def flag_summary(flag):
     return {
         "flag": flag.name,
@@ -39,9 +66,7 @@ def flag_summary(flag):
         "percent": float(flag.percent or 0),
         "percent_key": flag.percent_key,
         "shadow": float(flag.shadow_percent),
-        "guard": f"tripped {flag.guard_tripped_at:%Y-%m-%d %H:%M}: {flag.guard_reason}"
-        if flag.guard_tripped_at
-        else "armed",
+        "guard": guard_status(flag),
     }
 
 
@@ -53,9 +78,7 @@ def status():
         candidate = get_experiment(query).candidate
         flag = flags.get(flag_name(query))
         calls = sum(row["calls"] for (q, _), row in numbers.items() if q == query)
-        shadow = numbers.get((query, candidate), {})
-        compared = shadow.get("comparisons", 0) - shadow.get("noise", 0)
-        rate = shadow.get("discrepancies", 0) / compared if compared > 0 else None
+        rate = discrepancy_rate(numbers.get((query, candidate), {}))
         if flag is None:
             rows.append(
                 {

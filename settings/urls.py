@@ -5,7 +5,12 @@ from django.urls import include, path
 from rollout import api, dashboard, prometheus
 
 urlpatterns = [
-    path("admin/rollout/dashboard/", admin.site.admin_view(dashboard.view), name="rollout-dashboard"),
+    path("admin/rollout/dashboard/", admin.site.admin_view(dashboard.overview), name="rollout-dashboard"),
+    path(
+        "admin/rollout/dashboard/<str:query>/",
+        admin.site.admin_view(dashboard.query_page),
+        name="rollout-dashboard-query",
+    ),
     path("admin/", admin.site.urls),
     path("api/queries/<str:name>", api.query, name="api-query"),
     path("metrics", prometheus.view, name="metrics"),

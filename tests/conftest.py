@@ -10,10 +10,38 @@ from query_backends import generator
 WORLD_SEED = 20240501
 # Processes the tests start judge comparisons on their own threads; the Celery tests start workers themselves.
 os.environ["ROLLOUT_SHADOW_BACKEND"] = "thread"
+# The tests flush the Redis database in REDIS_URL; this key marks one they flushed before and may flush again.
+OWNED_BY_TESTS = "pg-retire:test-suite-owns-this-database"
 
 
 def quiet_progress(table, total):
     return tqdm(total=total, disable=True)
+
+
+def _redis():
+    from django.conf import settings
+
+    if not settings.REDIS_CONFIGURED:
+        return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def pytest_sessionstart(session):
+    """Refuse to run against a Redis database holding keys the tests did not write: they would erase them."""
+    redis = _redis()  # pytest-django has set Django up by now
+    if redis is None:
+        return
+    keys = redis.dbsize()
+    if keys and not redis.exists(OWNED_BY_TESTS):
+        url = redis.connection_pool.connection_kwargs
+        pytest.exit(
+            f"REDIS_URL points at Redis database {url.get('db', 0)}, which holds {keys} keys the tests did not write; "
+            "the tests empty it (FLUSHDB). Point REDIS_URL at an empty database, e.g. redis://127.0.0.1:6379/15.",
+            returncode=4,
+        )
+    redis.set(OWNED_BY_TESTS, "1")
 
 
 @pytest.fixture(scope="session")
@@ -50,11 +78,22 @@ def fresh_rollout_state(request, settings):
 
     settings.ROLLOUT_SHADOW_BACKEND = "thread"
     cache.clear()
+    _mark_owned()
     flags.invalidate()
     if request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames):
         metrics.reset()
     yield
     flags.invalidate()
+    _mark_owned()  # a test may have flushed the database itself
+
+
+def _mark_owned():
+    redis = _redis()
+    if redis is not None:
+        try:
+            redis.set(OWNED_BY_TESTS, "1")
+        except Exception:  # noqa: BLE001 — a fault test may have broken this Redis on purpose
+            pass
 
 
 @pytest.fixture
@@ -68,3 +107,24 @@ def no_discrepancies():
     committed(lambda: (Discrepancy.objects.all().delete(), GuardSample.objects.all().delete()))
     yield
     background.drain()
+
+
+@pytest.fixture
+def broken_bu_list(monkeypatch, no_discrepancies):
+    """bu_list's twin drops the last element of every answer, and every call is compared in shadow."""
+    import dataclasses
+
+    from query_backends.registry import REGISTRY
+    from rollout import operations
+    from rollout.flag_cache import flags
+
+    definition = REGISTRY.get("bu_list")
+    monkeypatch.setitem(
+        REGISTRY._definitions,
+        "bu_list",
+        dataclasses.replace(
+            definition, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[:-1]
+        ),
+    )
+    operations.set_shadow("bu_list", 100)
+    flags.invalidate()

@@ -1,15 +1,11 @@
-import dataclasses
-
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 import rollout
-from query_backends.registry import REGISTRY
 from rollout import operations
 from rollout.actors import Actor
 from rollout.background import background
-from rollout.flag_cache import flags
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 
 pytestmark = pytest.mark.django_db
@@ -90,17 +86,7 @@ def test_kill_action_sends_the_selected_flags_back(admin_client, admin_user, bu_
 
 
 @pytest.fixture
-def recorded(monkeypatch, no_discrepancies):
-    definition = REGISTRY.get("bu_list")
-    monkeypatch.setitem(
-        REGISTRY._definitions,
-        "bu_list",
-        dataclasses.replace(
-            definition, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[:-1]
-        ),
-    )
-    operations.set_shadow("bu_list", 100)
-    flags.invalidate()
+def recorded(broken_bu_list):
     rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
     background.drain()
     return Discrepancy.objects.get(query="bu_list")
@@ -111,9 +97,29 @@ def test_discrepancy_page_shows_the_diff_side_by_side_and_replays(admin_client, 
     page = admin_client.get(url)
     assert page.status_code == 200
     assert b"function (control)" in page.content and b"twin (candidate)" in page.content
-    assert b"Replay now" in page.content
-    response = admin_client.get(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk]), follow=True)
+    assert b"Replay now" in page.content and b'method="post"' in page.content
+    replay = reverse("admin:rollout_discrepancy_replay", args=[recorded.pk])
+    assert admin_client.get(replay).status_code == 405  # running queries again is never a GET
+    response = admin_client.post(replay, follow=True)
     assert b"they still differ" in response.content
+
+
+def test_replay_needs_the_csrf_token(admin_user, recorded):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    assert browser.post(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk])).status_code == 403
+
+
+def test_a_discrepancy_of_a_query_no_longer_registered_says_so_instead_of_failing(admin_client, recorded, monkeypatch):
+    Discrepancy.objects.filter(pk=recorded.pk).update(query="retired_query")
+    page = admin_client.get(reverse("admin:rollout_discrepancy_change", args=[recorded.pk]))
+    assert page.status_code == 200 and b"retired_query is no longer registered" in page.content
+    assert b"Replay now" not in page.content
+    response = admin_client.post(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk]), follow=True)
+    assert response.status_code == 200
+    assert b"Cannot replay" in response.content and b"no longer registered" in response.content
 
 
 def test_discrepancy_details_need_the_view_permission(client, recorded):
@@ -121,7 +127,7 @@ def test_discrepancy_details_need_the_view_permission(client, recorded):
     client.login(username="staffer", password="pw")
     url = reverse("admin:rollout_discrepancy_change", args=[recorded.pk])
     assert client.get(url).status_code == 403
-    assert client.get(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk])).status_code == 302
+    assert client.post(reverse("admin:rollout_discrepancy_replay", args=[recorded.pk])).status_code == 302
 
 
 def test_bulk_acknowledge_records_who(admin_client, admin_user, recorded):
@@ -131,3 +137,20 @@ def test_bulk_acknowledge_records_who(admin_client, admin_user, recorded):
     )
     recorded.refresh_from_db()
     assert recorded.status == "acknowledged" and recorded.status_changed_by == admin_user
+
+
+def test_an_api_token_issued_in_the_admin_shows_its_key_once_and_works(admin_client, admin_user):
+    from rollout.models import ApiToken
+
+    response = admin_client.post(reverse("admin:rollout_apitoken_add"), {"user": admin_user.pk})
+    assert response.status_code == 200
+    key = response.content.decode().split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
+    assert ApiToken.user_for(key) == admin_user
+    token = ApiToken.objects.get(user=admin_user)
+    assert key not in admin_client.get(reverse("admin:rollout_apitoken_changelist")).content.decode()
+    assert key not in admin_client.get(reverse("admin:rollout_apitoken_change", args=[token.pk])).content.decode()
+    admin_client.post(
+        reverse("admin:rollout_apitoken_changelist"),
+        {"action": "delete_selected", "_selected_action": [token.pk], "post": "yes"},
+    )
+    assert ApiToken.user_for(key) is None

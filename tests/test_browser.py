@@ -1,4 +1,5 @@
-"""A real browser: log in, toggle a cohort, open the dashboard, open a discrepancy's diff. Screenshots in artifacts/."""
+"""A real browser on the demo's own server (`demo --serve`): log in with the demo's login, read the overview at
+1400×900, open a query's charts, toggle a cohort, replay a discrepancy. Screenshots in artifacts/."""
 
 import os
 import shutil
@@ -21,6 +22,7 @@ from tests.rollout_helpers import ROOT, committed, database_url, reset_flags
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
+LOGIN = ("browser", "browser-pw")
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
@@ -34,10 +36,8 @@ def free_port():
 
 
 @pytest.fixture
-def server():
+def demo_server(tmp_path):
     def prepare():
-        User.objects.filter(username="browser").delete()
-        User.objects.create_superuser("browser", password="browser-pw")
         Discrepancy.objects.all().delete()
         [discrepancy] = write(
             [
@@ -60,38 +60,50 @@ def server():
 
     discrepancy = committed(prepare)
     port = free_port()
-    environ = {**os.environ, "DATABASE_URL": database_url(), "DEBUG": "false"}
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DEMO_ADMIN_USER": LOGIN[0],
+        "DEMO_ADMIN_PASSWORD": LOGIN[1],
+    }
+    log = (tmp_path / "demo.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+        [sys.executable, "manage.py", "demo", "--scale", "tiny", "--skip-seed", "--calls", "120", "--serve"]
+        + ["--port", str(port)],
         cwd=ROOT,
         env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
-        time.sleep(0.2)
+        time.sleep(0.5)
     try:
-        yield f"http://127.0.0.1:{port}", discrepancy
+        assert process.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+        yield f"http://127.0.0.1:{port}", discrepancy, (tmp_path / "demo.log")
     finally:
         process.terminate()
         process.wait(10)
+        log.close()
 
         def cleanup():
             reset_flags()
             Discrepancy.objects.all().delete()
-            User.objects.filter(username="browser").delete()
+            User.objects.filter(username=LOGIN[0]).delete()
 
         committed(cleanup)
 
 
-def test_an_operator_logs_in_toggles_a_cohort_reads_the_dashboard_and_a_diff(server):
+def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replays_a_diff(demo_server):
     from playwright.sync_api import sync_playwright
 
-    base, discrepancy = server
+    base, discrepancy, log = demo_server
+    assert f"Serving the dashboard: {base}/admin/rollout/dashboard/  (login browser / $DEMO_ADMIN_PASSWORD)" in (
+        log.read_text()
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -105,25 +117,44 @@ def test_an_operator_logs_in_toggles_a_cohort_reads_the_dashboard_and_a_diff(ser
                 "--no-first-run",
             ],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/admin/login/")
-        page.fill("#id_username", "browser")
-        page.fill("#id_password", "browser-pw")
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/admin/login/?next=/admin/rollout/dashboard/")
+        page.fill("#id_username", LOGIN[0])
+        page.fill("#id_password", LOGIN[1])
         page.click("input[type=submit]")
+        overview = page.locator("#rollout-overview")
+        overview.wait_for()
+        # The overview answers "is the rollout healthy?" without scrolling, with the demo's traffic in it.
+        box = overview.bounding_box()
+        assert box["y"] + box["height"] <= 900 and box["x"] + box["width"] <= 1400
+        assert page.locator("#rollout-overview tbody tr").count() >= 9
+        assert "calls" in page.locator("#row-bu_list").inner_text()
+        assert "0 calls" not in page.locator("#row-bu_list").inner_text()
+        assert page.locator("#row-bu_list svg.rollout-share").count() == 1
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+        page.click("#row-bu_list a >> nth=0")
+        page.wait_for_selector("svg.rollout-chart")
+        assert page.locator("svg.rollout-chart").count() == 3
+        assert page.locator("svg.rollout-chart polyline").count() > 0
+        page.click("text=24h")
+        page.wait_for_selector("svg.rollout-chart")
+        page.click("text=1h")
+        page.wait_for_selector("svg.rollout-chart")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-query.png"))
         flag = committed(lambda: QueryFlag.objects.get(name="orm.bu_list").pk)
         page.goto(f"{base}/admin/rollout/queryflag/{flag}/change/")
         page.fill("#id_sites", "4242")
         page.click("input[name=_save]")
         page.wait_for_selector(".messagelist")
         page.screenshot(path=str(ARTIFACTS / "flag-saved.png"))
-        page.goto(f"{base}/admin/rollout/dashboard/?range=15m")
-        charts = page.locator("svg.rollout-chart")
-        assert charts.count() >= 27 and page.locator("#panel-bu_list").is_visible()
-        assert "candidate for sites [4242]" in page.locator("#panel-bu_list h2").inner_text()
-        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        page.goto(f"{base}/admin/rollout/dashboard/")
+        assert "4242" in page.locator("#row-bu_list td.serving").inner_text()
         page.goto(f"{base}/admin/rollout/discrepancy/{discrepancy}/change/")
         diff = page.locator("table.rollout-diff")
         assert "function (control)" in diff.inner_text() and "1 2 3" in diff.inner_text()
+        page.click("#replay-now")
+        page.wait_for_selector(".messagelist")
+        assert "now agree" in page.locator(".messagelist").inner_text()  # the real twin is right
         page.screenshot(path=str(ARTIFACTS / "discrepancy.png"), full_page=True)
         browser.close()
     change = committed(lambda: FlagChange.objects.filter(flag_name="orm.bu_list", source="admin").latest("id"))

@@ -44,6 +44,52 @@ def test_percent_with_its_key_and_shadow():
     assert float(flag("job_needs").shadow_percent) == 25.5
 
 
+@pytest.mark.smoke
+def test_each_reply_says_what_changed():
+    assert rollout("shadow", "bu_list", "100").startswith("bu_list: shadow 100 %")
+    assert rollout("shadow", "bu_list", "25.5").startswith("bu_list: shadow 25.5 %")
+    assert rollout("percent", "bu_list", "10").startswith("bu_list: 10 % by person")
+    assert rollout("cohort", "bu_list", "--add-sites", "3", "4").startswith("bu_list: sites +[3, 4]")
+    assert rollout("cohort", "bu_list", "--exclude", "--add-sites", "4").startswith("bu_list: excluded sites +[4]")
+    assert rollout("kill", "bu_list").startswith("bu_list: killed, the control serves everyone")
+    assert rollout("enable", "bu_list").startswith("bu_list: candidate for everyone")
+    reply = json.loads(rollout("--json", "disable", "bu_list"))
+    assert reply[0]["changed"] == "back to the cohort rules" and reply[0]["flag"] == "orm.bu_list"
+
+
+def test_tokens_are_issued_listed_and_revoked():
+    from django.contrib.auth.models import User
+
+    from rollout.models import ApiToken
+
+    user = User.objects.create_user("caller")
+    issued = rollout("token", "issue", "caller")
+    key = issued.split(": ", 1)[1].split()[0]
+    assert ApiToken.user_for(key) == user and "Shown once" in issued
+    token_id = ApiToken.objects.get(user=user).pk
+    listing = rollout("token", "list")
+    assert "caller" in listing and key not in listing
+    assert json.loads(rollout("--json", "token", "list", "caller"))[0]["id"] == token_id
+    assert rollout("token", "revoke", str(token_id)) == f"token #{token_id} of caller revoked\n"
+    assert ApiToken.user_for(key) is None
+    with pytest.raises(CommandError, match="user: no user 'nobody'"):
+        rollout("token", "issue", "nobody")
+    with pytest.raises(CommandError, match=f"id: no token {token_id}"):
+        rollout("token", "revoke", str(token_id))
+
+
+def test_forget_removes_what_a_retired_query_left_and_refuses_a_registered_one():
+    from rollout.models import Discrepancy
+
+    QueryFlag.objects.create(name="orm.retired", note="retired")
+    Discrepancy.objects.create(query="retired", flag="orm.retired", kind="mismatch", fingerprint="x" * 64)
+    assert rollout("forget", "retired") == "retired: deleted 1 flag and 1 discrepancies\n"
+    assert not QueryFlag.objects.filter(name="orm.retired").exists()
+    assert not Discrepancy.objects.filter(query="retired").exists()
+    with pytest.raises(CommandError, match="bu_list is still registered"):
+        rollout("forget", "bu_list")
+
+
 def test_cohort_add_remove_and_exclude_in_both_spellings():
     rollout("cohort", "bu_list", "--add-site", "3", "4", "--add-clients", "9", "--add-person", "7")
     f = flag("bu_list")

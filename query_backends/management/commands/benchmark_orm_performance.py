@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import sys
 
@@ -15,6 +16,9 @@ def verdict(value, target):
     return "met" if value <= target else "MISSED"
 
 
+NEEDS_MATPLOTLIB = '--plot needs matplotlib, from the [bench] extra: .venv/bin/pip install -e ".[bench]"'
+
+
 class Command(BaseCommand):
     help = "Benchmark the functions, the twins (uncached and cached) and the hand-written floor, interleaved."
 
@@ -29,6 +33,8 @@ class Command(BaseCommand):
     def handle(self, *args, iterations, warmup, queries, json_path, plot_path, skip_router, **options):
         # The debug cursor times and logs every query: it would tax the twins and not the functions.
         settings.DEBUG = False
+        if plot_path and importlib.util.find_spec("matplotlib") is None:
+            raise CommandError(NEEDS_MATPLOTLIB)  # now, not after minutes of measuring
         if iterations < 1 or warmup < 0:
             raise CommandError("--iterations must be at least 1 and --warmup at least 0")
         names = REGISTRY.names() if not queries else [q.strip() for q in queries.split(",") if q.strip()]
@@ -81,7 +87,7 @@ class Command(BaseCommand):
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            raise CommandError("--plot needs matplotlib: pip install matplotlib") from None
+            raise CommandError(NEEDS_MATPLOTLIB) from None
         names = [r["query"] for r in results]
         fig, ax = plt.subplots(figsize=(11, 5))
         width = 0.38

@@ -4,7 +4,9 @@ This command is integration code: it joins the legacy domain (data, parameters,
 a demo-only broken twin) to the rollout controller's public API.
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
 import random
 import secrets
@@ -12,7 +14,9 @@ import statistics
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -22,8 +26,16 @@ from query_backends import generator
 from query_backends.benchmark import sample_params
 from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
+from rollout.experiments import query_name
 
 DEMO_QUERY = "demo_broken_bu_list"
+PASSWORD_FILE = "demo-admin-password"  # in .data/, next to the embedded PostgreSQL; git-ignored
+LEGEND = (
+    "  control = the PL/pgSQL function (what serves today); candidate = its ORM twin.\n"
+    "  comparisons: calls also run on the other side off the request path and compared; discrepancies: answers\n"
+    "  that differed; noise: comparisons that could not judge (the data moved between the two runs); drops:\n"
+    "  comparisons skipped because the shadow queue was full (the call itself is never delayed)."
+)
 QUERIES = ("job_needs", "external_tour_job_needs", "bu_list", "sites_list_web", "asset_details", "web_capabilities")
 
 
@@ -40,8 +52,12 @@ class Command(BaseCommand):
         parser.add_argument("--scale", choices=list(generator.SCALES), default="small")
         parser.add_argument("--calls", type=int, default=300, help="calls per stage")
         parser.add_argument("--skip-seed", action="store_true", help="use the legacy data already loaded")
+        parser.add_argument(
+            "--serve", action="store_true", help="then serve the admin and the dashboard with the demo's numbers"
+        )
+        parser.add_argument("--port", type=int, default=8000, help="the port --serve listens on (127.0.0.1)")
 
-    def handle(self, *args, scale, calls, skip_seed, **options):
+    def handle(self, *args, scale, calls, skip_seed, serve, port, **options):
         from rollout import operations
         from rollout.background import background
         from rollout.flag_cache import flags
@@ -60,41 +76,65 @@ class Command(BaseCommand):
         operations.ensure_flags("demo")
         names = list(params)
         stages = [
-            ("1. PostgreSQL only", lambda: None),
-            ("2. shadow 100 %", lambda: [operations.set_shadow(q, 100, source="demo") for q in names]),
+            ("1. PostgreSQL only: the control serves everyone", lambda: None),
+            ("2. shadow 100 %: every call is also compared", lambda: self.each(names, operations.set_shadow, 100)),
             (
                 "3. ORM for one site",
                 lambda: [operations.change_cohort(q, "sites", add=[pool[0].site_id], source="demo") for q in names],
             ),
-            ("4. ORM for 10 %", lambda: [operations.set_percent(q, 10, source="demo") for q in names]),
-            ("5. ORM for 50 %", lambda: [operations.set_percent(q, 50, source="demo") for q in names]),
+            ("4. ORM for 10 %", lambda: self.each(names, operations.set_percent, 10)),
+            ("5. ORM for 50 %", lambda: self.each(names, operations.set_percent, 50)),
             ("6. ORM for everyone", lambda: operations.enable(names, source="demo")),
         ]
         self.reset_flags(names)
+        self.stdout.write(LEGEND)
         rng = random.Random(7)
         for title, change in stages:
             change()
             self.run_stage(title, names, params, pool, calls, rng)
         self.broken_stage(params.get("bu_list", []), pool, calls, rng)
         self.reset_flags(names)
-        self.say("done")
-        self.stdout.write(
-            "Open the dashboard:\n  .venv/bin/python manage.py runserver 127.0.0.1:8000\n"
-            f"  http://127.0.0.1:8000/admin/rollout/dashboard/  (login {login})"
-        )
+        self.say("done: every query is back on the control, its numbers stay on the dashboard")
+        if serve:
+            self.stdout.write(
+                f"Serving the dashboard: http://127.0.0.1:{port}/admin/rollout/dashboard/  (login {login})\n"
+                "Ctrl-C stops it."
+            )
+            self.stdout.flush()
+            # In this process, so the dashboard shows the demo's numbers even when they live in memory (no Redis).
+            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False, insecure_serving=True, skip_checks=True)
+        else:
+            self.stdout.write(
+                "Open the dashboard (or run the demo with --serve, which serves it at once):\n"
+                f"  .venv/bin/python manage.py runserver 127.0.0.1:{port}\n"
+                f"  http://127.0.0.1:{port}/admin/rollout/dashboard/  (login {login})"
+            )
 
     def say(self, text):
         self.stdout.write(self.style.MIGRATE_HEADING(f"== {text}"))
 
+    @staticmethod
+    def each(names, operation, value):
+        return [operation(q, value, source="demo") for q in names]
+
     def admin_login(self):
+        """The same login on every run: DEMO_ADMIN_PASSWORD, else a password made once and kept in .data/."""
         username = os.environ.get("DEMO_ADMIN_USER", "admin")
-        password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
+        if os.environ.get("DEMO_ADMIN_PASSWORD"):
+            password, shown, where = os.environ["DEMO_ADMIN_PASSWORD"], "$DEMO_ADMIN_PASSWORD", "the environment"
+        else:
+            stored = Path(settings.BASE_DIR) / ".data" / PASSWORD_FILE
+            if not stored.exists():
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                stored.write_text(secrets.token_urlsafe(9) + "\n")
+                stored.chmod(0o600)
+            password = shown = stored.read_text().strip()
+            where = f".data/{PASSWORD_FILE}; set DEMO_ADMIN_PASSWORD to choose your own"
         user, _ = get_user_model().objects.get_or_create(username=username)
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
-        shown = password if "DEMO_ADMIN_PASSWORD" not in os.environ else "(DEMO_ADMIN_PASSWORD)"
-        self.stdout.write(f"admin login: {username} / {shown}")
+        self.stdout.write(f"admin login: {username} / {shown}  (from {where})")
         return f"{username} / {shown}"
 
     def actor_pool(self):
@@ -117,12 +157,19 @@ class Command(BaseCommand):
         ]
 
     def reset_flags(self, names):
+        """Every demo flag back to where a fresh install starts: the control for everyone, no shadow."""
         from rollout import guard
 
-        for flag in self.operations.flags_for(names):
-            guard.clear(flag, source="demo")
-            flag.everyone, flag.percent, flag.shadow_percent, flag.sites = None, 0, 0, []
-            flag.save()
+        operations = self.operations
+        for flag in operations.flags_for(names):
+            query = query_name(flag.name)
+            if flag.guard_tripped_at:
+                guard.clear(flag, source="demo")
+            operations.disable([query], source="demo")
+            operations.set_percent(query, 0, source="demo")
+            operations.set_shadow(query, 0, source="demo")
+            if flag.sites:
+                operations.change_cohort(query, "sites", remove=flag.sites, source="demo")
         self.flags.invalidate()
 
     def drive(self, names, params, pool, calls, rng, title):
@@ -130,7 +177,7 @@ class Command(BaseCommand):
 
         self.flags.invalidate()
         before = self.metrics.snapshot()
-        served, latency = Counter(), {"pg": [], "orm": []}
+        served, latency = Counter(), {"control": [], "candidate": []}
         for _ in tqdm(range(calls), desc=title, file=sys.stderr, leave=False):
             query = rng.choice(names)
             started = time.perf_counter()
@@ -138,9 +185,9 @@ class Command(BaseCommand):
                 rollout.dispatch(query, actor=rng.choice(pool), **rng.choice(params[query]))
             except Exception as exc:  # noqa: BLE001 — the legacy data's own failures are part of the show
                 served["error: " + type(exc).__name__] += 1
-            backend = rollout.last_decision().backend
-            served[backend] += 1
-            latency[backend].append(time.perf_counter() - started)
+            role = rollout.last_decision().role
+            served[role] += 1
+            latency[role].append(time.perf_counter() - started)
         self.background.drain()
         time.sleep(1.1)  # the metrics flusher runs every second
         return served, latency, self.metrics.since(before, self.metrics.snapshot())
@@ -149,13 +196,14 @@ class Command(BaseCommand):
         self.print_stage(title, *self.drive(names, params, pool, calls, rng, title))
 
     def print_stage(self, title, served, latency, counts):
-        total = served["pg"] + served["orm"]
+        total = served["control"] + served["candidate"]
         self.say(title)
         self.stdout.write(
-            f"  calls {total:>5}   pg {served['pg'] / total:6.1%}   orm {served['orm'] / total:6.1%}   "
+            f"  calls {total:>5}   control {served['control'] / total:6.1%}   "
+            f"candidate {served['candidate'] / total:6.1%}   "
             f"comparisons {counts['comparisons']:>4}   discrepancies {counts['discrepancies']:>3}   "
             f"noise {counts['noise']:>2}   drops {counts['drops']:>2}\n"
-            f"  median latency: pg {self.ms(latency['pg'])}   orm {self.ms(latency['orm'])}"
+            f"  median latency: control {self.ms(latency['control'])}   candidate {self.ms(latency['candidate'])}"
         )
 
     @staticmethod
@@ -163,23 +211,24 @@ class Command(BaseCommand):
         return f"{statistics.median(values) * 1000:.2f} ms" if values else "-"
 
     def broken_stage(self, params, pool, calls, rng):
-        from rollout import guard
-        from rollout.models import Discrepancy, QueryFlag
+        from rollout.models import Discrepancy
 
+        operations = self.operations
         definition = dataclasses.replace(REGISTRY.get("bu_list"), name=DEMO_QUERY, twin=broken_twin)
+        operations.forget(DEMO_QUERY, source="demo")  # what an interrupted earlier run left behind
         REGISTRY.register(definition)
         try:
-            self.operations.ensure_flags("demo")
-            flag = QueryFlag.objects.get(name=f"orm.{DEMO_QUERY}")
-            guard.clear(flag, source="demo")  # a trip from an earlier run must not hide this one
-            Discrepancy.objects.filter(query=DEMO_QUERY).delete()
-            flag.everyone, flag.shadow_percent, flag.guard_min_sample, flag.guard_window = True, 100, 20, 50
-            flag.save()
-            title = "7. a broken twin, rolled out to everyone with shadow 100 %"
-            self.print_stage(title, *self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title))
-            flag.refresh_from_db()
+            operations.ensure_flags("demo")
+            operations.set_guard(DEMO_QUERY, window=50, min_sample=20, source="demo")
+            operations.set_shadow(DEMO_QUERY, 100, source="demo")
+            operations.enable([DEMO_QUERY], source="demo")
+            title = "7. a broken twin (demo only), rolled out to everyone with shadow 100 %"
+            with expected_guard_trip():
+                result = self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title)
+            self.print_stage(title, *result)
+            [flag] = operations.flags_for([DEMO_QUERY])
             if flag.guard_tripped_at:
-                self.stdout.write(self.style.ERROR(f"  guard tripped: {flag.guard_reason}"))
+                self.stdout.write(f"  the guard caught it, as this stage intends: {flag.guard_reason}")
                 self.stdout.write(f"  {DEMO_QUERY} now: {'control for everyone' if flag.everyone is False else '?'}")
             record = Discrepancy.objects.filter(query=DEMO_QUERY).first()
             if record:
@@ -190,3 +239,24 @@ class Command(BaseCommand):
                 )
         finally:
             REGISTRY.unregister(DEMO_QUERY)
+            self.background.drain()
+            removed = operations.forget(DEMO_QUERY, source="demo")
+            self.stdout.write(
+                f"  tidied up: the demo-only query's flag and its {removed['discrepancies']} discrepancy record(s) "
+                "are deleted"
+            )
+
+
+@contextlib.contextmanager
+def expected_guard_trip():
+    """The guard logs a trip as an error; here the trip is the point of the stage, reported in the demo's words."""
+    guard_logger = logging.getLogger("rollout.guard")
+
+    def not_the_trip(record):
+        return not record.getMessage().startswith("guard tripped")
+
+    guard_logger.addFilter(not_the_trip)
+    try:
+        yield
+    finally:
+        guard_logger.removeFilter(not_the_trip)

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="json_path")
 
     def handle(self, *args, modes, seconds, clients, workers, json_path, **options):
-        from rollout import operations
+        from rollout import operations, tokens
         from rollout.metrics import metrics
 
         modes = [m.strip() for m in modes.split(",") if m.strip()]
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             raise CommandError(f"--modes: choose from {', '.join(MODES)}")
         if seconds <= 0 or clients < 1 or workers < 1:
             raise CommandError("--seconds, --clients and --workers must be positive")
-        token = self.token()
+        issued, token = self.token()
         mix = [(q, {k: _text(v) for k, v in p.items()}) for q in REGISTRY.names() for p in sample_params(q, 20, seed=3)]
         names = REGISTRY.names()
         port = self.free_port()
@@ -84,23 +84,31 @@ class Command(BaseCommand):
             server.terminate()
             server.wait(10)
             self.set_mode(operations, names, "pg")
+            tokens.revoke(issued.pk)
         if json_path:
             Path(json_path).write_text(json.dumps(report, indent=2))
 
-    def token(self):
-        from rollout.models import ApiToken
-
+    @staticmethod
+    def token():
+        """(token, key) of a fresh token for the loadtest user; revoked when the run ends."""
         user, _ = User.objects.get_or_create(username="loadtest", defaults={"is_staff": True})
         user.user_permissions.add(Permission.objects.get(codename="query_any_tenant"))
-        return ApiToken.issue(user)
+        from rollout import tokens
+
+        return tokens.issue(user.get_username())
 
     @staticmethod
     def set_mode(operations, names, mode):
+        """pg: the function serves; orm: the twin serves everyone; shadow: the function serves, every call compared."""
+        from rollout import guard
+
         for flag in operations.flags_for(names):
-            flag.everyone = True if mode == "orm" else None
-            flag.shadow_percent = 100 if mode == "shadow" else 0
-            flag.percent, flag.guard_tripped_at = 0, None
-            flag.save()
+            if flag.guard_tripped_at:
+                guard.clear(flag, source="loadtest")
+        (operations.enable if mode == "orm" else operations.disable)(names, source="loadtest")
+        for name in names:
+            operations.set_percent(name, 0, source="loadtest")
+            operations.set_shadow(name, 100 if mode == "shadow" else 0, source="loadtest")
 
     @staticmethod
     def free_port():

@@ -3,8 +3,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from rollout import guard, operations, reports
+from rollout import guard, operations, reports, tokens
 from rollout.actors import PERCENT_KEYS
+from rollout.experiments import query_name
 from rollout.flag_state import COHORT_FIELDS, COHORTS
 from rollout.metrics import metrics
 from rollout.operations import OperationError
@@ -12,8 +13,15 @@ from rollout.replay import replay
 from rollout.retention import purge
 
 
+def _number(value):
+    return f"{float(value):g}"
+
+
 class Command(BaseCommand):
-    help = "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, history, replay, purge."
+    help = (
+        "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, history, replay, purge, "
+        "clear-guard, forget, token."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -55,6 +63,14 @@ class Command(BaseCommand):
         sub.add_parser("clear-guard", help="forget a guard trip").add_argument("query")
         metrics_purge = sub.add_parser("purge-metrics", help="delete metric rollups older than HOURS hours")
         metrics_purge.add_argument("--older-than", type=float, metavar="HOURS", help="default: the retention setting")
+        sub.add_parser(
+            "forget", help="delete the flag and discrepancies of a query that is no longer registered"
+        ).add_argument("query")
+        token = sub.add_parser("token", help="API tokens: issue USER, list [USER], revoke ID")
+        token_sub = token.add_subparsers(dest="token_action", required=True)
+        token_sub.add_parser("issue", help="a new key for USER, shown once").add_argument("user")
+        token_sub.add_parser("list", help="tokens (never their keys), newest first").add_argument("user", nargs="?")
+        token_sub.add_parser("revoke", help="delete a token by its id").add_argument("id", type=int)
 
     def handle(self, *args, action, **options):
         try:
@@ -70,29 +86,38 @@ class Command(BaseCommand):
         rows = reports.status()
         return rows if options["json"] else reports.table(rows, reports.STATUS_COLUMNS)
 
-    def _changed(self, flags, options):
-        rows = [reports.flag_summary(f) for f in flags]
-        return rows if options["json"] else "\n".join(f"{r['flag']}: {r['serving']}" for r in rows)
+    def _changed(self, flags, options, what):
+        """One line per flag: what this command changed, then what serves whom now."""
+        rows = [{**reports.flag_summary(f), "changed": what(f)} for f in flags]
+        if options["json"]:
+            return rows
+        return "\n".join(f"{query_name(r['flag'])}: {r['changed']} (now: {r['serving']})" for r in rows)
 
     def do_enable(self, queries, **options):
-        return self._changed(operations.enable(queries), options)
+        return self._changed(operations.enable(queries), options, lambda f: "candidate for everyone")
 
     def do_disable(self, queries, **options):
-        return self._changed(operations.disable(queries), options)
+        return self._changed(operations.disable(queries), options, lambda f: "back to the cohort rules")
 
     def do_kill(self, queries, **options):
-        return self._changed(operations.kill(queries), options)
+        return self._changed(operations.kill(queries), options, lambda f: "killed, the control serves everyone")
 
     def do_percent(self, query, percent, key, **options):
-        return self._changed([operations.set_percent(query, percent, key)], options)
+        flag = operations.set_percent(query, percent, key)
+        return self._changed([flag], options, lambda f: f"{_number(f.percent)} % by {f.percent_key}")
 
     def do_shadow(self, query, percent, **options):
-        return self._changed([operations.set_shadow(query, percent)], options)
+        flag = operations.set_shadow(query, percent)
+        return self._changed([flag], options, lambda f: f"shadow {_number(f.shadow_percent)} %")
 
     def do_cohort(self, query, exclude, **options):
         add = {field: options[f"add_{field}"] for field in COHORT_FIELDS if options[f"add_{field}"]}
         remove = {field: options[f"remove_{field}"] for field in COHORT_FIELDS if options[f"remove_{field}"]}
-        return self._changed([operations.change_cohorts(query, add, remove, excluded=exclude)], options)
+        flag = operations.change_cohorts(query, add, remove, excluded=exclude)
+        prefix = "excluded " if exclude else ""
+        changes = [f"{prefix}{field} +{ids}" for field, ids in add.items()]
+        changes += [f"{prefix}{field} -{ids}" for field, ids in remove.items()]
+        return self._changed([flag], options, lambda f: ", ".join(changes))
 
     def do_history(self, query, limit, **options):
         rows = reports.history(query, limit)
@@ -117,4 +142,33 @@ class Command(BaseCommand):
     def do_clear_guard(self, query, **options):
         [flag] = operations.flags_for([query])
         guard.clear(flag)
-        return self._changed([flag], options)
+        return self._changed([flag], options, lambda f: "guard cleared and re-armed; the flag itself is unchanged")
+
+    def do_forget(self, query, **options):
+        deleted = operations.forget(query)
+        return (
+            deleted
+            if options["json"]
+            else f"{query}: deleted {deleted['flags']} flag and {deleted['discrepancies']} discrepancies"
+        )
+
+    def do_token(self, token_action, **options):
+        return getattr(self, f"token_{token_action}")(**options)
+
+    def token_issue(self, user, **options):
+        token, key = tokens.issue(user)
+        if options["json"]:
+            return {"id": token.pk, "user": user, "key": key}
+        return (
+            f"token #{token.pk} for {user}: {key}\n"
+            "Shown once: only its hash is stored. Send it as `Authorization: Token <key>`; "
+            f"revoke it with `rollout token revoke {token.pk}`."
+        )
+
+    def token_list(self, user, **options):
+        rows = tokens.listing(user)
+        return rows if options["json"] else reports.table(rows, tokens.COLUMNS) if rows else "no tokens"
+
+    def token_revoke(self, id, **options):
+        user = tokens.revoke(id)
+        return {"revoked": id, "user": user} if options["json"] else f"token #{id} of {user} revoked"

@@ -1,0 +1,84 @@
+"""monitoring/: the Prometheus rules pass promtool (check and unit tests), and every series the rules and the
+Grafana dashboard read is one /metrics exposes."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import rollout
+from rollout.actors import Actor
+from tests.rollout_helpers import ROOT
+
+MONITORING = ROOT / "monitoring"
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(not PROMTOOL, reason="needs promtool (Debian's prometheus; .ci/run installs it)")
+
+
+def dashboard_expressions():
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    # Grafana's variables, replaced by what Grafana puts there, so promtool can parse the expression.
+    return [
+        target["expr"].replace("$__rate_interval", "5m").replace("$query", ".*")
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def promtool(*args, cwd=MONITORING):
+    result = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@needs_promtool
+def test_the_alerting_rules_pass_promtool_and_their_unit_tests():
+    assert "SUCCESS: 4 rules found" in promtool("check", "rules", "rules.yml")
+    promtool("test", "rules", "rules-test.yml")
+
+
+@needs_promtool
+def test_every_grafana_panel_expression_is_valid_promql(tmp_path):
+    rules = {
+        "groups": [
+            {
+                "name": "grafana",
+                "rules": [{"record": f"panel:{i}", "expr": e} for i, e in enumerate(dashboard_expressions())],
+            }
+        ]
+    }
+    (tmp_path / "panels.yml").write_text(json.dumps(rules))  # JSON is YAML
+    promtool("check", "rules", "panels.yml", cwd=tmp_path)
+
+
+@pytest.mark.django_db
+def test_the_rules_and_the_dashboard_read_only_series_that_metrics_exposes(client):
+    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1)
+    exposed = set(re.findall(r"^(rollout_\w+?)(?:\{| )", client.get("/metrics").content.decode(), re.M))
+    texts = [(MONITORING / "rules.yml").read_text(), *dashboard_expressions()]
+    used = {name for text in texts for name in re.findall(r"\brollout_\w+", text)}
+    assert used and used <= exposed, f"not exposed: {sorted(used - exposed)}"
+    assert {"rollout_guard_tripped", "rollout_open_discrepancies", "rollout_drops_total"} <= used
+
+
+@pytest.mark.django_db
+def test_metrics_expose_the_guard_state_and_the_open_discrepancies(client, recorded_discrepancy):
+    from rollout import guard
+    from rollout.models import QueryFlag
+
+    guard.trip(QueryFlag.objects.get(name="orm.bu_list"), "in a test")
+    body = client.get("/metrics").content.decode()
+    assert 'rollout_guard_tripped{query="bu_list"} 1.0' in body
+    assert 'rollout_guard_tripped{query="job_needs"} 0.0' in body
+    assert 'rollout_open_discrepancies{query="bu_list"} 1.0' in body
+
+
+@pytest.fixture
+def recorded_discrepancy(broken_bu_list):
+    from rollout.background import background
+
+    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
+    background.drain()
