@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from query_backends.registry import REGISTRY
 from rollout.models import Discrepancy, FlagChange, QueryFlag
@@ -58,6 +59,7 @@ def demo_server(tmp_path):
         ).values()
         return discrepancy
 
+    started = timezone.now()
     discrepancy = committed(prepare)
     port = free_port()
     environ = {
@@ -93,6 +95,8 @@ def demo_server(tmp_path):
             reset_flags()
             Discrepancy.objects.all().delete()
             User.objects.filter(username=LOGIN[0]).delete()
+            # The demo's committed flag history (a guard trip on a loaded machine included) is not another test's.
+            FlagChange.objects.filter(changed_at__gte=started).delete()
 
         committed(cleanup)
 
