@@ -236,7 +236,22 @@ print("dispatched", flush=True)
 
 
 def worker(env, log):
-    args = ["celery", "-A", "settings", "worker", "-c", "2", "--without-gossip", "--without-mingle", "-l", "warning"]
+    # A node name of its own: two workers of one name on one broker fight over their control queue.
+    name = f"rollout-test-{uuid.uuid4().hex[:8]}@%h"
+    args = [
+        "celery",
+        "-A",
+        "settings",
+        "worker",
+        "-c",
+        "2",
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "warning",
+    ]
     return start(args, env, module=True, output=log.open("ab"))
 
 
@@ -249,18 +264,30 @@ def wait_for(condition, seconds):
     return False
 
 
-@pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/{db}", "amqp://guest:guest@127.0.0.1:5672//"])
+@pytest.fixture
+def broker(request):
+    """A private redis-server of the test's own, or the machine's RabbitMQ (each test on a queue of its own)."""
+    if request.param == "redis":
+        port, process = private_redis()
+        yield f"redis://127.0.0.1:{port}/0"
+        process.kill()
+        process.wait()
+    else:
+        yield "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"], indirect=True)
 def test_comparisons_run_on_celery_workers_and_a_killed_worker_loses_nothing(broker, tmp_path):
     calls = 60
-    redis_db = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[-1] or "0"
     env = {
-        "CELERY_BROKER_URL": broker.format(db=redis_db),
+        "CELERY_BROKER_URL": broker,
         "ROLLOUT_SHADOW_BACKEND": "celery",
         "ROLLOUT_CELERY_QUEUE": f"rollout-test-{uuid.uuid4().hex[:8]}",
         "ROLLOUT_REGISTRY": "tests.toy.REGISTRY",
         "TOY_WRONG": ",".join(str(n) for n in range(calls)),  # every comparison mismatches
         "TOY_DELAY_SECONDS": "0.05",
         "CELERY_WORKER_PREFETCH_MULTIPLIER": "4",
+        "ROLLOUT_SHADOW_BATCH": "5",  # twelve tasks: the kill lands between and inside them
     }
     toy_flag()
     web = start(WEB.format(calls=calls), env)
