@@ -1,8 +1,10 @@
+import django
 from django.core.checks import Warning, register
 from django.db import DatabaseError, connection
 from django.db.migrations.recorder import MigrationRecorder
 
 from query_backends.functions import installation_problems
+from query_backends.twins.compiled import SUPPORTED_DJANGO
 
 INSTALLING_MIGRATION = ("query_backends", "0003_legacy_functions")
 
@@ -21,4 +23,20 @@ def legacy_functions_installed(app_configs=None, **kwargs):
     return [
         Warning(problem, hint="run `python manage.py install_legacy_functions`", obj=name, id="query_backends.W001")
         for name, problem in problems.items()
+    ]
+
+
+@register()
+def compiled_twins_supported(app_configs=None, **kwargs):
+    """The compiled twins use Django compiler internals (twins/compiled.py lists them) verified per version."""
+    if django.VERSION[:2] in SUPPORTED_DJANGO:
+        return []
+    versions = ", ".join(".".join(map(str, v)) for v in SUPPORTED_DJANGO)
+    return [
+        Warning(
+            f"Django {django.get_version()} is not one the compiled twins were verified on ({versions}).",
+            hint="The twins run plain QuerySets (slower, never wrong); verify twins/compiled.py and add the version.",
+            obj="query_backends.twins.compiled",
+            id="query_backends.W002",
+        )
     ]

@@ -7,6 +7,7 @@ assignsitegroup values, names differing only in case, plans at local-day
 edges, windows spanning now) occur at the rates in QUIRK_RATES.
 """
 
+import contextlib
 import json
 import random
 import sys
@@ -18,7 +19,6 @@ from decimal import Decimal
 from django.apps import apps as django_apps
 from django.db import connection, transaction
 
-from query_backends.caching import bump
 from query_backends.sentinels import SENTINEL_ID, create_sentinels
 
 
@@ -117,6 +117,9 @@ TYPEASSIST = [
 ]
 TA_CLIENT, TA_CUSTOMER, TA_SITE, TA_ZONE, TA_PEOPLEGROUP, TA_SITEGROUP = 1, 2, 3, 4, 5, 6
 BUTYPES, TA_VENDOR = (7, 8, 9), 10
+
+# A bound for one statement of a load (a COPY, ANALYZE), not for the request path.
+LOAD_STATEMENT_TIMEOUT = "15min"
 
 # Loaded in this order; emptied in reverse.
 LEGACY_TABLES = (
@@ -580,16 +583,62 @@ def legacy_rows_exist():
 def reset():
     """Empty the legacy tables, keeping (re-creating) the sentinel rows."""
     with transaction.atomic(), connection.cursor() as cursor:
-        # Fire FK checks still pending in an enclosing transaction: TRUNCATE refuses to run past them.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"TRUNCATE {', '.join(LEGACY_TABLES)} RESTART IDENTITY")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        create_sentinels(django_apps)
-        transaction.on_commit(lambda: bump(LEGACY_TABLES))
+        _empty(cursor)
+
+
+def _empty(cursor):
+    # Fire FK checks still pending in an enclosing transaction: TRUNCATE refuses to run past them.
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    cursor.execute(f"TRUNCATE {', '.join(LEGACY_TABLES)} RESTART IDENTITY")
+    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    create_sentinels(django_apps)
+
+
+@contextlib.contextmanager
+def _without_foreign_keys_and_indexes(cursor):
+    """Drop the legacy tables' foreign keys and plain indexes for the block; re-create them after it.
+
+    Row by row, the deferred FK checks of a COPY cost one lookup per row and key (millions on large) and
+    every index is maintained insert by insert; re-created afterwards, each key is validated by one join
+    and each index built in one sort. It all happens in the load's transaction: a failure restores them.
+    """
+    tables = list(LEGACY_TABLES)
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses to run past pending FK checks
+    cursor.execute(
+        "SELECT conrelid::regclass::text, quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) ORDER BY oid",
+        [tables],
+    )
+    keys = cursor.fetchall()
+    cursor.execute(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+        "WHERE indrelid = ANY(%s::regclass[]) AND NOT indisunique ORDER BY indexrelid",
+        [tables],
+    )
+    indexes = cursor.fetchall()
+    for table, name, _ in keys:
+        cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+    for name, _ in indexes:
+        cursor.execute(f"DROP INDEX {name}")
+    yield
+    for _, definition in indexes:
+        cursor.execute(definition)
+    for table, name, definition in keys:
+        cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+
+
+@contextlib.contextmanager
+def _statement_timeout(cursor, timeout):
+    """SET LOCAL statement_timeout for the block; the caller's value afterwards."""
+    cursor.execute("SELECT current_setting('statement_timeout')")
+    before = cursor.fetchone()[0]
+    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
+    yield
+    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
 
 
 def _copy(cursor, table, rows, progress):
-    with cursor.cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN") as copy:
+    with cursor.cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN WITH (FREEZE)") as copy:
         for row in rows:
             copy.write_row(row)
             progress.update(1)
@@ -623,18 +672,26 @@ def load(scale_name, seed=0, anchor=None, progress_factory=None):
         yield "capability", world.capabilities(), None
 
     counts = {}
-    with transaction.atomic(), connection.cursor() as cursor:
-        for table, rows, total in tables():
-            with progress_factory(table, total if total is not None else len(rows)) as progress:
-                _copy(cursor, table, rows, progress)
-                counts[table] = progress.n
+    # The load's own statement_timeout: one COPY of jobneed runs for minutes on large, far past the
+    # request-sized DB_STATEMENT_TIMEOUT_MS every connection starts with.
+    with transaction.atomic(), connection.cursor() as cursor, _statement_timeout(cursor, LOAD_STATEMENT_TIMEOUT):
+        if legacy_rows_exist():
+            raise ValueError("the legacy tables already hold data: reset() them first")
+        # Emptied in this transaction, the tables load into fresh files: a failed load leaves its rows in
+        # files that are discarded whole (no dead tuples, no bloat), and COPY FREEZE writes rows already
+        # frozen, so no VACUUM pass has to rewrite the pages later.
+        with _without_foreign_keys_and_indexes(cursor):
+            _empty(cursor)
+            for table, rows, total in tables():
+                with progress_factory(table, total if total is not None else len(rows)) as progress:
+                    _copy(cursor, table, rows, progress)
+                    counts[table] = progress.n
         for table in LEGACY_TABLES:
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT max(id) FROM {table}), 1))"
             )
-        # COPY bypasses Django's signals: every cached answer is now suspect.
-        transaction.on_commit(lambda: bump(LEGACY_TABLES))
-    with connection.cursor() as cursor:
+        # Every cached answer is retired by the generation triggers (migration 0020) when this commits.
+    with transaction.atomic(), connection.cursor() as cursor, _statement_timeout(cursor, LOAD_STATEMENT_TIMEOUT):
         cursor.execute(f"ANALYZE {', '.join(LEGACY_TABLES)}")
     return counts
 

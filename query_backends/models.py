@@ -12,7 +12,6 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-from query_backends.invalidation import InvalidatingQuerySet, LegacyManager
 from query_backends.sentinels import SENTINEL_ID
 
 
@@ -23,8 +22,6 @@ def _fk(to, **kwargs):
 
 
 class Legacy(models.Model):
-    objects = LegacyManager()
-
     class Meta:
         abstract = True
 
@@ -102,7 +99,7 @@ class PeopleGroup(Stamped):
         return self.groupname
 
 
-class MembershipQuerySet(InvalidatingQuerySet):
+class MembershipQuerySet(models.QuerySet):
     def in_real_groups(self):
         """Only memberships of a group: a NULL or sentinel pgroup_id means "in no group" to every function."""
         return self.filter(pgroup_id__isnull=False).exclude(pgroup_id=SENTINEL_ID)

@@ -98,14 +98,17 @@ class QueryDefinition:
         return {value: self.run(backend, {**cleaned, name: value}) for value in values}
 
     def run_cached(self, backend, params):
-        """(answer, hit): through the never-stale cache when the query may be cached, else (run, False)."""
+        """(answer, hit): through the never-stale cache when the query may be cached, else (run, False).
+
+        hit is the tier that answered, "memory" or "redis" (truthy), or False when the backend ran.
+        """
         if self.cache is None:
             return self.run(backend, params), False
         return caching.cached(self, {"backend": backend, **params}, lambda: self.run(backend, params))
 
-    def cached_answer(self, backend, params):
-        """(found, answer): what the cache holds now for these parameters."""
-        value = caching.peek(self, {"backend": backend, **params}) if self.cache else caching.MISS
+    def cached_answer(self, backend, params, tier=None):
+        """(found, answer): what the cache holds now for these parameters — in one tier, or in either."""
+        value = caching.peek(self, {"backend": backend, **params}, tier) if self.cache else caching.MISS
         return (False, None) if value is caching.MISS else (True, value)
 
     def allowed_for(self, client_id, params):

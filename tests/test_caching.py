@@ -1,10 +1,15 @@
+import os
+import signal
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import time_machine
-from django.db import connection
 
 import rollout
+from query_backends import caching
 from query_backends import models as m
 from query_backends.registry import REGISTRY
 from rollout import operations
@@ -13,57 +18,209 @@ from rollout.background import background
 from rollout.flag_cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
+from tests.conftest import rolled_back
 from tests.legacy_world import bu, capability, person
+from tests.rollout_helpers import committed, database_url, python_process
 
 pytestmark = pytest.mark.django_db
 ALICE = Actor(person_id=1)
 
 
-def caps(root):
+def caps(root_id):
     definition = REGISTRY.get("web_capabilities")
-    return definition.run_cached("orm", definition.clean({"root_id": root.id}))
+    return definition.run_cached("orm", definition.clean({"root_id": root_id}))
 
 
-def renamed(capability_row):
-    capability_row.capscode = "RENAMED"
-    return capability_row
+def fresh_caps(root_id):
+    return REGISTRY.get("web_capabilities").run("pg", {"root_id": root_id})
 
 
-WRITES = {
-    "save": lambda root: m.Capability.objects.create(capscode="NEW", parent=root, cfor="WEB"),
-    "delete": lambda root: m.Capability.objects.filter(parent=root).first().delete(),
-    "bulk_create": lambda root: m.Capability.objects.bulk_create([m.Capability(capscode="B", parent=root, cfor="WEB")]),
-    "bulk_update": lambda root: m.Capability.objects.bulk_update(
-        [renamed(c) for c in m.Capability.objects.filter(parent=root)], ["capscode"]
-    ),
-    "queryset update": lambda root: m.Capability.objects.filter(parent=root).update(capscode="UPDATED"),
-    "queryset delete": lambda root: m.Capability.objects.filter(parent=root).delete(),
-}
+def plain_sql(statement, params=()):
+    """A committed write through a plain psycopg connection: no Django, no signal."""
+    with psycopg.connect(database_url(), autocommit=True, options="-c lock_timeout=10s") as conn:
+        conn.execute(statement, params)
 
 
-@pytest.mark.parametrize("write", WRITES)
-def test_every_committed_write_through_django_invalidates_the_answer(write, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
+def committed_generation(table):
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        sql = "SELECT coalesce(sum(n), 0) FROM query_cache_generation WHERE table_name = %s"
+        return conn.execute(sql, [table]).fetchone()[0]
+
+
+def wait_until_heard(table, listener=None):
+    """Until this process's listener holds the committed generation of `table` (the hang guard is not a timing)."""
+    target = committed_generation(table)
+    deadline = time.monotonic() + 30
+    while ((listener or caching.listener).generations() or {}).get(table, 0) < target:
+        assert time.monotonic() < deadline, f"the listener never heard of the write to {table}"
+        time.sleep(0.002)
+
+
+@pytest.fixture
+def menu():
+    """A committed WEB capability with one child; both gone afterwards."""
+
+    def create():
         root = capability(cfor="WEB")
         capability(root)
-    first, hit = caps(root)
-    assert not hit and len(first) == 2
-    assert caps(root) == (first, True)
-    with django_capture_on_commit_callbacks(execute=True):
-        WRITES[write](root)
-    fresh, hit = caps(root)
-    assert not hit and fresh != first
-    assert fresh == REGISTRY.get("web_capabilities").run("pg", {"root_id": root.id})
+        return root.id
+
+    root_id = committed(create)
+    wait_until_heard("capability")  # else the first entry is stored under generations from before it
+    yield root_id
+    plain_sql("DELETE FROM capability WHERE parent_id = %s", [root_id])
+    plain_sql("DELETE FROM capability WHERE id = %s", [root_id])
 
 
-def test_a_rolled_back_write_invalidates_nothing(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        root = capability(cfor="WEB")
-    caps(root)
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        capability(root)
-    assert callbacks  # the bump waits for a commit that never comes
-    assert caps(root)[1] is True
+def test_a_hit_comes_from_memory_then_from_redis_in_a_process_that_has_not_seen_it(menu):
+    first = caps(menu)
+    assert first == (fresh_caps(menu), False)
+    assert caps(menu) == (first[0], "memory")
+    caching.listener.memory.clear()  # as if another process asked
+    assert caps(menu) == (first[0], "redis")
+    assert caps(menu) == (first[0], "memory")
+
+
+def test_an_answer_mutated_by_its_caller_does_not_change_the_cached_one(menu):
+    answer, _ = caps(menu)
+    answer[0]["capscode"] = "MUTATED"
+    again, hit = caps(menu)
+    assert hit == "memory" and again == fresh_caps(menu) and again[0]["capscode"] != "MUTATED"
+    again.clear()
+    assert caps(menu) == (fresh_caps(menu), "memory")
+
+
+def test_a_plain_sql_write_is_seen_by_the_next_call_in_another_process(menu):
+    caps(menu)  # cached here, and in Redis for the other process
+    other = python_process(
+        "from query_backends.registry import REGISTRY\n"
+        "from query_backends import caching\n"
+        "d = REGISTRY.get('web_capabilities')\n"
+        f"p = d.clean({{'root_id': {menu}}})\n"
+        "print(repr(d.run_cached('orm', p)[1]), flush=True)\n"
+        "target = int(sys.stdin.readline())\n"
+        "while (caching.listener.generations() or {}).get('capability', 0) < target:\n"
+        "    time.sleep(0.002)\n"
+        "value, hit = d.run_cached('orm', p)\n"
+        "print(repr(hit), flush=True)\n"
+        "print(sorted(row['capscode'] for row in value), flush=True)\n"
+    )
+    try:
+        assert other.stdout.readline().strip() == "'redis'"
+        plain_sql("UPDATE capability SET capscode = 'WRITTEN-ELSEWHERE' WHERE parent_id = %s", [menu])
+        other.stdin.write(f"{committed_generation('capability')}\n")
+        other.stdin.flush()
+        out, err = other.communicate(timeout=60)
+    finally:
+        other.kill()
+    hit, codes = out.strip().splitlines()
+    assert hit == "False", err
+    assert "WRITTEN-ELSEWHERE" in codes
+    wait_until_heard("capability")
+    assert caps(menu) == (fresh_caps(menu), "redis")  # the other process stored the fresh answer
+
+
+def test_a_write_in_an_open_transaction_is_not_seen_until_it_commits(menu):
+    before, _ = caps(menu)
+    writer = psycopg.connect(database_url())
+    try:
+        writer.execute("UPDATE capability SET capscode = 'UNCOMMITTED' WHERE parent_id = %s", [menu])
+        # A later commit elsewhere: once it is heard, everything committed before it has been heard too.
+        plain_sql("UPDATE job SET jobname = jobname WHERE id = -1")
+        wait_until_heard("job")
+        assert fresh_caps(menu) == before
+        assert caps(menu) == (before, "memory")
+        writer.commit()
+        wait_until_heard("capability")
+        after, hit = caps(menu)
+        assert not hit and after != before and after == fresh_caps(menu)
+    finally:
+        writer.close()
+
+
+def test_inside_a_transaction_that_has_written_the_database_answers(menu):
+    cached, _ = caps(menu)
+    with rolled_back():  # rolled back to its savepoint: the fixture's clean-up does not wait on our row locks
+        m.Capability.objects.filter(parent_id=menu).update(capscode="MINE")  # uncommitted
+        mine, hit = caps(menu)
+        assert hit is False and mine == fresh_caps(menu) and mine != cached
+        # Other connections are still served the committed answer: nothing of ours was stored.
+        assert committed(caps, menu) == (cached, "memory")
+
+
+def test_a_killed_listener_connection_bypasses_nothing_stale_and_recovers(menu):
+    first, _ = caps(menu)
+    old_pid = caching.listener.backend_pid
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+        # Committed while the listener is (about to be) gone: its NOTIFY reaches no one.
+        conn.execute("UPDATE capability SET capscode = 'DURING-OUTAGE' WHERE parent_id = %s", [menu])
+    deadline = time.monotonic() + 30
+    while caching.listener.backend_pid in (None, old_pid) or caching.listener.generations() is None:
+        assert time.monotonic() < deadline, "the listener did not reconnect"
+        time.sleep(0.005)
+    after, hit = caps(menu)
+    assert hit is False and after == fresh_caps(menu) and after != first
+    assert caps(menu) == (after, "memory")
+
+
+def test_while_the_listener_is_down_every_call_computes_and_nothing_is_stored(menu, monkeypatch):
+    caps(menu)
+    down = caching.GenerationListener()
+    # Nothing listens on this private port: the listener cannot connect.
+    monkeypatch.setattr(caching, "_listener_params", lambda: {"host": "127.0.0.1", "port": 17301, "connect_timeout": 1})
+    monkeypatch.setattr(caching, "listener", down)
+    try:
+        assert down.generations() is None
+        plain_sql("UPDATE capability SET capscode = 'UNHEARD' WHERE parent_id = %s", [menu])
+        expected = fresh_caps(menu)
+        assert caps(menu) == (expected, False)
+        assert caps(menu) == (expected, False)
+        assert REGISTRY.get("web_capabilities").cached_answer("orm", {"root_id": menu}) == (False, None)
+    finally:
+        down.stop()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of this test's own, on a private port, stopped by its pid."""
+    port = 17310
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while (
+        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG"
+    ):
+        assert time.monotonic() < deadline, "private redis-server did not start"
+        time.sleep(0.05)
+    yield server, port
+    os.kill(server.pid, signal.SIGCONT)
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_a_redis_stall_during_a_write_never_serves_the_old_answer(menu, settings, private_redis):
+    server, port = private_redis
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1, "IGNORE_EXCEPTIONS": True},
+        }
+    }
+    first, _ = caps(menu)
+    assert caps(menu) == (first, "memory")
+    os.kill(server.pid, signal.SIGSTOP)
+    plain_sql("UPDATE capability SET capscode = 'DURING-STALL' WHERE parent_id = %s", [menu])
+    wait_until_heard("capability")
+    during, hit = caps(menu)  # Redis times out: computed
+    assert hit is False and during == fresh_caps(menu) and during != first
+    assert caps(menu) == (during, "memory")  # the in-process tier carries on
+    os.kill(server.pid, signal.SIGCONT)
+    caching.listener.memory.clear()  # a process that only has what Redis kept: the entry from before the write
+    after, hit = caps(menu)
+    assert hit is False and after == during
 
 
 def test_a_daily_answer_rolls_over_at_utc_midnight():
@@ -71,7 +228,7 @@ def test_a_daily_answer_rolls_over_at_utc_midnight():
     params = definition.clean({"client_id": 1, "people_id": 1})
     with time_machine.travel(datetime(2030, 1, 1, 23, 59, 59, tzinfo=UTC), tick=False):
         assert definition.run_cached("orm", params)[1] is False
-        assert definition.run_cached("orm", params)[1] is True
+        assert definition.run_cached("orm", params)[1] == "memory"
     with time_machine.travel(datetime(2030, 1, 2, 0, 0, 1, tzinfo=UTC), tick=False):
         assert definition.run_cached("orm", params)[1] is False
 
@@ -95,6 +252,8 @@ def test_an_unreachable_redis_makes_the_cache_a_no_op(settings):
     params = definition.clean({"bu_id": 1, "fmt": "array"})
     expected = definition.run("pg", params)
     assert definition.run_cached("orm", params) == (expected, False)
+    assert definition.run_cached("orm", params) == (expected, "memory")
+    caching.listener.memory.clear()
     assert definition.run_cached("orm", params) == (expected, False)
 
 
@@ -108,24 +267,19 @@ def test_the_router_serves_the_candidate_through_the_cache_and_counts_hits():
 
 
 @pytest.mark.usefixtures("no_discrepancies")
-def test_a_write_that_bypasses_django_is_caught_as_a_stale_cache_discrepancy():
-    from tests.rollout_helpers import committed
-
-    def rename(name):
-        with connection.cursor() as cursor:  # raw SQL: no signal, no generation bump
-            cursor.execute("UPDATE bt SET buname = %s WHERE id = 2", [name])
-
-    original = m.BusinessUnit.objects.get(id=2).buname
+def test_a_stale_cached_answer_is_caught_as_a_stale_cache_discrepancy():
     operations.enable(["bu_list"])
     operations.set_shadow("bu_list", 100)
     flags.invalidate()
-    try:
-        rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="jsonb")  # miss: now cached
-        committed(rename, original + " (elsewhere)")
-        rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="jsonb")  # hit: stale
-        background.drain()
-    finally:
-        committed(rename, original)
+    definition = REGISTRY.get("bu_list")
+    served = rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")  # miss: now cached
+    # A cache bug, planted: the entry stays current but holds a different answer.
+    key = caching._memory_key(definition, {"backend": "orm", **definition.clean({"bu_id": 2, "fmt": "array"})})
+    generations, _, _ = caching.listener.memory.get(key)
+    caching.listener.memory.put(key, (generations, [*served, 999_999], list.copy))
+    rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")
+    assert rollout.last_decision().cache_hit is True
+    background.drain()
     assert list(Discrepancy.objects.values_list("kind", flat=True)) == ["stale_cache"]
 
 
@@ -165,22 +319,33 @@ def test_dispatch_many_answers_like_one_call_per_person():
     assert any(many.values())
 
 
-def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(
-    django_assert_num_queries, django_capture_on_commit_callbacks
-):
+def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(django_assert_num_queries):
     from django.contrib.auth.models import User
 
     from query_backends.actors import resolve_user
 
-    with django_capture_on_commit_callbacks(execute=True):
+    def create():
         client = bu(kind="CLIENT")
-        someone = person(client, None, loginid="lookup-me")
+        return client.id, person(client, None, loginid="lookup-me").id
+
+    client_id, someone = committed(create)
+    wait_until_heard("people")
     user = User(username="lookup-me")
-    first = resolve_user(user)
-    assert first["person_id"] == someone.id and first["group_ids"] == set()
-    with django_assert_num_queries(0):
-        assert resolve_user(user) == first
-    with django_capture_on_commit_callbacks(execute=True):
-        group = m.PeopleGroup.objects.create(groupname="G", client=client)
-        m.GroupMembership.objects.create(pgroup=group, people=someone)
-    assert resolve_user(user)["group_ids"] == {group.id}
+    try:
+        first = resolve_user(user)
+        assert first["person_id"] == someone and first["group_ids"] == set()
+        with django_assert_num_queries(1):  # inside the test's transaction: only the has-it-written check
+            assert resolve_user(user) == first
+        group = committed(lambda: m.PeopleGroup.objects.create(groupname="G", client_id=client_id).id)
+        committed(lambda: m.GroupMembership.objects.create(pgroup_id=group, people_id=someone))
+        wait_until_heard("pgbelonging")
+        assert resolve_user(user)["group_ids"] == {group}
+    finally:
+
+        def cleanup():
+            m.GroupMembership.objects.filter(people_id=someone).delete()
+            m.PeopleGroup.objects.filter(client_id=client_id).delete()
+            m.People.objects.filter(id=someone).delete()
+            m.BusinessUnit.objects.filter(id=client_id).delete()
+
+        committed(cleanup)

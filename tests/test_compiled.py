@@ -1,11 +1,27 @@
+import asyncio
+import threading
 from datetime import UTC, datetime
 
+import django
 import pytest
+from django.db import connections
 
-from query_backends.models import Asset, BusinessUnit, JobNeed
+import rollout
+from query_backends.checks import compiled_twins_supported
+from query_backends.models import Asset, BusinessUnit, Capability, JobNeed, People
+from query_backends.registry import REGISTRY
+from query_backends.twins import compiled
 from query_backends.twins.compiled import _UNCOMPILABLE, CompiledQuery
+from rollout import operations
+from rollout.actors import Actor
+from rollout.background import background
+from rollout.flag_cache import flags
+from rollout.metrics import metrics
+from rollout.models import Discrepancy
+from tests.rollout_helpers import committed, reset_flags
 
 pytestmark = pytest.mark.django_db
+ALICE = Actor(person_id=1)
 
 
 def plain(queryset, columns):
@@ -41,3 +57,96 @@ def test_booleans_and_list_lengths_are_part_of_the_shape():
     assert shape(("id",), {"a": 1, "b": True}) != shape(("id",), {"a": 1, "b": False})
     assert shape(("id",), {"ids": [1, 2]}) != shape(("id",), {"ids": [1, 2, 3]})
     assert shape(("id",), {"a": 1}) == shape(("id",), {"a": 2})
+
+
+def test_the_plans_are_bounded():
+    query = CompiledQuery(lambda ids: Asset.objects.filter(id__in=ids).order_by("id"))
+    for length in range(1, compiled.PLANS_PER_QUERY + 11):
+        ids = list(range(1, length + 1))
+        assert query.rows(("id",), ids=ids) == plain(Asset.objects.filter(id__in=ids).order_by("id"), ("id",))
+    assert len(query._plans) == compiled.PLANS_PER_QUERY
+
+
+def test_another_django_version_warns_and_the_twins_run_plain_querysets(monkeypatch):
+    assert compiled_twins_supported() == []
+    monkeypatch.setattr(django, "VERSION", (9, 9, 0, "final", 0))
+    assert [warning.id for warning in compiled_twins_supported()] == ["query_backends.W002"]
+    monkeypatch.setattr(compiled, "COMPILING", False)
+    query = CompiledQuery(lambda site: People.objects.filter(bu_id=site).order_by("id"))
+    columns = ("id", "people_extras")
+    assert query.rows(columns, site=1) == plain(People.objects.filter(bu_id=1).order_by("id"), columns)
+    assert len(query._plans) == 0
+
+
+def test_threads_share_the_plans_and_each_answers_on_its_own_connection():
+    """A JSON column (a converter that takes the connection) read by six threads at once, each on its own
+    connection, through plans another thread compiled; every row as the QuerySet returns it."""
+
+    def build(site, ids):
+        return People.objects.filter(bu_id=site, id__in=ids).order_by("id")
+
+    columns = ("id", "peoplecode", "people_extras", "mdtz")
+    cases = []
+    for site in BusinessUnit.objects.filter(id__gt=0).values_list("id", flat=True)[:8]:
+        ids = list(People.objects.filter(bu_id=site).values_list("id", flat=True)[:3])
+        cases.append((site, ids + [0] * (3 - len(ids))))
+    expected = [plain(build(site, ids), columns) for site, ids in cases]
+    assert any(expected)
+    query = CompiledQuery(build)
+    barrier = threading.Barrier(6)
+    failures, backends = [], set()
+
+    def worker(offset):
+        try:
+            barrier.wait()
+            for i in range(60):
+                index = (i + offset) % len(cases)
+                site, ids = cases[index]
+                assert query.rows(columns, site=site, ids=ids) == expected[index], (site, ids)
+            backends.add(connections["default"].connection.info.backend_pid)
+        except BaseException as exc:  # noqa: BLE001 — reported by the test thread
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(backends) > 1 and len(query._plans) == 1
+
+
+@pytest.mark.usefixtures("no_discrepancies")
+def test_adispatch_and_shadow_worker_threads_run_the_compiled_twins_side_by_side(settings):
+    settings.ROLLOUT_CACHE_CANDIDATE = False  # every call runs the twin itself
+    queries = {
+        "web_capabilities": [
+            {"root_id": r} for r in Capability.objects.filter(id__gt=0).values_list("id", flat=True)[:10]
+        ],
+        "bu_list": [
+            {"bu_id": b, "fmt": "array"}
+            for b in BusinessUnit.objects.filter(id__gt=0).values_list("id", flat=True)[:10]
+        ],
+    }
+    committed(operations.enable, list(queries))
+    for name in queries:
+        committed(operations.set_shadow, name, 100)
+    flags.invalidate()
+    calls = [(name, params) for name, many in queries.items() for params in many] * 3
+
+    async def everything():
+        return await asyncio.gather(*(rollout.adispatch(name, actor=ALICE, **params) for name, params in calls))
+
+    try:
+        answers = asyncio.run(everything())
+        background.drain()
+    finally:
+        committed(reset_flags)
+    for (name, params), answer in zip(calls, answers):
+        definition = REGISTRY.get(name)
+        assert definition.compare(definition.run("pg", definition.clean(params)), answer).equal, (name, params)
+    assert not Discrepancy.objects.exists()
+    numbers = metrics.snapshot()
+    assert sum(numbers[(name, "orm")]["comparisons"] for name in queries) == len(calls)

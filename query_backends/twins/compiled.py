@@ -6,18 +6,41 @@ shape (which branches, how many ids in an IN list) the SQL never changes —
 only the values do. CompiledQuery builds the QuerySet once with unique marker
 values, lets Django compile it, records where each marker landed among the
 SQL parameters, and from then on binds the real values there. Rows go through
-the same compiler's converters, so they are exactly what the QuerySet returns.
-Anything it cannot map safely (a marker inlined into the SQL text, a marker
-that vanished, an empty result known at compile time) runs the QuerySet as usual.
+the converters Django chose for the compiled columns, so they are exactly what
+the QuerySet returns. Anything it cannot map safely (a marker inlined into the
+SQL text, a marker that vanished, an empty result known at compile time,
+composite columns) runs the QuerySet as usual.
+
+Django internals it relies on, verified on SUPPORTED_DJANGO only (the system
+check query_backends.W002 warns on any other version, and the twins then run
+plain QuerySets):
+`Query.get_compiler(using)`, `SQLCompiler.as_sql()` (its SQL and parameter list),
+`SQLCompiler.select` and `.col_count` (the selected columns and their aliases),
+`SQLCompiler.get_converters()` and `.has_composite_fields()`, the converter call
+signature `converter(value, expression, connection)`, and `EmptyResultSet`.
+
+Threads: a Plan is built by one thread and then only read (calls bind values into copies). A call
+executes on the calling thread's own connection (`connections[reading_alias()]`) and
+hands the converters that connection — never the compiling thread's, which is
+why rows are converted here rather than by `SQLCompiler.apply_converters`,
+which binds the compiler's. Plans live in a bounded LRU behind a lock; two
+threads compiling one shape at once build equal plans and either may stay.
 """
 
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
+import django
+from cachetools import LRUCache
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
 from query_backends.snapshot import reading_alias
 
+SUPPORTED_DJANGO = ((5, 2),)
+COMPILING = django.VERSION[:2] in SUPPORTED_DJANGO
+PLANS_PER_QUERY = 64  # shapes per twin query: booleans times IN-list lengths stay far below this
 _INT_BASE = -(2**62)
 _DATE_BASE = datetime(1901, 1, 1, tzinfo=UTC)
 _UNCOMPILABLE = object()
@@ -35,11 +58,20 @@ def _is_marked(value):
     return isinstance(value, (int, str, datetime)) and not isinstance(value, bool)
 
 
+class Plan(NamedTuple):
+    sql: str
+    template: tuple
+    slots: tuple  # (parameter index, index inside an array parameter or None, value name, list position or None)
+    order: tuple  # where each wanted column sits among the selected ones
+    converters: tuple  # (position, converters, expression)
+
+
 class CompiledQuery:
     def __init__(self, build):
         """build(**values) returns the QuerySet for these values."""
         self.build = build
-        self._plans = {}
+        self._lock = threading.Lock()
+        self._plans = LRUCache(maxsize=PLANS_PER_QUERY)
 
     @staticmethod
     def shape(columns, values):
@@ -54,26 +86,34 @@ class CompiledQuery:
 
     def rows(self, columns, **values):
         """The QuerySet's rows as dicts keyed by `columns`, in order."""
-        key = self.shape(columns, values)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = self._compile(columns, values)
+        plan = self._plan(columns, values) if COMPILING else _UNCOMPILABLE
         if plan is _UNCOMPILABLE:
             queryset = self.build(**values)
             return [dict(zip(columns, row)) for row in queryset.values_list(*columns)]
-        compiler, sql, template, slots, order = plan
-        params = [list(p) if isinstance(p, list) else p for p in template]
-        for index, inner, name, position in slots:
+        params = [list(p) if isinstance(p, list) else p for p in plan.template]  # copies: the plan is shared
+        for index, inner, name, position in plan.slots:
             value = values[name] if position is None else values[name][position]
             if inner is None:
                 params[index] = value
             else:
                 params[index][inner] = value
-        with connections[reading_alias()].cursor() as cursor:
-            cursor.execute(sql, params)
+        connection = connections[reading_alias()]  # this thread's own, on the alias being read
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, params)
             fetched = cursor.fetchall()
-        rows = compiler.results_iter(results=[fetched], tuple_expected=True)
-        return [dict(zip(columns, (row[i] for i in order))) for row in rows]
+        if plan.converters:
+            fetched = [_converted(row, plan.converters, connection) for row in fetched]
+        return [dict(zip(columns, (row[i] for i in plan.order))) for row in fetched]
+
+    def _plan(self, columns, values):
+        key = self.shape(columns, values)
+        with self._lock:
+            plan = self._plans.get(key)
+        if plan is None:
+            plan = self._compile(columns, values)  # outside the lock: two threads may both compile; equal plans
+            with self._lock:
+                self._plans[key] = plan
+        return plan
 
     def _compile(self, columns, values):
         markers, wanted, number = {}, {}, 0
@@ -107,7 +147,23 @@ class CompiledQuery:
         inlined = any(str(marker) in sql for marker in wanted if not isinstance(marker, datetime))
         if found != set(wanted.values()) or inlined:
             return _UNCOMPILABLE
-        names = [alias for _, _, alias in compiler.select[: compiler.col_count]]
-        if sorted(names) != sorted(columns):
+        selected = compiler.select[: compiler.col_count]
+        names = [alias for _, _, alias in selected]
+        fields = [expression for expression, _, _ in selected]
+        if sorted(names) != sorted(columns) or compiler.has_composite_fields(fields):
             return _UNCOMPILABLE
-        return compiler, sql, list(template), slots, [names.index(c) for c in columns]
+        converters = tuple(
+            (position, tuple(convs), expression)
+            for position, (convs, expression) in compiler.get_converters(fields).items()
+        )
+        return Plan(sql, tuple(template), tuple(slots), tuple(names.index(c) for c in columns), converters)
+
+
+def _converted(row, converters, connection):
+    row = list(row)
+    for position, convs, expression in converters:
+        value = row[position]
+        for converter in convs:
+            value = converter(value, expression, connection)
+        row[position] = value
+    return row
