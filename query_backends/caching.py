@@ -46,7 +46,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 logger = logging.getLogger(__name__)
 
 MISS = object()
-PREFIX = "qcache"
+PREFIX = "qcache2"  # not the Redis-counter generations of the first cache: those numbers could match these
 CHANNEL = "query_cache"
 TIERS = ("memory", "redis")
 
