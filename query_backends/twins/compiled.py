@@ -40,7 +40,9 @@ from query_backends.snapshot import reading_alias
 
 SUPPORTED_DJANGO = ((5, 2),)
 COMPILING = django.VERSION[:2] in SUPPORTED_DJANGO
-PLANS_PER_QUERY = 64  # shapes per twin query: booleans times IN-list lengths stay far below this
+# Shapes kept per twin query: an IN list makes one shape per length, and tree walks return ids lists of many
+# lengths. A plan is its SQL and a few tuples (KiBs); an evicted shape is compiled again: slower, never wrong.
+PLANS_PER_QUERY = 256
 _INT_BASE = -(2**62)
 _DATE_BASE = datetime(1901, 1, 1, tzinfo=UTC)
 _UNCOMPILABLE = object()
