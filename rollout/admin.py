@@ -12,14 +12,14 @@ from django.views.decorators.http import require_POST
 from waffle.admin import FlagAdmin
 
 from rollout import guard, operations, reports
-from rollout.experiments import query_name, registry
+from rollout.experiments import query_name, registry, sides
 from rollout.flag_state import PRECEDENCE
 from rollout.history import changed_by
 from rollout.models import ApiToken, Discrepancy, QueryFlag
 from rollout.replay import replay
 
 
-@admin.action(description="Send back to PostgreSQL (kill)", permissions=["change"])
+@admin.action(description="Send back to the control (kill)", permissions=["change"])
 def kill(modeladmin, request, queryset):
     flags = operations.kill([query_name(f.name) for f in queryset], user=request.user, source="admin")
     modeladmin.message_user(request, f"{len(flags)} flag(s) sent back to the control.", messages.WARNING)
@@ -187,9 +187,10 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         if example is None:
             return "-"
         diff = example.diff
+        control, candidate = sides(discrepancy.query)
         rows = [("parameters", example.params, ""), ("actor", example.actor, "")]
-        rows += [("missing from the twin", row, "") for row in diff.get("missing", [])]
-        rows += [("extra in the twin", "", row) for row in diff.get("extra", [])]
+        rows += [(f"missing from the {candidate.label}", row, "") for row in diff.get("missing", [])]
+        rows += [(f"extra in the {candidate.label}", "", row) for row in diff.get("extra", [])]
         rows += [(f"{c['key']} · {c['field']}", c["control"], c["candidate"]) for c in diff.get("changed", [])]
         if diff.get("value"):
             rows.append(("value", *diff["value"]))
@@ -200,8 +201,9 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         if diff.get("cut"):
             rows.append(("left out", diff["cut"], ""))
         return format_html(
-            '<table class="rollout-diff"><tr><th></th><th>function (control)</th><th>twin (candidate)</th></tr>{}'
-            "</table>",
+            '<table class="rollout-diff"><tr><th></th><th>{} (control)</th><th>{} (candidate)</th></tr>{}</table>',
+            control.label,
+            candidate.label,
             format_html_join(
                 "", '<tr><th>{}</th><td style="background:#fee">{}</td><td style="background:#efe">{}</td></tr>', rows
             ),

@@ -6,14 +6,13 @@ Built from the shared metrics (metrics.series) and the flags; it answers the ope
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from django.contrib import admin
 from django.http import Http404
 from django.template.response import TemplateResponse
 
 from rollout import charts
-from rollout.experiments import flag_name, get_experiment, registry
+from rollout.experiments import flag_name, registry, sides
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, QueryFlag
 from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving
@@ -22,17 +21,6 @@ from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepan
 RANGES = {"15m": (15, 1), "1h": (60, 1), "6h": (360, 5), "24h": (1440, 15)}
 DEFAULT_RANGE = "1h"
 RATES = ("error_rate", "fallback_rate", "discrepancy_rate", "cache_hit_rate")
-
-
-class Side(NamedTuple):
-    backend: str  # the name the metrics are kept under
-    label: str  # what the operator reads
-
-
-def sides(query):
-    """The control and the candidate of a query, as the metrics name them and as the page labels them."""
-    experiment = get_experiment(query)
-    return Side(experiment.control, experiment.control_label), Side(experiment.candidate, experiment.candidate_label)
 
 
 def _rate(part, whole):
