@@ -1,132 +1,192 @@
-"""Interleaved measurements of the function, the twin, the twin through the cache and the floor."""
+"""Interleaved measurements of the function, the twin, the hand-written floor and each tier of the cache.
 
-import random
+Honest by construction:
+- parameters rotate: each side walks the same parameter sets, each from its own offset, so no side runs
+  right after another with the same parameters (it would find their pages warm);
+- the order of the sides rotates every round, so each runs first as often as the others;
+- a side that does not exist for a query is "n/a" with the reason, never a stand-in: a query that is never
+  cached has no hit to time, and a cache tier not built yet has no column value;
+- every timed hit is checked to be a hit; a tier that missed even once reports n/a.
+"""
+
+import itertools
+import math
 import statistics
 import time
 import tracemalloc
-from datetime import UTC, datetime, timedelta
 
 from django.db import connection, reset_queries
 from django.test.utils import CaptureQueriesContext
 
-from query_backends import floor
+from query_backends import caching
 from query_backends.registry import REGISTRY
 
-SIDES = ("function", "twin", "cached", "floor")
+# Each cache tier, read alone: the column and the caching function that reads only that tier
+# ((definition, key params) -> value or caching.MISS). The in-process tier plugs in as caching.peek_local.
+CACHE_TIERS = {"memory_hit": "peek_local", "redis_hit": "peek"}
+SIDES = ("function", "twin", "floor", *CACHE_TIERS)
+RATIOS = {
+    "twin/function": ("twin", "function"),
+    "memory_hit/function": ("memory_hit", "function"),
+    "redis_hit/function": ("redis_hit", "function"),
+    "twin/floor": ("twin", "floor"),
+}
+NEVER_CACHED = "never cached (reads now())"
+NO_TIER = "tier not built (caching.{})"
 
 
-def _rows(sql, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+def sample_params(query, n, seed=0, registry=REGISTRY):
+    """Up to n realistic parameter sets for a query, from the loaded data (its definition's sampler)."""
+    return registry.get(query).sample(n, seed)
 
 
-def sample_params(query, n, seed=0):
-    """Realistic parameters from the loaded data: people with work, real sites, real assets."""
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-
-    def pick(sql, params=()):
-        rows = _rows(sql, params)
-        return rng.sample(rows, min(n, len(rows)))
-
-    busy = """SELECT DISTINCT people_id, bu_id, client_id FROM jobneed WHERE people_id > 0 AND bu_id IS NOT NULL
-              AND plandatetime BETWEEN %s AND %s LIMIT 2000"""
-    window = (now - timedelta(hours=12), now + timedelta(days=1))
-    if query in ("job_needs", "external_tour_job_needs"):
-        return [{"people_id": p, "bu_id": b, "client_id": c} for p, b, c in pick(busy, window)]
-    if query == "schedule_for_adhoc":
-        sql = """SELECT plandatetime, bu_id, people_id, asset_id, qset_id FROM jobneed
-                 WHERE asset_id > 0 AND qset_id > 0 AND people_id > 0 AND bu_id IS NOT NULL
-                   AND plandatetime BETWEEN %s AND %s LIMIT 2000"""
-        return [
-            {"plandatetime": t, "bu_id": b, "people_id": p, "asset_id": a, "questionset_id": q}
-            for t, b, p, a, q in pick(sql, window)
-        ]
-    if query == "bu_list":
-        return [{"bu_id": b, "fmt": "text"} for (b,) in pick("SELECT id FROM bt WHERE parent_id = -1 OR id %% 7 = 0")]
-    if query == "bulist_by_identifier":
-        return [{"bu_id": b} for (b,) in pick("SELECT id FROM bt WHERE parent_id = -1")]
-    if query == "sites_list_web":
-        sql = """SELECT client_id, id FROM people WHERE NOT isadmin AND client_id IS NOT NULL AND id > 0
-                 AND people_extras ->> 'assignsitegroup' ~ '^[0-9 -]+$' LIMIT 5000"""
-        return [{"client_id": c, "people_id": p} for c, p in pick(sql)]
-    if query == "asset_questionsets":
-        sql = "SELECT bu_id, id::text FROM asset WHERE bu_id IS NOT NULL AND id > 0 LIMIT 5000"
-        return [{"site_id": s, "asset_id": a} for s, a in pick(sql)]
-    if query == "asset_details":
-        sites = pick("SELECT DISTINCT bu_id FROM asset WHERE bu_id IS NOT NULL")
-        return [{"mdtz": now - timedelta(days=rng.choice((7, 30))), "site_id": s} for (s,) in sites]
-    if query == "web_capabilities":
-        return [{"root_id": c} for (c,) in pick("SELECT id FROM capability WHERE parent_id IS NULL AND cfor = 'WEB'")]
-    raise ValueError(query)
+def schedule(sides, sets, rounds):
+    """[(side, parameter set index)] for `rounds` rounds: every side once per round, the order rotated each
+    round, each side walking the sets from its own offset. With at least 2 × len(sides) sets no execution
+    uses the parameters of the one just before it; over a multiple of `sets` rounds every side runs every
+    set equally often."""
+    step = max(1, sets // len(sides))
+    plan = []
+    for r in range(rounds):
+        for j in range(len(sides)):
+            k = (r + j) % len(sides)
+            plan.append((sides[k], (r + k * step) % sets))
+    return plan
 
 
 def _sides(definition):
+    """{side: callable(params)} for the sides this query has, and {side: why not} for the others."""
     connection.ensure_connection()
     raw = connection.connection.cursor()  # a plain psycopg cursor: no Django in the way
-    return {
+    present = {
         "function": lambda p: definition.run("pg", p),
         "twin": lambda p: definition.run("orm", p),
-        "cached": lambda p: definition.run_cached("orm", p)[0],
-        "floor": lambda p: floor.run(raw, definition.name, p),
+        "floor": lambda p: definition.floor.run(raw, p),
     }
+    absent = {}
+    for side, reader_name in CACHE_TIERS.items():
+        reader = getattr(caching, reader_name, None)
+        if definition.cache is None:
+            absent[side] = NEVER_CACHED
+        elif reader is None:
+            absent[side] = NO_TIER.format(reader_name)
+        else:
+            present[side] = _hit(definition, reader)
+    return present, absent
 
 
-def measure(query, iterations=100, warmup=10, seed=0):
-    """Median, p95, queries, rows and peak memory per side, interleaved A B C D A B C D …"""
-    definition = REGISTRY.get(query)
-    param_sets = [definition.clean(p) for p in sample_params(query, 50, seed)]
-    if not param_sets:
+class _Missed(Exception):
+    """A timed cache read that was not a hit: the tier's column would not be measuring hits."""
+
+
+def _hit(definition, reader):
+    def read(params):
+        value = reader(definition, {"backend": "orm", **params})
+        if value is caching.MISS:
+            raise _Missed
+        return value
+
+    return read
+
+
+def _ratio(result, top, bottom):
+    a, b = result["sides"].get(top), result["sides"].get(bottom)
+    return a["median_ms"] / b["median_ms"] if a and b else None
+
+
+def measure(query, iterations=100, warmup=10, param_sets=50, seed=0, registry=REGISTRY):
+    """Median, p95 and peak memory per side, SQL queries per twin call, rows; None without parameters."""
+    definition = registry.get(query)
+    sets = [definition.clean(p) for p in definition.sample(min(param_sets, iterations), seed)]
+    if not sets:
         return None
-    sides = _sides(definition)
-    for i in range(warmup):
-        for run in sides.values():
-            run(param_sets[i % len(param_sets)])
-    for params in param_sets:  # every cached answer present: the cached side measures hits
-        sides["cached"](params)
-    timings = {side: [] for side in SIDES}
+    rounds = math.ceil(iterations / len(sets)) * len(sets)  # every side runs every set equally often
+    present, absent = _sides(definition)
+    for params in sets:  # every answer in the cache, so its columns time hits
+        definition.run_cached("orm", params)
+    names = list(present)
+    for side, index in schedule(names, len(sets), warmup):
+        _timed(present, side, sets[index], absent)
+    timings = {side: [] for side in names}
     rows = []
-    for i in range(iterations):
-        params = param_sets[i % len(param_sets)]
-        for side, run in sides.items():
-            started = time.perf_counter()
-            answer = run(params)
-            timings[side].append(time.perf_counter() - started)
-            if side == "twin":
-                rows.append(len(answer) if isinstance(answer, (list, dict)) else 1)
+    plan = schedule(names, len(sets), rounds)
+    for side, index in plan:
+        if side not in present:
+            continue
+        elapsed, answer = _timed(present, side, sets[index], absent)
+        if elapsed is not None:
+            timings[side].append(elapsed)
+        if side == "twin":
+            rows.append(len(answer) if isinstance(answer, (list, dict)) else 1)
     reset_queries()
     with CaptureQueriesContext(connection) as queries:
-        sides["twin"](param_sets[0])
-    memory = {}
-    for side in ("function", "twin", "cached", "floor"):
-        tracemalloc.start()
-        sides[side](param_sets[0])
-        memory[side] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        present["twin"](sets[0])
     result = {
         "query": query,
-        "params_sampled": len(param_sets),
-        "iterations": iterations,
+        "param_sets": len(sets),
+        "rounds": rounds,
+        "repeats_back_to_back": sum(a[1] == b[1] for a, b in itertools.pairwise(plan)),
         "queries_per_twin_call": len(queries),
         "rows_median": statistics.median(rows),
+        "sides": {},
+        "not_measured": {side: absent[side] for side in SIDES if side in absent},
     }
     for side in SIDES:
+        if side not in present:
+            continue
+        tracemalloc.start()
+        present[side](sets[0])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
         ordered = sorted(timings[side])
-        result[side] = {
+        result["sides"][side] = {
             "median_ms": statistics.median(ordered) * 1000,
             "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
-            "peak_kib": memory[side] / 1024,
+            "peak_kib": peak / 1024,
         }
-    f = result["function"]["median_ms"]
-    result["twin/function"] = result["twin"]["median_ms"] / f
-    result["cached/function"] = result["cached"]["median_ms"] / f
-    result["twin/floor"] = result["twin"]["median_ms"] / result["floor"]["median_ms"]
+    for name, (top, bottom) in RATIOS.items():
+        result[name] = _ratio(result, top, bottom)
     return result
+
+
+def _timed(present, side, params, absent):
+    """(seconds, answer); a cache tier that misses is dropped from `present` and its reason recorded."""
+    started = time.perf_counter()
+    try:
+        answer = present[side](params)
+    except _Missed:
+        del present[side]
+        absent[side] = "a timed read missed: the cache did not hold the answer"
+        return None, None
+    return time.perf_counter() - started, answer
+
+
+def slower_than(report, baseline, tolerance=0.10):
+    """Lines naming every median and ratio that grew by more than `tolerance` since the baseline report."""
+    before = {r["query"]: r for r in baseline.get("queries", [])}
+    lines = []
+    if baseline.get("dataset") != report.get("dataset"):
+        lines.append(f"note: the baseline ran on {baseline.get('dataset')}, this run on {report.get('dataset')}")
+    for result in report["queries"]:
+        old = before.get(result["query"])
+        if old is None:
+            continue
+        pairs = [(f"{side} ms", _median(old, side), _median(result, side)) for side in SIDES]
+        pairs += [(name, old.get(name), result.get(name)) for name in RATIOS]
+        for metric, was, now in pairs:
+            if was and now and now > was * (1 + tolerance):
+                lines.append(f"{result['query']:<24} {metric:<20} {was:8.3f} -> {now:8.3f}  (+{now / was - 1:.0%})")
+    return lines
+
+
+def _median(result, side):
+    return (result.get("sides", {}).get(side) or {}).get("median_ms")
 
 
 def loaded_scale():
     from query_backends.generator import SCALES
 
-    count = _rows("SELECT count(*) FROM jobneed")[0][0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM jobneed")
+        count = cursor.fetchone()[0]
     return min(SCALES, key=lambda name: abs(SCALES[name].jobneeds - count)), count

@@ -1,7 +1,14 @@
-"""The parameter space of the data actually in the database, one generator of cases per query."""
+"""The parameter space of the data actually in the database: for each query, the cases validation
+runs (as many as the data holds) and the samples the benchmark times (realistic ones, drawn at random).
 
+A query's definition (registry.py) names its cases and its sampler; nothing here dispatches on query names.
+"""
+
+import random
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 
 from query_backends.models import (
@@ -115,14 +122,69 @@ def web_capability_cases():
         yield {"root_id": cap}
 
 
-CASES = {
-    "job_needs": job_cases,
-    "external_tour_job_needs": job_cases,
-    "schedule_for_adhoc": adhoc_cases,
-    "bu_list": bu_list_cases,
-    "bulist_by_identifier": bulist_by_identifier_cases,
-    "sites_list_web": sites_list_web_cases,
-    "asset_questionsets": asset_questionset_cases,
-    "asset_details": asset_details_cases,
-    "web_capabilities": web_capability_cases,
-}
+@dataclass
+class Sampling:
+    """What a sampler draws from: n rows picked at random (seeded) from the loaded data, and a fixed clock."""
+
+    n: int
+    seed: int = 0
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self):
+        self.rng = random.Random(self.seed)
+
+    def pick(self, sql, params=()):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return self.rng.sample(rows, min(self.n, len(rows)))
+
+
+def job_samples(sampling):
+    """People with plans from twelve hours ago to tomorrow, at the sites of those plans."""
+    window = (sampling.now - timedelta(hours=12), sampling.now + timedelta(days=1))
+    busy = """SELECT DISTINCT people_id, bu_id, client_id FROM jobneed WHERE people_id > 0 AND bu_id IS NOT NULL
+              AND plandatetime BETWEEN %s AND %s LIMIT 2000"""
+    return [{"people_id": p, "bu_id": b, "client_id": c} for p, b, c in sampling.pick(busy, window)]
+
+
+def adhoc_samples(sampling):
+    window = (sampling.now - timedelta(hours=12), sampling.now + timedelta(days=1))
+    sql = """SELECT plandatetime, bu_id, people_id, asset_id, qset_id FROM jobneed
+             WHERE asset_id > 0 AND qset_id > 0 AND people_id > 0 AND bu_id IS NOT NULL
+               AND plandatetime BETWEEN %s AND %s LIMIT 2000"""
+    return [
+        {"plandatetime": t, "bu_id": b, "people_id": p, "asset_id": a, "questionset_id": q}
+        for t, b, p, a, q in sampling.pick(sql, window)
+    ]
+
+
+def bu_list_samples(sampling):
+    return [
+        {"bu_id": b, "fmt": "text"} for (b,) in sampling.pick("SELECT id FROM bt WHERE parent_id = -1 OR id %% 7 = 0")
+    ]
+
+
+def bulist_by_identifier_samples(sampling):
+    return [{"bu_id": b} for (b,) in sampling.pick("SELECT id FROM bt WHERE parent_id = -1")]
+
+
+def sites_list_web_samples(sampling):
+    sql = """SELECT client_id, id FROM people WHERE NOT isadmin AND client_id IS NOT NULL AND id > 0
+             AND people_extras ->> 'assignsitegroup' ~ '^[0-9 -]+$' LIMIT 5000"""
+    return [{"client_id": c, "people_id": p} for c, p in sampling.pick(sql)]
+
+
+def asset_questionset_samples(sampling):
+    sql = "SELECT bu_id, id::text FROM asset WHERE bu_id IS NOT NULL AND id > 0 LIMIT 5000"
+    return [{"site_id": s, "asset_id": a} for s, a in sampling.pick(sql)]
+
+
+def asset_details_samples(sampling):
+    sites = sampling.pick("SELECT DISTINCT bu_id FROM asset WHERE bu_id IS NOT NULL")
+    return [{"mdtz": sampling.now - timedelta(days=sampling.rng.choice((7, 30))), "site_id": s} for (s,) in sites]
+
+
+def web_capability_samples(sampling):
+    roots = sampling.pick("SELECT id FROM capability WHERE parent_id IS NULL AND cfor = 'WEB'")
+    return [{"root_id": c} for (c,) in roots]

@@ -1,5 +1,5 @@
 import django
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
 from django.db import DatabaseError, connection
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -39,4 +39,16 @@ def compiled_twins_supported(app_configs=None, **kwargs):
             obj="query_backends.twins.compiled",
             id="query_backends.W002",
         )
+    ]
+
+
+@register()
+def definitions_agree(app_configs=None, registry=None, **kwargs):
+    """Every registered query has what it needs, and its pieces agree (registry.QueryDefinition.problems)."""
+    from query_backends.registry import REGISTRY
+
+    return [
+        Error(f"query {definition.name!r}: {problem}", obj=definition.name, id="query_backends.E001")
+        for definition in registry or REGISTRY
+        for problem in definition.problems()
     ]

@@ -1,14 +1,22 @@
-"""The one place that knows every query: its parameters, its two backends, how to compare its answers."""
+"""The one place that knows every query: its parameters, its two backends, how to compare its answers,
+the cases validation runs, the samples the benchmark times and the hand-written floor it is measured against.
 
-from collections.abc import Callable, Mapping
+Adding a query is one QueryDefinition here, its twin and its SQL file; `problems()` (run by the system
+check query_backends.E001) says when the pieces of a definition do not agree.
+"""
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from django.apps import apps
 from django.db import connections
 
-from query_backends import caching, tenancy
+from query_backends import caching, cases, floor, tenancy
 from query_backends import functions as legacy
+from query_backends.cases import Sampling
 from query_backends.equality import compare
 from query_backends.errors import (
     DatabaseUnavailable,
@@ -17,11 +25,15 @@ from query_backends.errors import (
     infrastructure_failure,
     translated_database_errors,
 )
+from query_backends.floor import Floor
 from query_backends.params import Param, clean_params
 from query_backends.snapshot import reading_alias, snapshot
 from query_backends.twins import assets, business_units, capabilities, jobs
 
 BACKENDS = ("pg", "orm")
+CACHE_POLICIES = ("always", "daily", None)
+# The SQL type a function argument has for each parameter type: the function and the parameters must agree.
+SQL_TYPES = {int: legacy.BIGINT, bool: legacy.BOOL, str: legacy.TEXT, datetime: legacy.TSTZ}
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,7 @@ class IgnoreRule:
     applies: Callable  # (control, candidate, difference) -> bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QueryDefinition:
     # The experiment's two sides, as rollout's contract.Experiment names them.
     control: ClassVar[str] = "pg"
@@ -47,6 +59,9 @@ class QueryDefinition:
     twin: Callable
     ordered: bool
     reads: tuple[str, ...]  # the tables its answer depends on
+    cases: Callable[[], Iterable[Mapping]]  # validation: every case the loaded data offers
+    samples: Callable[[Sampling], list[Mapping]]  # benchmark: realistic parameter sets drawn at random
+    floor: Floor  # benchmark: the best hand-written SQL for the same answer
     cache: str | None = "always"  # "always", "daily" (reads current_date) or None (reads now(): never cached)
     batch: tuple[str, Callable] | None = None  # (parameter, twin answering many values of it at once)
     ignore: tuple[IgnoreRule, ...] = ()
@@ -130,6 +145,54 @@ class QueryDefinition:
         """The reason of the first ignore rule this difference matches, or None."""
         return next((rule.reason for rule in self.ignore if rule.applies(control, candidate, difference)), None)
 
+    def sample(self, n, seed=0):
+        """Up to n realistic parameter sets from the loaded data, not yet cleaned (deterministic per seed)."""
+        return self.samples(Sampling(n=n, seed=seed))
+
+    def problems(self):
+        """Where the pieces of this definition disagree with each other; empty when it has what it needs."""
+        names = [p.name for p in self.params]
+        found = []
+        expected = tuple(SQL_TYPES.get(p.type) for p in self.params)
+        if self.function.arg_types != expected:
+            found.append(
+                f"function {self.function.sql_name} takes ({', '.join(self.function.arg_types)}) "
+                f"but the parameters are ({', '.join(map(str, expected))})"
+            )
+        found += _unbindable("twin", self.twin, **dict.fromkeys(names))
+        if self.batch:
+            parameter, many = self.batch
+            if parameter not in names:
+                found.append(f"batch parameter {parameter!r} is not a parameter")
+            found += _unbindable("batch twin", many, [], **dict.fromkeys(n for n in names if n != parameter))
+        for piece in ("cases", "samples"):
+            if not callable(getattr(self, piece)):
+                found.append(f"{piece} is not callable")
+        if not isinstance(self.floor, Floor):
+            found.append("floor is not a Floor")
+        else:
+            found += self.floor.problems(names)
+        tables = {model._meta.db_table for model in apps.get_app_config("query_backends").get_models()}
+        if unknown := sorted(set(self.reads) - tables):
+            found.append(f"reads unknown table(s) {', '.join(unknown)}")
+        if not self.reads and self.cache is not None:
+            found.append("a cached query must name the tables it reads, or no write would retire its answers")
+        if self.cache not in CACHE_POLICIES:
+            found.append(f"cache {self.cache!r} is not one of {', '.join(map(repr, CACHE_POLICIES))}")
+        return found
+
+
+def _unbindable(what, function, *args, **kwargs):
+    if not callable(function):
+        return [f"{what} is not callable"]
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as exc:
+        return [f"{what} cannot take the parameters: {exc}"]
+    except ValueError:  # no signature to read (a builtin): nothing to check
+        pass
+    return []
+
 
 class QueryRegistry:
     def __init__(self, definitions):
@@ -163,110 +226,137 @@ class QueryRegistry:
 
 _JOB_PARAMS = (Param("people_id", int), Param("bu_id", int), Param("client_id", int))
 _JOB_TABLES = ("jobneed", "pgbelonging")
-F = legacy.FUNCTIONS
+FUNCTIONS = legacy.FUNCTIONS
 
 REGISTRY = QueryRegistry(
     [
         QueryDefinition(
-            "job_needs",
-            "Today's and tomorrow's work for a person at a site.",
-            _JOB_PARAMS,
-            F["fun_getjobneed"],
-            jobs.job_needs,
-            False,
-            _JOB_TABLES,
+            name="job_needs",
+            description="Today's and tomorrow's work for a person at a site.",
+            params=_JOB_PARAMS,
+            function=FUNCTIONS["fun_getjobneed"],
+            twin=jobs.job_needs,
+            ordered=False,
+            reads=_JOB_TABLES,
+            cases=cases.job_cases,
+            samples=cases.job_samples,
+            floor=floor.JOB_NEEDS,
             cache=None,
             batch=("people_id", jobs.job_needs_many),
             row_owner=tenancy.RowOwner("client_id", "client"),
         ),
         QueryDefinition(
-            "external_tour_job_needs",
-            "A person's current external tours (the site is ignored).",
-            _JOB_PARAMS,
-            F["fun_getexttourjobneed"],
-            jobs.external_tour_job_needs,
-            False,
-            _JOB_TABLES,
+            name="external_tour_job_needs",
+            description="A person's current external tours (the site is ignored).",
+            params=_JOB_PARAMS,
+            function=FUNCTIONS["fun_getexttourjobneed"],
+            twin=jobs.external_tour_job_needs,
+            ordered=False,
+            reads=_JOB_TABLES,
+            cases=cases.job_cases,
+            samples=cases.job_samples,
+            floor=floor.EXTERNAL_TOUR_JOB_NEEDS,
             cache=None,
             row_owner=tenancy.RowOwner("client_id", "client"),
         ),
         QueryDefinition(
-            "schedule_for_adhoc",
-            "The open scheduled instance an ad-hoc scan belongs to.",
-            (
+            name="schedule_for_adhoc",
+            description="The open scheduled instance an ad-hoc scan belongs to.",
+            params=(
                 Param("plandatetime", datetime),
                 Param("bu_id", int),
                 Param("people_id", int),
                 Param("asset_id", int),
                 Param("questionset_id", int),
             ),
-            F["fn_get_schedule_for_adhoc"],
-            jobs.schedule_for_adhoc,
-            True,
-            _JOB_TABLES,
+            function=FUNCTIONS["fn_get_schedule_for_adhoc"],
+            twin=jobs.schedule_for_adhoc,
+            ordered=True,
+            reads=_JOB_TABLES,
+            cases=cases.adhoc_cases,
+            samples=cases.adhoc_samples,
+            floor=floor.SCHEDULE_FOR_ADHOC,
             row_owner=tenancy.RowOwner("bu_id", "unit"),
         ),
         QueryDefinition(
-            "bu_list",
-            "A business unit with its ancestors and/or descendants.",
-            (
+            name="bu_list",
+            description="A business unit with its ancestors and/or descendants.",
+            params=(
                 Param("bu_id", int),
                 Param("up", bool, True),
                 Param("down", bool, True),
                 Param("fmt", str, "text", choices=("text", "array", "jsonb")),
             ),
-            F["fn_get_bulist"],
-            business_units.bu_list,
-            True,
-            ("bt",),
+            function=FUNCTIONS["fn_get_bulist"],
+            twin=business_units.bu_list,
+            ordered=True,
+            reads=("bt",),
+            cases=cases.bu_list_cases,
+            samples=cases.bu_list_samples,
+            floor=floor.BU_LIST,
         ),
         QueryDefinition(
-            "bulist_by_identifier",
-            "A top-level client's customers and/or sites (or the client).",
-            (Param("bu_id", int, nullable=True), Param("customers", bool, True), Param("sites", bool, True)),
-            F["fn_getbulist_basedon_idnf"],
-            business_units.bulist_by_identifier,
-            True,
-            ("bt", "typeassist"),
+            name="bulist_by_identifier",
+            description="A top-level client's customers and/or sites (or the client).",
+            params=(Param("bu_id", int, nullable=True), Param("customers", bool, True), Param("sites", bool, True)),
+            function=FUNCTIONS["fn_getbulist_basedon_idnf"],
+            twin=business_units.bulist_by_identifier,
+            ordered=True,
+            reads=("bt", "typeassist"),
+            cases=cases.bulist_by_identifier_cases,
+            samples=cases.bulist_by_identifier_samples,
+            floor=floor.BULIST_BY_IDENTIFIER,
         ),
         QueryDefinition(
-            "sites_list_web",
-            "The sites a person may pick in the web front end.",
-            (Param("client_id", int), Param("people_id", int)),
-            F["fn_get_siteslist_web"],
-            business_units.sites_list_web,
-            False,
-            ("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
+            name="sites_list_web",
+            description="The sites a person may pick in the web front end.",
+            params=(Param("client_id", int), Param("people_id", int)),
+            function=FUNCTIONS["fn_get_siteslist_web"],
+            twin=business_units.sites_list_web,
+            ordered=False,
+            reads=("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
+            cases=cases.sites_list_web_cases,
+            samples=cases.sites_list_web_samples,
+            floor=floor.SITES_LIST_WEB,
             cache="daily",
             row_owner=tenancy.RowOwner("id", "unit"),
         ),
         QueryDefinition(
-            "asset_questionsets",
-            "The checklists of a site that include an asset, as text.",
-            (Param("site_id", int), Param("asset_id", str), Param("type", str, "")),
-            F["fn_getassetvsquestionset"],
-            assets.asset_questionsets,
-            True,
-            ("questionset",),
+            name="asset_questionsets",
+            description="The checklists of a site that include an asset, as text.",
+            params=(Param("site_id", int), Param("asset_id", str), Param("type", str, "")),
+            function=FUNCTIONS["fn_getassetvsquestionset"],
+            twin=assets.asset_questionsets,
+            ordered=True,
+            reads=("questionset",),
+            cases=cases.asset_questionset_cases,
+            samples=cases.asset_questionset_samples,
+            floor=floor.ASSET_QUESTIONSETS,
         ),
         QueryDefinition(
-            "asset_details",
-            "Assets of a site changed since a moment, for mobile sync.",
-            (Param("mdtz", datetime), Param("site_id", int)),
-            F["fn_getassetdetails"],
-            assets.asset_details,
-            False,
-            ("asset", "bt", "questionset"),
+            name="asset_details",
+            description="Assets of a site changed since a moment, for mobile sync.",
+            params=(Param("mdtz", datetime), Param("site_id", int)),
+            function=FUNCTIONS["fn_getassetdetails"],
+            twin=assets.asset_details,
+            ordered=False,
+            reads=("asset", "bt", "questionset"),
+            cases=cases.asset_details_cases,
+            samples=cases.asset_details_samples,
+            floor=floor.ASSET_DETAILS,
             row_owner=tenancy.RowOwner("client_id", "client"),
         ),
         QueryDefinition(
-            "web_capabilities",
-            "The web menu tree under a root capability.",
-            (Param("root_id", int),),
-            F["fn_get_web_caps"],
-            capabilities.web_capabilities,
-            True,
-            ("capability",),
+            name="web_capabilities",
+            description="The web menu tree under a root capability.",
+            params=(Param("root_id", int),),
+            function=FUNCTIONS["fn_get_web_caps"],
+            twin=capabilities.web_capabilities,
+            ordered=True,
+            reads=("capability",),
+            cases=cases.web_capability_cases,
+            samples=cases.web_capability_samples,
+            floor=floor.WEB_CAPABILITIES,
             row_owner=tenancy.RowOwner("id", "capability"),
         ),
     ]

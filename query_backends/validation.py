@@ -4,7 +4,6 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from query_backends.cases import CASES
 from query_backends.equality import error_kind
 from query_backends.registry import REGISTRY
 from query_backends.snapshot import run_isolated, snapshot
@@ -39,8 +38,8 @@ def _jsonable(value):
     return value
 
 
-def sample_cases(query, limit=None, seed=0):
-    cases = list(CASES[query]())
+def sample_cases(query, limit=None, seed=0, registry=REGISTRY):
+    cases = list(registry.get(query).cases())
     if limit is not None and len(cases) > limit:
         cases = random.Random(seed).sample(cases, limit)
     return cases

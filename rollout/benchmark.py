@@ -1,10 +1,15 @@
-"""What the router costs: a warm decision, dispatch vs calling the backend directly, shadow vs no shadow."""
+"""What the router costs: a warm decision, dispatch vs calling the control directly, shadow vs no shadow.
+
+Paired measurements alternate which of the pair runs first each round, and the two halves of a pair use
+different parameter sets (each walks the sets from its own offset), so neither finds the other's pages warm.
+"""
 
 import dataclasses
 import statistics
 import time
 
 from rollout.actors import Actor
+from rollout.conf import get_setting
 from rollout.experiments import flag_name, get_experiment
 from rollout.flag_cache import flags
 from rollout.flag_state import FlagState
@@ -18,7 +23,21 @@ def _median_us(samples):
     return statistics.median(samples) * 1e6
 
 
-def measure_router(query, params, rounds=200):
+def _paired(first, second, param_sets, rounds):
+    """Median seconds of first(params) and second(params), alternating which runs first, on different sets."""
+    a, b = [], []
+    offset = max(1, len(param_sets) // 2)
+    for r in range(rounds):
+        pair = [(first, param_sets[r % len(param_sets)], a), (second, param_sets[(r + offset) % len(param_sets)], b)]
+        for call, params, samples in pair if r % 2 == 0 else reversed(pair):
+            started = time.perf_counter()
+            call(params)
+            samples.append(time.perf_counter() - started)
+    return statistics.median(a), statistics.median(b)
+
+
+def measure_router(query, param_sets, rounds=200):
+    """The router's costs for one experiment, over rotating (cleaned) parameter sets."""
     name = flag_name(query)
     base = flags.get(name) or FlagState(name)
     control = dataclasses.replace(
@@ -26,6 +45,11 @@ def measure_router(query, params, rounds=200):
     )
     shadowed = dataclasses.replace(control, shadow_percent=100.0)
     experiment = get_experiment(query)
+    backend = get_setting("CONTROL_BACKEND")
+
+    def routed(params):
+        dispatch(query, actor=ACTOR, **params)
+
     with flags.pinned(control):
         batches = []
         for _ in range(200):
@@ -33,29 +57,23 @@ def measure_router(query, params, rounds=200):
             for _ in range(100):
                 decide(query, ACTOR)
             batches.append((time.perf_counter() - started) / 100)
-        direct, routed = [], []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            experiment.run("pg", params)
-            direct.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            dispatch(query, actor=ACTOR, **params)
-            routed.append(time.perf_counter() - started)
-    plain, shadow = [], []
-    for _ in range(rounds // 10):
-        for state, samples in ((control, plain), (shadowed, shadow)):
+        direct, through_router = _paired(lambda p: experiment.run(backend, p), routed, param_sets, rounds)
+
+    def pinned(state):
+        def call(params):
             with flags.pinned(state):
-                for _ in range(10):
-                    started = time.perf_counter()
-                    dispatch(query, actor=ACTOR, **params)
-                    samples.append(time.perf_counter() - started)
+                routed(params)
+
+        return call
+
+    plain, shadow = _paired(pinned(control), pinned(shadowed), param_sets, rounds // 2)
     executor.drain()
     return {
         "decision_us_median": _median_us(batches),
-        "direct_ms_median": statistics.median(direct) * 1000,
-        "dispatch_ms_median": statistics.median(routed) * 1000,
-        "dispatch/direct": statistics.median(routed) / statistics.median(direct),
-        "no_shadow_ms_median": statistics.median(plain) * 1000,
-        "shadow_ms_median": statistics.median(shadow) * 1000,
-        "shadow/no_shadow": statistics.median(shadow) / statistics.median(plain),
+        "direct_ms_median": direct * 1000,
+        "dispatch_ms_median": through_router * 1000,
+        "dispatch/direct": through_router / direct,
+        "no_shadow_ms_median": plain * 1000,
+        "shadow_ms_median": shadow * 1000,
+        "shadow/no_shadow": shadow / plain,
     }

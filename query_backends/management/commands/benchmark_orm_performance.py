@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import sys
 
@@ -6,78 +5,123 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from query_backends.benchmark import loaded_scale, measure, sample_params
+from query_backends.benchmark import RATIOS, loaded_scale, measure, slower_than
 from query_backends.registry import REGISTRY
 
-TARGETS = {"twin/function": 1.0, "cached/function": 0.05, "twin/floor": 1.3}
+TARGETS = {"twin/function": 1.0, "memory_hit/function": 0.05, "redis_hit/function": 0.05, "twin/floor": 1.3}
+COLUMNS = (  # heading, width, side or ratio
+    ("fn ms", 8, "function"),
+    ("twin ms", 9, "twin"),
+    ("mem hit", 9, "memory_hit"),
+    ("redis hit", 10, "redis_hit"),
+    ("floor ms", 9, "floor"),
+    ("twin/fn", 8, "twin/function"),
+    ("mem/fn", 8, "memory_hit/function"),
+    ("redis/fn", 9, "redis_hit/function"),
+    ("twin/fl", 8, "twin/floor"),
+)
 
 
 def verdict(value, target):
     return "met" if value <= target else "MISSED"
 
 
-NEEDS_MATPLOTLIB = '--plot needs matplotlib, from the [bench] extra: .venv/bin/pip install -e ".[bench]"'
+def cell(result, key, width):
+    value = result[key] if key in RATIOS else (result["sides"].get(key) or {}).get("median_ms")
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.3f}"
 
 
 class Command(BaseCommand):
-    help = "Benchmark the functions, the twins (uncached and cached) and the hand-written floor, interleaved."
+    help = (
+        "Benchmark the functions, the twins, each cache tier's hit and the hand-written floor: interleaved, "
+        "with rotating parameters."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--iterations", type=int, default=100)
+        parser.add_argument("--iterations", type=int, default=100, help="rounds (every side once per round)")
         parser.add_argument("--warmup", type=int, default=10)
+        parser.add_argument(
+            "--param-sets", type=int, default=50, help="parameter sets sampled per query, rotated (default 50)"
+        )
         parser.add_argument("--queries", help="comma-separated (default: all)")
         parser.add_argument("--json", dest="json_path")
+        parser.add_argument("--baseline", help="a previous --json report: print what got slower since")
+        parser.add_argument(
+            "--tolerance", type=float, default=0.10, help="with --baseline, growth to ignore (default 0.10)"
+        )
         parser.add_argument("--plot", dest="plot_path", help="PNG chart of the ratios (needs matplotlib)")
         parser.add_argument("--skip-router", action="store_true", help="skip the router and shadow measurements")
 
-    def handle(self, *args, iterations, warmup, queries, json_path, plot_path, skip_router, **options):
+    def handle(self, *args, iterations, warmup, param_sets, queries, json_path, baseline, tolerance, **options):
         # The debug cursor times and logs every query: it would tax the twins and not the functions.
         settings.DEBUG = False
-        if plot_path and importlib.util.find_spec("matplotlib") is None:
-            raise CommandError(NEEDS_MATPLOTLIB)  # now, not after minutes of measuring
-        if iterations < 1 or warmup < 0:
-            raise CommandError("--iterations must be at least 1 and --warmup at least 0")
+        if iterations < 1 or warmup < 0 or param_sets < 1:
+            raise CommandError("--iterations and --param-sets must be at least 1 and --warmup at least 0")
         names = REGISTRY.names() if not queries else [q.strip() for q in queries.split(",") if q.strip()]
         unknown = [n for n in names if n not in REGISTRY]
         if unknown:
             raise CommandError(f"--queries: unknown query {', '.join(unknown)}")
+        previous = self.read_baseline(baseline) if baseline else None
         scale, jobneeds = loaded_scale()
-        self.stdout.write(f"dataset: {scale} ({jobneeds:,} jobneeds); {iterations} iterations, {warmup} warm-up")
+        self.stdout.write(
+            f"dataset: {scale} ({jobneeds:,} jobneeds); {iterations} rounds, {warmup} warm-up, "
+            f"up to {param_sets} rotating parameter sets"
+        )
         results = []
         for name in tqdm(names, desc="queries", file=sys.stderr):
-            result = measure(name, iterations, warmup)
+            result = measure(name, iterations, warmup, param_sets)
             if result is None:
                 self.stdout.write(f"{name}: no parameters to sample in this dataset")
             else:
                 results.append(result)
         self.stdout.write(self.table(results))
         report = {"dataset": scale, "jobneeds": jobneeds, "iterations": iterations, "queries": results}
-        if not skip_router:
+        if not options["skip_router"] and results:
             from rollout.benchmark import measure_router
 
-            router = measure_router(names[0], REGISTRY.get(names[0]).clean(sample_params(names[0], 1)[0]))
+            first = REGISTRY.get(results[0]["query"])
+            sets = [first.clean(p) for p in first.sample(param_sets, seed=1)]
+            router = measure_router(first.name, sets)
             report["router"] = router
-            self.stdout.write("router: " + ", ".join(f"{k} {v:.4g}" for k, v in router.items()))
+            self.stdout.write(f"router ({first.name}): " + ", ".join(f"{k} {v:.4g}" for k, v in router.items()))
+        if previous is not None:
+            lines = slower_than(report, previous, tolerance)
+            if lines:
+                self.stdout.write("\n".join([f"slower than {baseline} by more than {tolerance:.0%}:", *lines]))
+            else:
+                self.stdout.write(f"nothing slower than {baseline} by more than {tolerance:.0%}")
         if json_path:
             with open(json_path, "w") as handle:
                 json.dump(report, handle, indent=2, default=str)
-        if plot_path:
-            self.plot(results, plot_path, scale)
+        if options["plot_path"]:
+            self.plot(results, options["plot_path"], scale)
+
+    def read_baseline(self, path):
+        try:
+            with open(path) as handle:
+                previous = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--baseline: cannot read {path}: {exc}") from None
+        if not isinstance(previous, dict) or not isinstance(previous.get("queries"), list):
+            raise CommandError(f"--baseline: {path} is not a report written by --json")
+        return previous
 
     def table(self, results):
-        head = (
-            f"{'query':<24}{'fn ms':>8}{'twin ms':>9}{'cache ms':>9}{'floor ms':>9}{'twin/fn':>9}"
-            f"{'cache/fn':>9}{'twin/fl':>8}{'q':>3}{'rows':>6}  verdicts"
-        )
+        head = f"{'query':<24}" + "".join(f"{h:>{w}}" for h, w, _ in COLUMNS) + f"{'q':>3}{'rows':>6}  verdicts"
         lines = [head]
         for r in results:
-            verdicts = " ".join(f"{k}:{verdict(r[k], t)}" for k, t in TARGETS.items())
+            verdicts = " ".join(f"{k}:{verdict(r[k], t)}" for k, t in TARGETS.items() if r[k] is not None)
             lines.append(
-                f"{r['query']:<24}{r['function']['median_ms']:>8.2f}{r['twin']['median_ms']:>9.2f}"
-                f"{r['cached']['median_ms']:>9.3f}{r['floor']['median_ms']:>9.2f}{r['twin/function']:>9.2f}"
-                f"{r['cached/function']:>9.3f}{r['twin/floor']:>8.2f}{r['queries_per_twin_call']:>3}"
-                f"{r['rows_median']:>6.0f}  {verdicts} queries:{verdict(r['queries_per_twin_call'], 2)}"
+                f"{r['query']:<24}"
+                + "".join(cell(r, key, w) for _, w, key in COLUMNS)
+                + f"{r['queries_per_twin_call']:>3}{r['rows_median']:>6.0f}  {verdicts} "
+                + f"queries:{verdict(r['queries_per_twin_call'], 2)}"
             )
+        reasons = {}
+        for r in results:
+            for side, why in r["not_measured"].items():
+                reasons.setdefault((side, why), []).append(r["query"])
+        lines += [f"n/a {side} ({', '.join(queries)}): {why}" for (side, why), queries in reasons.items()]
         return "\n".join(lines)
 
     def plot(self, results, path, scale):
@@ -87,13 +131,14 @@ class Command(BaseCommand):
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            raise CommandError(NEEDS_MATPLOTLIB) from None
+            raise CommandError("--plot needs matplotlib: pip install matplotlib") from None
         names = [r["query"] for r in results]
         fig, ax = plt.subplots(figsize=(11, 5))
         width = 0.38
         xs = range(len(names))
         ax.bar([x - width / 2 for x in xs], [r["twin/function"] for r in results], width, label="twin / function")
-        ax.bar([x + width / 2 for x in xs], [r["cached/function"] for r in results], width, label="cached / function")
+        hits = [r["redis_hit/function"] or 0 for r in results]  # a query never cached has no bar
+        ax.bar([x + width / 2 for x in xs], hits, width, label="Redis hit / function (none: never cached)")
         ax.axhline(1.0, color="black", linewidth=1)
         ax.set_xticks(list(xs), names, rotation=30, ha="right")
         ax.set_ylabel("median latency ratio (lower is faster)")
