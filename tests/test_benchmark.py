@@ -1,0 +1,121 @@
+"""The benchmark is honest: rotating parameters, sides in rotating order, n/a instead of stand-ins,
+hits that are hits, and a baseline comparison. (Timings are never asserted: the benchmark reports them.)"""
+
+import itertools
+import json
+from collections import Counter
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from query_backends import benchmark, caching
+from query_backends.benchmark import NEVER_CACHED, measure, schedule, slower_than
+
+pytestmark = pytest.mark.django_db
+SIDES = ("function", "twin", "floor", "memory_hit", "redis_hit")
+
+
+@pytest.mark.parametrize("sides", [SIDES[:3], SIDES[:4], SIDES])
+def test_no_side_runs_right_after_another_with_the_same_parameters(sides):
+    for sets in range(2 * len(sides), 120):
+        plan = schedule(sides, sets, 2 * sets)
+        assert all(a[1] != b[1] for a, b in itertools.pairwise(plan)), sets
+
+
+@pytest.mark.parametrize("sets", [1, 7, 50])
+def test_every_side_runs_every_set_equally_often_and_first_in_turn(sets):
+    rounds = 2 * sets * len(SIDES)
+    plan = schedule(SIDES, sets, rounds)
+    for side in SIDES:
+        assert Counter(index for s, index in plan if s == side) == dict.fromkeys(range(sets), rounds // sets)
+    firsts = Counter(plan[r * len(SIDES)][0] for r in range(rounds))
+    assert set(firsts.values()) == {rounds // len(SIDES)}
+
+
+def test_a_query_that_is_never_cached_has_no_hit_columns():
+    result = measure("job_needs", iterations=6, warmup=1, param_sets=6)
+    assert set(result["sides"]) == {"function", "twin", "floor"}
+    assert result["not_measured"] == {"memory_hit": NEVER_CACHED, "redis_hit": NEVER_CACHED}
+    assert result["redis_hit/function"] is None and result["memory_hit/function"] is None
+    assert result["twin/function"] > 0
+
+
+def test_a_cached_query_times_each_built_tier_and_names_the_missing_one():
+    result = measure("bu_list", iterations=12, warmup=2, param_sets=12)
+    assert result["param_sets"] > 1 and result["rounds"] % result["param_sets"] == 0
+    assert "redis_hit" in result["sides"] and result["redis_hit/function"] > 0
+    if hasattr(caching, "peek_local"):
+        assert "memory_hit" in result["sides"]
+    else:
+        assert result["not_measured"]["memory_hit"].startswith("tier not built")
+
+
+def test_a_tier_that_misses_is_not_reported_as_a_hit(settings):
+    settings.QUERY_CACHE_TTL_SECONDS = 0  # Django stores nothing with a zero timeout: every read misses
+    result = measure("bu_list", iterations=4, warmup=0, param_sets=4)
+    assert "redis_hit" not in result["sides"] and result["redis_hit/function"] is None
+    assert "missed" in result["not_measured"]["redis_hit"]
+
+
+def report(dataset, **medians):
+    queries = {}
+    for key, value in medians.items():
+        query, side = key.split("__")
+        entry = queries.setdefault(query, {"query": query, "sides": {}})
+        entry["sides"][side] = {"median_ms": value}
+    for entry in queries.values():
+        sides = entry["sides"]
+        entry["twin/function"] = sides["twin"]["median_ms"] / sides["function"]["median_ms"]
+    return {"dataset": dataset, "queries": list(queries.values())}
+
+
+def test_the_baseline_comparison_names_what_got_slower_only():
+    before = report("medium", a__function=1.0, a__twin=1.0, b__function=2.0, b__twin=1.0)
+    after = report("medium", a__function=1.05, a__twin=1.5, b__function=2.0, b__twin=0.5)
+    lines = slower_than(after, before, tolerance=0.10)
+    assert len(lines) == 2
+    assert lines[0].startswith("a ") and "twin ms" in lines[0] and "(+50%)" in lines[0]
+    assert "twin/function" in lines[1] and "1.000 ->    1.429" in lines[1]
+    assert slower_than(after, before, tolerance=0.60) == []
+    assert "baseline ran on small" in slower_than(after, {**before, "dataset": "small"})[0]
+
+
+def test_the_command_prints_na_and_compares_with_a_baseline(tmp_path, capsys):
+    first = tmp_path / "first.json"
+    args = ("--queries", "job_needs,bu_list", "--iterations", "4", "--warmup", "0", "--param-sets", "4")
+    call_command("benchmark_orm_performance", *args, "--skip-router", "--json", str(first))
+    out = capsys.readouterr().out
+    job_line = next(line for line in out.splitlines() if line.startswith("job_needs"))
+    assert job_line.count("n/a") == 4  # two hit columns, two hit ratios
+    assert "n/a redis_hit (job_needs): never cached" in out
+    saved = json.loads(first.read_text())
+    for result in saved["queries"]:  # make the baseline ten times faster than anything can be
+        for side in result["sides"].values():
+            side["median_ms"] /= 10
+    first.write_text(json.dumps(saved))
+    call_command("benchmark_orm_performance", *args, "--skip-router", "--baseline", str(first))
+    out = capsys.readouterr().out
+    assert f"slower than {first}" in out and "job_needs" in out.split("slower than")[1]
+
+
+def test_the_command_rejects_a_bad_baseline(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    with pytest.raises(CommandError, match=r"--baseline: .* is not a report"):
+        call_command("benchmark_orm_performance", "--baseline", str(broken))
+    with pytest.raises(CommandError, match="--baseline: cannot read"):
+        call_command("benchmark_orm_performance", "--baseline", str(tmp_path / "absent.json"))
+    with pytest.raises(CommandError, match="--param-sets"):
+        call_command("benchmark_orm_performance", "--param-sets", "0")
+
+
+def test_the_router_part_measures_the_control_on_rotating_parameters(no_discrepancies, capsys):
+    call_command("benchmark_orm_performance", "--queries", "bu_list", "--iterations", "2", "--warmup", "0")
+    out = capsys.readouterr().out
+    assert "router (bu_list): decision_us_median" in out and "shadow/no_shadow" in out
+
+
+def test_sample_params_is_the_definitions_sampler():
+    params = benchmark.sample_params("web_capabilities", 3, seed=1)
+    assert params and all(set(p) == {"root_id"} for p in params)
+    assert params == benchmark.sample_params("web_capabilities", 3, seed=1)
