@@ -179,6 +179,37 @@ def slower_than(report, baseline, tolerance=0.10):
     return lines
 
 
+def growth(reports):
+    """Lines of a table: each query's twin and function medians per report (smallest dataset first), and how
+    much each grew from one dataset to the next."""
+    reports = sorted(reports, key=lambda r: r["jobneeds"])
+    by_query = [{q["query"]: q for q in r["queries"]} for r in reports]
+    names = list(dict.fromkeys(name for queries in by_query for name in queries))
+    head = "".join(f"{r['dataset'] + ' twin (fn)':>22}" for r in reports)
+    steps = list(itertools.pairwise(reports))
+    head += "".join(f"{b['dataset'] + '/' + a['dataset'] + ' twin (fn)':>28}" for a, b in steps)
+    lines = [f"{'query':<24}{head}"]
+    for name in names:
+        row = [(_median(q.get(name, {}), "twin"), _median(q.get(name, {}), "function")) for q in by_query]
+        cells = "".join(f"{_pair(twin, fn):>22}" for twin, fn in row)
+        for (twin_a, fn_a), (twin_b, fn_b) in itertools.pairwise(row):
+            cells += f"{_pair(_over(twin_b, twin_a), _over(fn_b, fn_a)):>28}"
+        lines.append(f"{name:<24}{cells}")
+    return lines
+
+
+def _over(b, a):
+    return b / a if a and b else None
+
+
+def _pair(first, second):
+    return f"{_number(first)} ({_number(second)})"
+
+
+def _number(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _median(result, side):
     return (result.get("sides", {}).get(side) or {}).get("median_ms")
 

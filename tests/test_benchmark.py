@@ -119,3 +119,29 @@ def test_sample_params_is_the_definitions_sampler():
     params = benchmark.sample_params("web_capabilities", 3, seed=1)
     assert params and all(set(p) == {"root_id"} for p in params)
     assert params == benchmark.sample_params("web_capabilities", 3, seed=1)
+
+
+def test_the_growth_table_orders_datasets_by_size_and_divides_step_by_step(tmp_path, capsys):
+    small = {**report("small", a__function=1.0, a__twin=0.5), "jobneeds": 20}
+    large = {**report("large", a__function=4.0, a__twin=3.0), "jobneeds": 2000}
+    medium = {**report("medium", a__function=2.0, a__twin=1.0), "jobneeds": 200}
+    paths = []
+    for r in (large, small, medium):
+        paths.append(tmp_path / f"{r['dataset']}.json")
+        paths[-1].write_text(json.dumps(r))
+    call_command("benchmark_orm_performance", "--growth", *map(str, paths))
+    head, row = capsys.readouterr().out.strip().splitlines()
+    assert head.index("small twin") < head.index("medium twin") < head.index("large twin")
+    assert row.split() == [
+        "a",
+        "0.50",
+        "(1.00)",
+        "1.00",
+        "(2.00)",
+        "3.00",
+        "(4.00)",
+        "2.00",
+        "(2.00)",
+        "3.00",
+        "(2.00)",
+    ]

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from query_backends.benchmark import RATIOS, loaded_scale, measure, slower_than
+from query_backends.benchmark import RATIOS, growth, loaded_scale, measure, slower_than
 from query_backends.registry import REGISTRY
 
 TARGETS = {"twin/function": 1.0, "memory_hit/function": 0.05, "redis_hit/function": 0.05, "twin/floor": 1.3}
@@ -49,19 +49,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tolerance", type=float, default=0.10, help="with --baseline, growth to ignore (default 0.10)"
         )
+        parser.add_argument(
+            "--growth", nargs="+", metavar="REPORT", help="print the growth table of saved --json reports and stop"
+        )
         parser.add_argument("--plot", dest="plot_path", help="PNG chart of the ratios (needs matplotlib)")
         parser.add_argument("--skip-router", action="store_true", help="skip the router and shadow measurements")
 
     def handle(self, *args, iterations, warmup, param_sets, queries, json_path, baseline, tolerance, **options):
         # The debug cursor times and logs every query: it would tax the twins and not the functions.
         settings.DEBUG = False
+        if options["growth"]:
+            self.stdout.write("\n".join(growth([self.read_report(path, "--growth") for path in options["growth"]])))
+            return
         if iterations < 1 or warmup < 0 or param_sets < 1:
             raise CommandError("--iterations and --param-sets must be at least 1 and --warmup at least 0")
         names = REGISTRY.names() if not queries else [q.strip() for q in queries.split(",") if q.strip()]
         unknown = [n for n in names if n not in REGISTRY]
         if unknown:
             raise CommandError(f"--queries: unknown query {', '.join(unknown)}")
-        previous = self.read_baseline(baseline) if baseline else None
+        previous = self.read_report(baseline, "--baseline") if baseline else None
         scale, jobneeds = loaded_scale()
         self.stdout.write(
             f"dataset: {scale} ({jobneeds:,} jobneeds); {iterations} rounds, {warmup} warm-up, "
@@ -96,15 +102,15 @@ class Command(BaseCommand):
         if options["plot_path"]:
             self.plot(results, options["plot_path"], scale)
 
-    def read_baseline(self, path):
+    def read_report(self, path, option):
         try:
             with open(path) as handle:
-                previous = json.load(handle)
+                report = json.load(handle)
         except (OSError, ValueError) as exc:
-            raise CommandError(f"--baseline: cannot read {path}: {exc}") from None
-        if not isinstance(previous, dict) or not isinstance(previous.get("queries"), list):
-            raise CommandError(f"--baseline: {path} is not a report written by --json")
-        return previous
+            raise CommandError(f"{option}: cannot read {path}: {exc}") from None
+        if not isinstance(report, dict) or not isinstance(report.get("queries"), list):
+            raise CommandError(f"{option}: {path} is not a report written by --json")
+        return report
 
     def table(self, results):
         head = f"{'query':<24}" + "".join(f"{h:>{w}}" for h, w, _ in COLUMNS) + f"{'q':>3}{'rows':>6}  verdicts"
