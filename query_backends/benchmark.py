@@ -21,9 +21,8 @@ from django.test.utils import CaptureQueriesContext
 from query_backends import caching
 from query_backends.registry import REGISTRY
 
-# Each cache tier, read alone: the column and the caching function that reads only that tier
-# ((definition, key params) -> value or caching.MISS). The in-process tier plugs in as caching.peek_local.
-CACHE_TIERS = {"memory_hit": "peek_local", "redis_hit": "peek"}
+# Each cache tier's hit, timed alone: the column and the tier caching.peek reads.
+CACHE_TIERS = {"memory_hit": "memory", "redis_hit": "redis"}
 SIDES = ("function", "twin", "floor", *CACHE_TIERS)
 RATIOS = {
     "twin/function": ("twin", "function"),
@@ -32,7 +31,7 @@ RATIOS = {
     "twin/floor": ("twin", "floor"),
 }
 NEVER_CACHED = "never cached (reads now())"
-NO_TIER = "tier not built (caching.{})"
+NO_TIER = "tier not built: caching has no {!r} tier"
 
 
 def sample_params(query, n, seed=0, registry=REGISTRY):
@@ -64,15 +63,27 @@ def _sides(definition):
         "floor": lambda p: definition.floor.run(raw, p),
     }
     absent = {}
-    for side, reader_name in CACHE_TIERS.items():
-        reader = getattr(caching, reader_name, None)
+    for side, tier in CACHE_TIERS.items():
+        reader = _tier_reader(tier)
         if definition.cache is None:
             absent[side] = NEVER_CACHED
         elif reader is None:
-            absent[side] = NO_TIER.format(reader_name)
+            absent[side] = NO_TIER.format(tier)
         else:
             present[side] = _hit(definition, reader)
     return present, absent
+
+
+def _tier_reader(tier):
+    """(definition, key params) -> the value one tier holds, or caching.MISS; None if there is no such tier.
+
+    caching.TIERS and peek(..., tier) come with the in-process tier; until then Redis is the only tier
+    and peek reads it alone.
+    """
+    tiers = getattr(caching, "TIERS", None)
+    if tiers is None:
+        return caching.peek if tier == "redis" else None
+    return (lambda definition, params: caching.peek(definition, params, tier)) if tier in tiers else None
 
 
 class _Missed(Exception):
