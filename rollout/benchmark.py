@@ -9,12 +9,11 @@ import statistics
 import time
 
 from rollout.actors import Actor
-from rollout.conf import get_setting
+from rollout.background import background
 from rollout.experiments import flag_name, get_experiment
 from rollout.flag_cache import flags
 from rollout.flag_state import FlagState
 from rollout.router import decide, dispatch
-from rollout.shadow import executor
 
 ACTOR = Actor(person_id=1, client_id=1, site_id=1, group_ids=frozenset({1}))
 
@@ -45,7 +44,6 @@ def measure_router(query, param_sets, rounds=200):
     )
     shadowed = dataclasses.replace(control, shadow_percent=100.0)
     experiment = get_experiment(query)
-    backend = get_setting("CONTROL_BACKEND")
 
     def routed(params):
         dispatch(query, actor=ACTOR, **params)
@@ -57,7 +55,7 @@ def measure_router(query, param_sets, rounds=200):
             for _ in range(100):
                 decide(query, ACTOR)
             batches.append((time.perf_counter() - started) / 100)
-        direct, through_router = _paired(lambda p: experiment.run(backend, p), routed, param_sets, rounds)
+        direct, through_router = _paired(lambda p: experiment.run(experiment.control, p), routed, param_sets, rounds)
 
     def pinned(state):
         def call(params):
@@ -67,7 +65,7 @@ def measure_router(query, param_sets, rounds=200):
         return call
 
     plain, shadow = _paired(pinned(control), pinned(shadowed), param_sets, rounds // 2)
-    executor.drain()
+    background.drain()
     return {
         "decision_us_median": _median_us(batches),
         "direct_ms_median": direct * 1000,
