@@ -132,4 +132,6 @@ def test_a_tenth_query_gets_validation_benchmark_flag_api_and_dashboard(tenth_qu
     assert response.status_code == 400 and response.json()["parameter"] == "bu_id"
 
     page = admin_client.get(reverse("rollout-dashboard") + "?range=15m")
-    assert page.status_code == 200 and 'id="panel-child_units"' in page.content.decode()
+    assert page.status_code == 200 and '<tr id="row-child_units">' in page.content.decode()
+    page = admin_client.get(reverse("rollout-dashboard-query", args=["child_units"]) + "?range=15m")
+    assert page.status_code == 200 and "child_units" in page.content.decode()

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import sys
 
@@ -20,6 +21,9 @@ COLUMNS = (  # heading, width, side or ratio
     ("redis/fn", 9, "redis_hit/function"),
     ("twin/fl", 8, "twin/floor"),
 )
+
+
+NEEDS_MATPLOTLIB = '--plot needs matplotlib, from the [bench] extra: .venv/bin/pip install -e ".[bench]"'
 
 
 def verdict(value, target):
@@ -58,6 +62,8 @@ class Command(BaseCommand):
     def handle(self, *args, iterations, warmup, param_sets, queries, json_path, baseline, tolerance, **options):
         # The debug cursor times and logs every query: it would tax the twins and not the functions.
         settings.DEBUG = False
+        if options["plot_path"] and importlib.util.find_spec("matplotlib") is None:
+            raise CommandError(NEEDS_MATPLOTLIB)  # now, not after minutes of measuring
         if options["growth"]:
             self.stdout.write("\n".join(growth([self.read_report(path, "--growth") for path in options["growth"]])))
             return
@@ -137,7 +143,7 @@ class Command(BaseCommand):
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            raise CommandError("--plot needs matplotlib: pip install matplotlib") from None
+            raise CommandError(NEEDS_MATPLOTLIB) from None
         names = [r["query"] for r in results]
         fig, ax = plt.subplots(figsize=(11, 5))
         width = 0.38
