@@ -5,7 +5,7 @@ Honest by construction:
   right after another with the same parameters (it would find their pages warm);
 - the order of the sides rotates every round, so each runs first as often as the others;
 - a side that does not exist for a query is "n/a" with the reason, never a stand-in: a query that is never
-  cached has no hit to time, and a cache tier not built yet has no column value;
+  cached has no hit to time;
 - every timed hit is checked to be a hit; a tier that missed even once reports n/a.
 """
 
@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from query_backends import caching
 from query_backends.registry import REGISTRY
 
-# Each cache tier's hit, timed alone: the column and the tier caching.peek reads.
+# Each cache tier's hit, timed alone: the column and the tier caching.peek reads (caching.TIERS).
 CACHE_TIERS = {"memory_hit": "memory", "redis_hit": "redis"}
 SIDES = ("function", "twin", "floor", *CACHE_TIERS)
 RATIOS = {
@@ -31,7 +31,6 @@ RATIOS = {
     "twin/floor": ("twin", "floor"),
 }
 NEVER_CACHED = "never cached (reads now())"
-NO_TIER = "tier not built: caching has no {!r} tier"
 
 
 def sample_params(query, n, seed=0, registry=REGISTRY):
@@ -64,35 +63,20 @@ def _sides(definition):
     }
     absent = {}
     for side, tier in CACHE_TIERS.items():
-        reader = _tier_reader(tier)
         if definition.cache is None:
             absent[side] = NEVER_CACHED
-        elif reader is None:
-            absent[side] = NO_TIER.format(tier)
         else:
-            present[side] = _hit(definition, reader)
+            present[side] = _hit(definition, tier)
     return present, absent
-
-
-def _tier_reader(tier):
-    """(definition, key params) -> the value one tier holds, or caching.MISS; None if there is no such tier.
-
-    caching.TIERS and peek(..., tier) come with the in-process tier; until then Redis is the only tier
-    and peek reads it alone.
-    """
-    tiers = getattr(caching, "TIERS", None)
-    if tiers is None:
-        return caching.peek if tier == "redis" else None
-    return (lambda definition, params: caching.peek(definition, params, tier)) if tier in tiers else None
 
 
 class _Missed(Exception):
     """A timed cache read that was not a hit: the tier's column would not be measuring hits."""
 
 
-def _hit(definition, reader):
+def _hit(definition, tier):
     def read(params):
-        value = reader(definition, {"backend": "orm", **params})
+        value = caching.peek(definition, {"backend": "orm", **params}, tier)
         if value is caching.MISS:
             raise _Missed
         return value
