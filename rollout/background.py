@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from rollout.conf import get_setting
 from rollout.metrics import metrics
@@ -115,7 +115,12 @@ class Background:
                         continue
                     self._publishing += 1
                 try:
-                    publish(results)
+                    try:
+                        publish(results)
+                    except Exception as exc:  # noqa: BLE001 — once more on a fresh connection (a lost one, say)
+                        logger.warning("could not publish %d results (%s); retrying once", len(results), exc)
+                        connection.close()
+                        publish(results)
                 finally:
                     with self._lock:
                         self._publishing -= 1

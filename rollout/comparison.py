@@ -16,12 +16,13 @@ observations the call already made.
 """
 
 import logging
+from collections import Counter
 
 from django.db import connections, transaction
 
 from rollout import result as outcome
 from rollout.conf import get_setting
-from rollout.experiments import get_experiment, registry
+from rollout.experiments import get_experiment, registry, sides
 from rollout.metrics import metrics
 from rollout.observation import Observation
 from rollout.result import Result
@@ -150,6 +151,12 @@ def judge(payload):
     return JUDGES[payload["source"]](payload)
 
 
+def count_failures(payloads):
+    """Count jobs whose result could not be judged or published, under their query's candidate."""
+    for query, n in Counter(p.get("query", "?") for p in payloads).items():
+        metrics.increment(query, sides(query)[1].backend, "record_failures", n)
+
+
 def judge_all(payloads):
     """The Results of a batch of jobs; a job that cannot be judged is logged and counted, never fatal to the rest."""
     results = []
@@ -158,5 +165,5 @@ def judge_all(payloads):
             results.append(judge(payload))
         except Exception:
             logger.exception("could not judge a %s job of %s", payload.get("source"), payload.get("query"))
-            metrics.increment(payload.get("query", "?"), "?", "record_failures")
+            count_failures([payload])
     return results

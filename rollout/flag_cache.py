@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from rollout.conf import get_setting
 from rollout.flag_state import FlagState
+from rollout.outage import Outage
 
 logger = logging.getLogger(__name__)
 VERSION_KEY = "rollout:flags:version"
@@ -34,6 +35,7 @@ class FlagCache:
         self._version = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
+        self.outage = Outage("the flag table (keeping the last known flag states)", logger)
 
     def get(self, name):
         """The FlagState of a flag, or None when no such flag exists."""
@@ -51,10 +53,11 @@ class FlagCache:
                 if version != self._version:
                     self._states = self._load()
                     self._version = version
-            except DatabaseError:
+            except DatabaseError as exc:
                 # Serve the states we have; the next call tries again.
-                logger.exception("could not refresh rollout flags; keeping the last known states")
+                self.outage.failed(exc)
                 return
+            self.outage.succeeded()
             self._checked_at = time.monotonic()
 
     @staticmethod

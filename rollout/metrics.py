@@ -85,6 +85,18 @@ class _Writer:
                 future.set_exception(exc)
 
 
+def _upsert(cursor, counts, samples):
+    """Add {(minute, query, backend): {counter: n}} and their latency samples to the rollups, in one statement.
+
+    Rows are taken in one order in every process and transaction, so concurrent upserts never deadlock."""
+    keys = sorted(set(counts) | set(samples))
+    params = []
+    for key in keys:
+        params += [*key, json.dumps(dict(counts.get(key, {}))), samples.get(key, [])]
+    rows = ", ".join(["(%s, %s, %s, %s::jsonb, %s::double precision[])"] * len(keys))
+    cursor.execute(_UPSERT.replace("%(rows)s", rows), params)
+
+
 def current_minute():
     return int(time.time() // 60)
 
@@ -164,13 +176,8 @@ class Metrics:
         pending, samples = self._take_pending()
         if not pending and not samples:
             return
-        keys = sorted(set(pending) | set(samples))  # one order in every process: no deadlocks between upserts
-        params = []
-        for key in keys:
-            params += [*key, json.dumps(dict(pending.get(key, {}))), samples.get(key, [])]
-        rows = ", ".join(["(%s, %s, %s, %s::jsonb, %s::double precision[])"] * len(keys))
         try:
-            self._with_cursor(lambda cursor: cursor.execute(_UPSERT.replace("%(rows)s", rows), params))
+            self._with_cursor(lambda cursor: _upsert(cursor, pending, samples))
         except Exception as exc:  # noqa: BLE001 — metrics never fail anyone; the counts wait for the next flush
             self.outage.failed(exc)
             self._keep(pending)
@@ -183,6 +190,18 @@ class Metrics:
                 self._with_cursor(lambda cursor: self._delete_older(cursor, hours))
             except Exception as exc:  # noqa: BLE001
                 self.outage.failed(exc)
+
+    @staticmethod
+    def add_now(counts):
+        """Add {(query, backend, counter): n} to this minute's rollups on the caller's connection and transaction
+        (the publisher's: counted exactly when its records are written, and never again on a redelivery)."""
+        if not counts:
+            return
+        by_key = defaultdict(dict)
+        for (query, backend, name), n in counts.items():
+            by_key[(current_minute(), query, backend)][name] = n
+        with connection.cursor() as cursor:
+            _upsert(cursor, by_key, {})
 
     def _keep(self, pending):
         with self._lock:

@@ -2,13 +2,14 @@
 
 A batch of results is written in one transaction on the publishing worker's
 connection, each claimed by its comparison id first: a redelivered comparison
-finds its claim and changes nothing, so it counts once. The metrics are
-counted after the commit; the guard evaluates after it too (once per flag in
-the batch), and never sees a result that does not judge the candidate.
+finds its claim and changes nothing, so it counts once. Its metrics are
+counted in that same transaction; the guard evaluates after the commit (once
+per flag in the batch), and never sees a result that does not judge the candidate.
 """
 
 import logging
 import random
+from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
@@ -41,9 +42,12 @@ def publish(results):
         results = [r for r in results if r.comparison_id in fresh]
         recorder.write([r for r in results if r.mismatched])
         judged = guard.add_samples(results)
-    for result in results:
-        for name in COUNTERS[result.kind]:
-            metrics.increment(result.query, result.candidate_backend, name)
+        # Counted with the claim: a worker killed after the commit loses no count, a redelivery adds none.
+        counts = Counter()
+        for result in results:
+            for name in COUNTERS[result.kind]:
+                counts[(result.query, result.candidate_backend, name)] += 1
+        metrics.add_now(counts)
     for result in judged:
         guard.evaluate(result)
     if random.random() < 0.001 * len(results):  # housekeeping, about once per thousand results

@@ -1,16 +1,35 @@
 """The Celery task behind shadow mode: judge a batch of jobs and publish the results, as a local worker thread does.
 
 acks_late + reject_on_worker_lost: a task whose worker dies mid-run goes back
-to the queue; publish() is idempotent by comparison id, so the redelivery
-counts once.
+to the queue. A publish that fails (its connection lost, say) closes the
+connection and retries the task a few times, then counts the batch as
+record_failures; publish() is idempotent by comparison id, so a retry or a
+redelivery counts once.
 """
 
-from celery import shared_task
+import logging
 
-from rollout.comparison import judge_all
+from celery import shared_task
+from django.db import close_old_connections, connection
+
+from rollout.comparison import count_failures, judge_all
 from rollout.publish import publish
 
+logger = logging.getLogger(__name__)
+RETRIES = 5
 
-@shared_task(name="rollout.judge", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def judge(payloads):
-    publish(judge_all(payloads))
+
+@shared_task(bind=True, name="rollout.judge", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def judge(self, payloads):
+    close_old_connections()  # a connection broken by an earlier task is not reused
+    try:
+        publish(judge_all(payloads))
+    except Exception as exc:
+        connection.close()
+        if self.request.retries < RETRIES:
+            logger.warning("could not publish %d results (%s); retrying", len(payloads), exc)
+            raise self.retry(exc=exc, countdown=2**self.request.retries) from None
+        logger.exception(
+            "could not publish %d results after %d retries; counted as record_failures", len(payloads), RETRIES
+        )
+        count_failures(payloads)

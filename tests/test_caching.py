@@ -349,3 +349,14 @@ def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(django_a
             m.BusinessUnit.objects.filter(id=client_id).delete()
 
         committed(cleanup)
+
+
+def test_a_write_with_session_replication_role_replica_still_retires_cached_answers(menu):
+    """Logical replication's apply and restores run as `replica`: the cache's triggers fire there too."""
+    cached, _ = caps(menu)
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE capability SET capscode = 'REPLICATED' WHERE parent_id = %s", [menu])
+    wait_until_heard("capability")
+    answer, hit = caps(menu)
+    assert not hit and answer == fresh_caps(menu) and answer != cached

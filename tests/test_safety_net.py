@@ -412,3 +412,27 @@ def test_with_the_broker_down_callers_get_their_answers_and_samples_are_counted_
     assert text.count("the shadow broker unreachable") == 1, text  # one warning, not one per sample
     assert metrics.snapshot()[("toy", "new")]["drops"] == 20
     committed(lambda: QueryFlag.objects.filter(name="orm.toy").delete())
+
+
+def test_a_publish_that_loses_its_connection_is_retried_and_nothing_is_lost(monkeypatch):
+    from django.db import OperationalError
+
+    from rollout import recorder
+
+    claim, failures = recorder.claim, []
+
+    def loses_its_connection_once(ids):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("the connection is lost")
+        return claim(ids)
+
+    monkeypatch.setattr(recorder, "claim", loses_its_connection_once)
+    replace_definition(monkeypatch, "bu_list", twin=lambda *args, **kwargs: "wrong")
+    tight_guard("bu_list", shadow_percent=100)
+    for bu in (1, 2, 3):
+        rollout.dispatch("bu_list", actor=ALICE, bu_id=bu)
+    background.drain()
+    assert failures == [1] and kinds("bu_list") == {"mismatch": 3}
+    numbers = metrics.snapshot()[("bu_list", "orm")]
+    assert numbers["discrepancies"] == 3 and numbers["record_failures"] == 0
