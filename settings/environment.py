@@ -103,7 +103,7 @@ def database_config(environ, base_dir: Path, start_embedded=None):
         options["pool"] = {
             "min_size": env_int(environ, "DB_POOL_MIN_SIZE", 1, minimum=0),
             "max_size": env_int(environ, "DB_POOL_MAX_SIZE", 10, minimum=1),
-            "timeout": env_float(environ, "DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+            "timeout": env_float(environ, "DB_POOL_TIMEOUT", 3.0, minimum=0.1),
         }
         config["CONN_MAX_AGE"] = 0
         # The backend checks each pooled connection as it hands it out, without the pool's back-off

@@ -1,3 +1,4 @@
+import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -71,6 +72,9 @@ class Command(BaseCommand):
         token_sub.add_parser("issue", help="a new key for USER, shown once").add_argument("user")
         token_sub.add_parser("list", help="tokens (never their keys), newest first").add_argument("user", nargs="?")
         token_sub.add_parser("revoke", help="delete a token by its id").add_argument("id", type=int)
+        for leaf in (*sub.choices.values(), *token_sub.choices.values()):
+            # --json after the subcommand too (`rollout status --json`); SUPPRESS keeps the first one's answer.
+            leaf.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
 
     def handle(self, *args, action, **options):
         try:
