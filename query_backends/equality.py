@@ -1,12 +1,16 @@
 """What "equal" means between the function's answer and the twin's (the contract's last section).
 
 compare() returns a Difference, not a bool: what is missing, what is extra,
-which fields changed with both values. Rows are multisets keyed by their first
-column unless the query is ordered; numbers compare by value, timestamps as
-instants, JSON by value, text byte for byte; two errors of the same kind are equal.
+which fields changed with both values; `Difference.equal` says whether there is
+none. Where no order is stated, answers are multisets: rows keyed by their first
+column, lists of scalars by value, each element counted as often as it occurs
+(a permutation is equal; one more or one fewer duplicate is not). Where an order
+is stated, the same multiset in another order is `reordered`. Numbers compare by
+value, timestamps as instants, JSON by value, text byte for byte; two errors of
+the same kind are equal.
 """
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,10 +35,12 @@ class Difference:
 
     @property
     def equal(self):
+        """True when the two answers are equal: nothing missing, extra, changed, reordered or failing differently."""
         return not (self.missing or self.extra or self.changed or self.reordered or self.value or self.errors)
 
     def __bool__(self):
-        return not self.equal
+        # Whether a truthy Difference means "differs" or "equal" is a guess every reader gets wrong half the time.
+        raise TypeError("a Difference has no truth value: ask difference.equal")
 
     def as_dict(self):
         return {
@@ -72,26 +78,44 @@ def normalize(value):
     return value
 
 
+def canonical(value):
+    """A hashable form, equal for two values exactly when they are equal: the multiset key."""
+    if isinstance(value, dict):
+        return ("object", frozenset((k, canonical(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("array", tuple(canonical(v) for v in value))
+    value = normalize(value)
+    # The type keeps JSON true apart from the number 1, and text apart from a number.
+    return (type(value).__name__, value)
+
+
 def _same(a, b):
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False  # JSON true is not the number 1
-    na, nb = normalize(a), normalize(b)
-    if type(na) is not type(nb) and not (na is None or nb is None):
-        return False
-    return na == nb
-
-
-def _rows_equal(a, b):
-    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return canonical(a) == canonical(b)
 
 
 def _row_key(row):
-    first = next(iter(row.values()), None) if row else None
-    return repr(normalize(first))
+    return canonical(next(iter(row.values()), None)) if row else None
 
 
 def _key_value(row):
     return next(iter(row.values()), None) if row else None
+
+
+def _counted(values):
+    """(multiset of canonical forms, first original value of each) — a Counter keeps duplicates counted."""
+    firsts = {}
+    for value in values:
+        firsts.setdefault(canonical(value), value)
+    return Counter(canonical(v) for v in values), firsts
+
+
+def _multiset_difference(control, candidate):
+    """(missing, extra): elements of control not matched in candidate and back, duplicates counted."""
+    left, left_firsts = _counted(control)
+    right, right_firsts = _counted(candidate)
+    missing = tuple(left_firsts[k] for k, n in (left - right).items() for _ in range(n))
+    extra = tuple(right_firsts[k] for k, n in (right - left).items() for _ in range(n))
+    return missing, extra
 
 
 def _compare_rows(control, candidate, ordered):
@@ -102,14 +126,7 @@ def _compare_rows(control, candidate, ordered):
         by_key[_row_key(row)][1].append(row)
     missing, extra, changed = [], [], []
     for left, right in by_key.values():
-        unmatched_right = list(right)
-        unmatched_left = []
-        for row in left:
-            match = next((i for i, other in enumerate(unmatched_right) if _rows_equal(row, other)), None)
-            if match is None:
-                unmatched_left.append(row)
-            else:
-                unmatched_right.pop(match)
+        unmatched_left, unmatched_right = (list(rows) for rows in _multiset_difference(left, right))
         while unmatched_left and unmatched_right:  # same key, different fields: say which
             a, b = unmatched_left.pop(0), unmatched_right.pop(0)
             for name in [*a, *(k for k in b if k not in a)]:
@@ -117,10 +134,20 @@ def _compare_rows(control, candidate, ordered):
                     changed.append(FieldChange(_key_value(a), name, a.get(name), b.get(name)))
         missing.extend(unmatched_left)
         extra.extend(unmatched_right)
-    reordered = False
-    if ordered and not (missing or extra or changed):
-        reordered = any(not _rows_equal(a, b) for a, b in zip(control, candidate))
+    reordered = (
+        ordered
+        and not (missing or extra or changed)
+        and [canonical(r) for r in control] != [canonical(r) for r in candidate]
+    )
     return Difference(missing=tuple(missing), extra=tuple(extra), changed=tuple(changed), reordered=reordered)
+
+
+def _compare_scalar_lists(control, candidate, ordered):
+    missing, extra = _multiset_difference(control, candidate)
+    reordered = (
+        ordered and not (missing or extra) and [canonical(v) for v in control] != [canonical(v) for v in candidate]
+    )
+    return Difference(missing=missing, extra=extra, reordered=reordered)
 
 
 def _is_rows(value):
@@ -135,15 +162,8 @@ def compare(control, candidate, ordered=False):
         return Difference() if kinds[0] == kinds[1] else Difference(errors=kinds)
     if _is_rows(control) and _is_rows(candidate) and (control or candidate):
         return _compare_rows(control, candidate, ordered)
-    if isinstance(control, list) and isinstance(candidate, list) and not ordered:
-        left, right = [normalize(v) for v in control], [normalize(v) for v in candidate]
-        if left == right:
-            return Difference()
-        return Difference(
-            missing=tuple(v for v in control if normalize(v) not in right),
-            extra=tuple(v for v in candidate if normalize(v) not in left),
-            reordered=sorted(map(repr, left)) == sorted(map(repr, right)),
-        )
+    if isinstance(control, list) and isinstance(candidate, list):
+        return _compare_scalar_lists(control, candidate, ordered)
     if isinstance(control, dict) and isinstance(candidate, dict):
         changed = tuple(
             FieldChange(key, "value", control.get(key), candidate.get(key))
