@@ -90,11 +90,18 @@ def bulist_by_identifier_cases():
 
 
 def sites_list_web_cases():
-    """Every client × its people, and each person against one other client."""
+    """Every client × its people, and each person under another real client (where their groups must not count)."""
+    clients = list(
+        BusinessUnit.objects.filter(parent_id=SENTINEL_ID)
+        .exclude(id=SENTINEL_ID)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     for person, client in People.objects.values_list("id", "client_id"):
         if client is not None:
             yield {"client_id": client, "people_id": person}
-        yield {"client_id": SENTINEL_ID if client is None else client + 1, "people_id": person}
+        others = [c for c in clients if c != client]
+        yield {"client_id": others[person % len(others)] if others else SENTINEL_ID, "people_id": person}
 
 
 def asset_questionset_cases():

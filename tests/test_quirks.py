@@ -330,3 +330,19 @@ def test_web_capabilities_order_by_xpath_as_text_not_by_number():
         assert xpaths == [x for (x,) in cursor.fetchall()]
     by_number = [f"{root.id}>{c.id}2" for c in sorted(children, key=lambda c: c.id)]
     assert len(xpaths) == 12 and (xpaths != by_number or len({len(str(c.id)) for c in children}) == 1)
+
+
+def test_sites_list_web_a_person_asked_for_under_another_client_has_no_groups():
+    home, other = bu(kind="CLIENT"), bu(kind="CLIENT")
+    group_site, assigned = bu(parent=home), bu(parent=other)
+    sitegroup = group(home, kind="SITEGROUP")
+    member(sitegroup.id, site=group_site)
+    worker = person(home, groups=str(sitegroup.id))
+    today = db_now().date()
+    SitePeople.objects.create(people=worker, bu=assigned, client=other, fromdt=today, uptodt=today)
+    assert ids(agreed("sites_list_web", client_id=home.id, people_id=worker.id)) == sorted([group_site.id, assigned.id])
+    # Under another client the groups are not read (the sitepeople part is by person only) ...
+    assert ids(agreed("sites_list_web", client_id=other.id, people_id=worker.id)) == [assigned.id]
+    # ... not even malformed ones: the cast never runs, so nothing fails.
+    malformed = person(home, groups="1 x2")
+    assert agreed("sites_list_web", client_id=other.id, people_id=malformed.id) == []

@@ -4,7 +4,10 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from query_backends.cases import CASES
+from query_backends.models import People
 from query_backends.registry import REGISTRY
+from query_backends.validation import validate_query
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +36,7 @@ def test_validate_reports_a_broken_twin_and_fails(tmp_path, monkeypatch):
     assert bu_list["different"] > 0 and web["different"] == 0
     [example] = bu_list["examples"].values()
     assert example["params"]["fmt"].lower() == "array"
-    assert example["difference"]["value"][0][:-1] == example["difference"]["value"][1]
+    assert example["difference"]["missing"] == example["control"][-1:]
 
 
 def test_validate_rejects_unknown_queries_and_bad_limits():
@@ -41,3 +44,20 @@ def test_validate_rejects_unknown_queries_and_bad_limits():
         call_command("validate_orm_migrations", "--queries", "nope")
     with pytest.raises(CommandError, match="--limit-per-query"):
         call_command("validate_orm_migrations", "--limit-per-query", "0")
+
+
+def test_sites_list_web_cases_ask_people_with_groups_under_another_client():
+    home = dict(People.objects.values_list("id", "client_id"))
+    grouped = {
+        person
+        for person, extras in People.objects.values_list("id", "people_extras")
+        if (extras or {}).get("assignsitegroup", "").strip()
+    }
+    cross = [
+        case
+        for case in CASES["sites_list_web"]()
+        if home[case["people_id"]] not in (None, case["client_id"]) and case["people_id"] in grouped
+    ]
+    assert len(cross) > 10
+    report = validate_query("sites_list_web", cross)
+    assert (report.cases, report.different) == (len(cross), 0)

@@ -21,9 +21,10 @@ BEGIN
         RETURN;
     END IF;
 
+    -- The groups are those of the person *of this client*: asked for under another client, a person has none.
     -- The cast fails with invalid_text_representation on a malformed token, as it always has.
     SELECT string_to_array(p.people_extras ->> 'assignsitegroup', ' ')::bigint[] INTO v_groups
-    FROM people p WHERE p.id = p_peopleid;
+    FROM people p WHERE p.id = p_peopleid AND p.client_id = p_clientid;
 
     RETURN QUERY
     SELECT DISTINCT b.id, b.bucode, b.buname, b.butype_id, ta.taname, b.enable, b.cdtz, b.mdtz, b.cuser_id, b.muser_id

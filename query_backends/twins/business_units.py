@@ -115,17 +115,13 @@ def bulist_by_identifier(bu_id, customers=True, sites=True):
 
 
 def _person(client_id, people_id):
-    is_admin = Q(client_id=client_id, isadmin=True)
+    """The person *of this client*: isadmin and the groups come from the row with both ids, or from none."""
     # The CASE keeps the cast from running for an admin, whose assignsitegroup the legacy
     # function never reads; for anyone else a malformed token fails in the database, as it did.
     groups_cast = Cast(StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField()))
-    return (
-        People.objects.filter(id=people_id)
-        .annotate(
-            admin=Case(When(is_admin, then=Value(True)), default=Value(False), output_field=BooleanField()),
-            groups=Case(When(is_admin, then=Value(None)), default=groups_cast),
-        )
-        .order_by("pk")[:1]
+    return People.objects.filter(id=people_id, client_id=client_id).annotate(
+        admin=Case(When(isadmin=True, then=Value(True)), default=Value(False), output_field=BooleanField()),
+        groups=Case(When(isadmin=True, then=Value(None)), default=groups_cast),
     )
 
 
