@@ -704,3 +704,188 @@ def table_checksums():
             cursor.execute(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {table} t")
             sums[table] = cursor.fetchone()
     return sums
+
+
+# --- shapes: one big client tree or one big site, in seconds --------------------------------------
+SHAPES = ("bu-tree", "site-assets")
+TREE_FANOUT = 8  # children per unit: 200,000 units are 6 levels deep
+
+
+def _next_ids(cursor, table, count):
+    cursor.execute(f"SELECT GREATEST(max(id), 0) + 1 FROM {table}")
+    first = cursor.fetchone()[0]
+    return range(first, first + count)
+
+
+def _load_shape(build):
+    """COPY the rows build(cursor) yields per table in one transaction; ids continue after the data present."""
+    counts = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO typeassist (id, tacode, taname, tatype, enable) VALUES (%s, %s, %s, %s, true) "
+            "ON CONFLICT (id) DO NOTHING",
+            TYPEASSIST,
+        )
+        answer = build(cursor, counts)
+        for table in counts:
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        transaction.on_commit(lambda: bump(LEGACY_TABLES))
+        cursor.execute(f"ANALYZE {', '.join(counts)}")
+    return answer, counts
+
+
+def _copy_counted(cursor, table, rows, counts):
+    from tqdm import tqdm
+
+    def counted():
+        for row in rows:
+            counts[table] = counts.get(table, 0) + 1
+            yield row
+
+    with tqdm(disable=True) as progress:
+        _copy(cursor, table, counted(), progress)
+
+
+def bu_tree(units, seed=0):
+    """A client with `units` business units in all (itself included), TREE_FANOUT children per unit, plus an
+    admin and a non-admin person of that client. Returns ({"client_id", "admin_id", "person_id"}, counts)."""
+    if units < 1:
+        raise ValueError("bu-tree: units must be at least 1")
+    rng, noon = random.Random(seed), datetime.combine(datetime.now(UTC).date(), time(12), tzinfo=UTC)
+
+    def build(cursor, counts):
+        ids = _next_ids(cursor, "bt", units)
+        kinds = {1: TA_CUSTOMER, 2: TA_SITE}
+
+        depths = []  # of each unit by position: the identifier follows the level
+
+        def rows():
+            for i, bu_id in enumerate(ids):
+                parent = SENTINEL_ID if i == 0 else ids[(i - 1) // TREE_FANOUT]
+                depth = 0 if i == 0 else depths[(i - 1) // TREE_FANOUT] + 1
+                depths.append(depth)
+                identifier = TA_CLIENT if i == 0 else kinds.get(depth, TA_ZONE)
+                butype = rng.choice((*BUTYPES, None))
+                enable = i == 0 or rng.random() > 0.05
+                yield (
+                    bu_id,
+                    f"T{bu_id}",
+                    f"Tree unit {bu_id}",
+                    identifier,
+                    butype,
+                    parent,
+                    enable,
+                    0,
+                    None,
+                    None,
+                    noon,
+                    noon,
+                )
+
+        _copy_counted(cursor, "bt", rows(), counts)
+        admin, person = _next_ids(cursor, "people", 2)
+        people = [
+            (
+                pid,
+                f"T{pid}",
+                f"Tree person {pid}",
+                None,
+                pid == admin,
+                True,
+                ids[0],
+                ids[0],
+                json.dumps({"assignsitegroup": ""}),
+                noon,
+                noon,
+            )
+            for pid in (admin, person)
+        ]
+        _copy_counted(cursor, "people", people, counts)
+        return {"client_id": ids[0], "admin_id": admin, "person_id": person}
+
+    return _load_shape(build)
+
+
+def site_assets(assets, seed=0, questionsets=None):
+    """A client with one site holding `assets` assets (a few NEA, disabled, NULL identifiers, the rest changed in
+    the last 90 days) and top-level checklists including some of them. Returns ({"client_id", "site_id"}, counts)."""
+    if assets < 1:
+        raise ValueError("site-assets: assets must be at least 1")
+    rng, noon = random.Random(seed), datetime.combine(datetime.now(UTC).date(), time(12), tzinfo=UTC)
+    questionsets = max(1, assets // 50) if questionsets is None else questionsets
+
+    def build(cursor, counts):
+        client, site, vendor = _next_ids(cursor, "bt", 3)
+        units = [
+            (
+                client,
+                f"S{client}",
+                f"Shape client {client}",
+                TA_CLIENT,
+                None,
+                SENTINEL_ID,
+                True,
+                0,
+                None,
+                None,
+                noon,
+                noon,
+            ),
+            (site, f"S{site}", f"Shape site {site}", TA_SITE, BUTYPES[0], client, True, 330, None, None, noon, noon),
+            (vendor, f"S{vendor}", f"Shape vendor {vendor}", None, TA_VENDOR, client, True, 0, None, None, noon, noon),
+        ]
+        _copy_counted(cursor, "bt", units, counts)
+        asset_ids = _next_ids(cursor, "asset", assets)
+
+        def asset_rows():
+            for asset_id in asset_ids:
+                identifier = None if rng.random() < 0.05 else rng.choice(ASSET_IDENTIFIERS)
+                mdtz = noon - timedelta(minutes=rng.randrange(90 * 1440))
+                yield (
+                    asset_id,
+                    uuid.UUID(int=rng.getrandbits(128), version=4),
+                    f"SA{asset_id}",
+                    f"Shape asset {asset_id}",
+                    rng.random() > 0.08,
+                    rng.random() < 0.1,
+                    None,
+                    rng.choice(("WORKING", "STANDBY", None)),
+                    identifier,
+                    rng.choice((11, 12, None)),
+                    rng.choice((13, 14, None)),
+                    None,
+                    rng.choice((15, None)),
+                    rng.choice((16, None)),
+                    Decimal(rng.randrange(0, 10**6)) / 100 if rng.random() < 0.7 else None,
+                    rng.choice((vendor, SENTINEL_ID, None)),
+                    None,
+                    site,
+                    client,
+                    330,
+                    None,
+                    None,
+                    mdtz - timedelta(days=30),
+                    mdtz,
+                )
+
+        _copy_counted(cursor, "asset", asset_rows(), counts)
+        qset_ids = _next_ids(cursor, "questionset", questionsets)
+
+        def qset_rows():
+            for qset_id in qset_ids:
+                includes = [str(a) for a in rng.sample(asset_ids, k=min(assets, rng.randrange(1, 9)))]
+                name = rng.choice(CHECKLISTS)
+                yield (qset_id, name, "CHECKLIST", SENTINEL_ID, True, includes, site, client, noon, noon)
+
+        _copy_counted(cursor, "questionset", qset_rows(), counts)
+        return {"client_id": client, "site_id": site}
+
+    return _load_shape(build)
+
+
+def load_shape(spec, seed=0):
+    """`kind:N` as the seed command's --shape takes it: bu-tree:200000 or site-assets:50000."""
+    kind, _, size = spec.partition(":")
+    if kind not in SHAPES or not size.isdigit() or int(size) < 1:
+        raise ValueError(f"--shape: {spec!r} is not one of {', '.join(f'{s}:N' for s in SHAPES)} with N ≥ 1")
+    return (bu_tree if kind == "bu-tree" else site_assets)(int(size), seed=seed)

@@ -4,10 +4,24 @@ Trees are walked in the database with recursive CTEs (django-cte), one query
 per call, so the cost does not grow with the number of levels.
 """
 
+from django.contrib.postgres.aggregates import ArrayAgg, StringAgg
 from django.contrib.postgres.fields import ArrayField
-from django.db.models import BigIntegerField, BooleanField, Case, F, Func, Q, Value, When
+from django.db.models import (
+    Aggregate,
+    BigIntegerField,
+    BooleanField,
+    Case,
+    F,
+    Func,
+    IntegerField,
+    JSONField,
+    Q,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, JSONObject
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
@@ -27,66 +41,84 @@ class StringToArray(Func):
     function = "string_to_array"
 
 
-def _ancestors(bu_id):
+def _ancestors(bu_id, fields=()):
     """bu_id and its ancestors; the walk stops at a NULL parent or at the sentinel, which is not added."""
+    columns = ("id", "parent_id", *(f for f in fields if f != "parent_id"))
 
     def make(cte):
         return (
             BusinessUnit.objects.filter(id=bu_id)
-            .values("id", "parent_id")
-            .union(
-                cte.join(BusinessUnit, id=cte.col.parent_id).exclude(id=SENTINEL_ID).values("id", "parent_id"),
-                all=False,
-            )
+            .values(*columns)
+            .union(cte.join(BusinessUnit, id=cte.col.parent_id).exclude(id=SENTINEL_ID).values(*columns), all=False)
         )
 
     return CTE.recursive(make, name="bu_up")
 
 
-def _descendants(bu_id):
+def _descendants(bu_id, fields=()):
+    columns = ("id", *fields)
+
     def make(cte):
         return (
             BusinessUnit.objects.filter(id=bu_id)
-            .values("id")
-            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id"), all=False)
+            .values(*columns)
+            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values(*columns), all=False)
         )
 
     return CTE.recursive(make, name="bu_down")
 
 
+def _related(bu_id, up, down, fields=()):
+    """(the walks, a CTE of bu_id with its ancestors and/or descendants, carrying `fields` along the walk)."""
+    columns = ("id", *fields)
+    walks = [walk for wanted, walk in ((up, _ancestors(bu_id, fields)), (down, _descendants(bu_id, fields))) if wanted]
+    units = BusinessUnit.objects.filter(id=bu_id).values(*columns)
+    if walks:
+        units = units.union(*(walk.queryset().values(*columns) for walk in walks))
+    return walks, CTE(units, name="bu_related")
+
+
 def related_ids(bu_id, up, down):
-    """The ids of bu_id with its ancestors (up) and/or descendants (down), ascending; bu_id alone for neither."""
-    ctes = [cte for wanted, cte in ((up, _ancestors(bu_id)), (down, _descendants(bu_id))) if wanted]
-    ids = BusinessUnit.objects.filter(id=bu_id).values("id")
-    if ctes:
-        ids = ids.union(*(cte.queryset().values("id") for cte in ctes))
-    return with_cte(*ctes, select=ids.order_by("id"))
+    """The ids of bu_id with its ancestors (up) and/or descendants (down); bu_id alone for neither."""
+    walks, related = _related(bu_id, up, down)
+    return with_cte(*walks, related, select=related.queryset().values("id"))
 
 
-_RELATED_IDS = CompiledQuery(related_ids)
+class JSONBObjectAgg(Aggregate):
+    function = "jsonb_object_agg"
+    output_field = JSONField()
 
 
-def _ids_of(bu_id, up, down):
-    # The walk answers alone: the recursive CTEs' row estimates are far too high for a join
-    # with bt to be planned well, so unit rows are fetched by a literal list (docs/performance.md).
-    return [r["id"] for r in _RELATED_IDS.rows(("id",), bu_id=bu_id, up=up, down=down)]
+def _one_value(walks, related, aggregate):
+    # An aggregate with no GROUP BY: exactly one row, NULL over no units.
+    grouped = related.queryset().annotate(one=Value(1, output_field=IntegerField())).values("one")
+    return with_cte(*walks, related, select=grouped.annotate(answer=aggregate).values_list("answer"))
 
 
-_UNITS = CompiledQuery(lambda ids: BusinessUnit.objects.filter(id__in=ids).order_by("id"))
+def _ids_text(bu_id, up, down):
+    return _one_value(*_related(bu_id, up, down), StringAgg(Cast("id", TextField()), " ", order_by="id"))
+
+
+def _ids_array(bu_id, up, down):
+    return _one_value(*_related(bu_id, up, down), ArrayAgg("id", order_by="id"))
+
+
+def _units_object(bu_id, up, down):
+    # The unit's columns ride along the walk: no join back to bt, whose plan the walk's estimates would spoil.
+    fields = ("bucode", "buname", "parent_id")
+    value = JSONObject(**{name: name for name in fields})
+    return _one_value(*_related(bu_id, up, down, fields), JSONBObjectAgg(Cast("id", TextField()), value))
+
+
+_BU_LIST = {"text": CompiledQuery(_ids_text), "array": CompiledQuery(_ids_array), "jsonb": CompiledQuery(_units_object)}
+_EMPTY = {"text": "", "array": [], "jsonb": None}
 
 
 def bu_list(bu_id, up=True, down=True, fmt="text"):
+    """The whole answer is built by the database in one statement, whatever the size of the tree."""
     fmt = fmt.lower()
-    ids = _ids_of(bu_id, up, down)
-    if fmt == "jsonb":
-        rows = _UNITS.rows(("id", "bucode", "buname", "parent_id"), ids=ids)
-        result = {
-            str(r["id"]): {"bucode": r["bucode"], "buname": r["buname"], "parent_id": r["parent_id"]} for r in rows
-        }
-        return result or None
-    if fmt == "array":
-        return ids
-    return " ".join(map(str, ids))
+    [row] = _BU_LIST[fmt].rows(("answer",), bu_id=bu_id, up=up, down=down)
+    return _EMPTY[fmt] if row["answer"] is None else row["answer"]
 
 
 def _units_of_kind(bu_id, codes):
@@ -127,7 +159,7 @@ def _person(client_id, people_id):
 
 def _admin_sites(client_id):
     # The walk as a subquery keeps an admin's call at two queries.
-    return _enabled_sites(BusinessUnit.objects.filter(id__in=related_ids(client_id, up=True, down=True).values("id")))
+    return _enabled_sites(BusinessUnit.objects.filter(id__in=related_ids(client_id, up=True, down=True)))
 
 
 def _assigned_sites(people_id, groups):
