@@ -93,7 +93,7 @@ EXPECTED_QUERIES = {
     "job_needs": 2,
     "external_tour_job_needs": 2,
     "schedule_for_adhoc": 1,
-    "bu_list": 2,
+    "bu_list": 1,
     "bulist_by_identifier": 1,
     "sites_list_web": 2,
     "asset_questionsets": 1,

@@ -78,12 +78,14 @@ def _changed_assets(mdtz, site_id):
     )
 
 
-def _including(site_id, asset_ids):
+def _site_questionsets(site_id):
     idtext = Cast("id", TextField())
+    # Every top-level set of the site, not only those including a changed asset: a site has few, and
+    # filtering by the changed assets' ids would send a list as long as the answer.
     # Ranks carry the database's text order of ids and names back to Python.
     return (
         _top_level_questionsets(site_id)
-        .filter(assetincludes__overlap=asset_ids)
+        .filter(assetincludes__isnull=False)
         .annotate(
             idtext=idtext,
             id_rank=Window(DenseRank(), order_by=idtext.asc()),
@@ -92,22 +94,22 @@ def _including(site_id, asset_ids):
     )
 
 
-_CHANGED, _INCLUDING = CompiledQuery(_changed_assets), CompiledQuery(_including)
+_CHANGED, _SITE_QUESTIONSETS = CompiledQuery(_changed_assets), CompiledQuery(_site_questionsets)
 
 
 def asset_details(mdtz, site_id):
     assets = _CHANGED.rows(ASSET_COLUMNS, mdtz=mdtz, site_id=site_id)
     if not assets:
         return []
-    asset_ids = [str(asset["id"]) for asset in assets]
     ids_of, names_of = {}, {}
-    for qset in _INCLUDING.rows(
-        ("idtext", "qsetname", "assetincludes", "id_rank", "name_rank"), site_id=site_id, asset_ids=asset_ids
+    for qset in _SITE_QUESTIONSETS.rows(
+        ("idtext", "qsetname", "assetincludes", "id_rank", "name_rank"), site_id=site_id
     ):
         for asset_id in set(qset["assetincludes"]):
             ids_of.setdefault(asset_id, set()).add((qset["id_rank"], qset["idtext"]))
             names_of.setdefault(asset_id, set()).add((qset["name_rank"], qset["qsetname"]))
-    for asset, key in zip(assets, asset_ids):
+    for asset in assets:
+        key = str(asset["id"])
         asset["qsetids"] = " ".join(text for _, text in sorted(ids_of.get(key, ())))
         asset["qsetname"] = "~".join(text for _, text in sorted(names_of.get(key, ())))
     return assets
