@@ -5,24 +5,23 @@ per call, so the cost does not grow with the number of levels.
 """
 
 from django.contrib.postgres.aggregates import ArrayAgg, StringAgg
+from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.db.models import (
     Aggregate,
     BigIntegerField,
-    BooleanField,
-    Case,
+    Exists,
     F,
     Func,
     IntegerField,
     JSONField,
-    Q,
+    OuterRef,
+    Subquery,
     TextField,
     Value,
-    When,
 )
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, JSONObject
-from django.db.models.lookups import Exact
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
@@ -42,48 +41,50 @@ class StringToArray(Func):
     function = "string_to_array"
 
 
-def _ancestors(bu_id, fields=()):
+class Unnest(Func):
+    function = "unnest"
+    output_field = BigIntegerField()
+
+
+# The walks' recursive terms read bt through correlated subqueries, never through a join. A generic plan
+# guesses ten rows per step, for which a hash join with a full scan of bt looks cheaper than index probes;
+# a subquery per row can only probe the index (parent_id for the way down, the primary key for the way up),
+# so a step costs what it yields, whatever the size of bt (docs/performance.md).
+
+
+def _ancestors(bu_id):
     """bu_id and its ancestors; the walk stops at a NULL parent or at the sentinel, which is not added."""
-    columns = ("id", "parent_id", *(f for f in fields if f != "parent_id"))
+    start = BusinessUnit.objects.filter(id=bu_id).values("id", "parent_id")
+    shape = CTE(start, name="bu_up")  # gives the recursive term below the walk's columns
 
-    def make(cte):
-        return (
-            BusinessUnit.objects.filter(id=bu_id)
-            .values(*columns)
-            # The sentinel stop filters the walk's own rows: once they are all at the top, the join has nothing
-            # to probe and bt is not scanned again (filtering bt's rows instead costs one more scan per call).
-            .union(
-                cte.join(BusinessUnit, id=cte.col.parent_id)
-                .exclude(Exact(cte.col.parent_id, SENTINEL_ID))
-                .values(*columns),
-                all=False,
-            )
-        )
+    def parent(column):
+        return Subquery(BusinessUnit.objects.filter(id=OuterRef("parent_id")).values(column))
 
-    return CTE.recursive(make, name="bu_up")
+    steps = (
+        shape.queryset()
+        .exclude(parent_id=SENTINEL_ID)
+        .annotate(up_id=parent("id"), up_parent_id=parent("parent_id"))
+        .filter(up_id__isnull=False)
+        .values("up_id", "up_parent_id")
+    )
+    return CTE(start.union(steps, all=False), name="bu_up")
 
 
-def _descendants(bu_id, fields=()):
-    columns = ("id", *fields)
-
-    def make(cte):
-        return (
-            BusinessUnit.objects.filter(id=bu_id)
-            .values(*columns)
-            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values(*columns), all=False)
-        )
-
-    return CTE.recursive(make, name="bu_down")
+def _descendants(bu_id):
+    start = BusinessUnit.objects.filter(id=bu_id).values("id")
+    shape = CTE(start, name="bu_down")
+    children = ArraySubquery(BusinessUnit.objects.filter(parent_id=OuterRef("id")).values("id"))
+    steps = shape.queryset().annotate(child=Unnest(children)).values("child")
+    return CTE(start.union(steps, all=False), name="bu_down")
 
 
-def _related(bu_id, up, down, fields=()):
-    """(the walks, a CTE of bu_id with its ancestors and/or descendants, carrying `fields` along the walk)."""
-    columns = ("id", *fields)
-    walks = [walk for wanted, walk in ((up, _ancestors(bu_id, fields)), (down, _descendants(bu_id, fields))) if wanted]
-    units = BusinessUnit.objects.filter(id=bu_id).values(*columns)
+def _related(bu_id, up, down):
+    """(the walks, a CTE of the ids of bu_id with its ancestors and/or descendants)."""
+    walks = [walk for wanted, walk in ((up, _ancestors(bu_id)), (down, _descendants(bu_id))) if wanted]
+    ids = BusinessUnit.objects.filter(id=bu_id).values("id")
     if walks:
-        units = units.union(*(walk.queryset().values(*columns) for walk in walks))
-    return walks, CTE(units, name="bu_related")
+        ids = ids.union(*(walk.queryset().values("id") for walk in walks))
+    return walks, CTE(ids, name="bu_related")
 
 
 def related_ids(bu_id, up, down):
@@ -97,25 +98,27 @@ class JSONBObjectAgg(Aggregate):
     output_field = JSONField()
 
 
-def _one_value(walks, related, aggregate):
+def _one_value(walks, related, rows, aggregate):
     # An aggregate with no GROUP BY: exactly one row, NULL over no units.
-    grouped = related.queryset().annotate(one=Value(1, output_field=IntegerField())).values("one")
+    grouped = rows.annotate(one=Value(1, output_field=IntegerField())).values("one")
     return with_cte(*walks, related, select=grouped.annotate(answer=aggregate).values_list("answer"))
 
 
 def _ids_text(bu_id, up, down):
-    return _one_value(*_related(bu_id, up, down), StringAgg(Cast("id", TextField()), " ", order_by="id"))
+    walks, related = _related(bu_id, up, down)
+    return _one_value(walks, related, related.queryset(), StringAgg(Cast("id", TextField()), " ", order_by="id"))
 
 
 def _ids_array(bu_id, up, down):
-    return _one_value(*_related(bu_id, up, down), ArrayAgg("id", order_by="id"))
+    walks, related = _related(bu_id, up, down)
+    return _one_value(walks, related, related.queryset(), ArrayAgg("id", order_by="id"))
 
 
 def _units_object(bu_id, up, down):
-    # The unit's columns ride along the walk: no join back to bt, whose plan the walk's estimates would spoil.
-    fields = ("bucode", "buname", "parent_id")
-    value = JSONObject(**{name: name for name in fields})
-    return _one_value(*_related(bu_id, up, down, fields), JSONBObjectAgg(Cast("id", TextField()), value))
+    walks, related = _related(bu_id, up, down)
+    units = BusinessUnit.objects.filter(id__in=related.queryset().values("id"))
+    value = JSONObject(bucode="bucode", buname="buname", parent_id="parent_id")
+    return _one_value(walks, related, units, JSONBObjectAgg(Cast("id", TextField()), value))
 
 
 _BU_LIST = {"text": CompiledQuery(_ids_text), "array": CompiledQuery(_ids_array), "jsonb": CompiledQuery(_units_object)}
@@ -154,46 +157,31 @@ def bulist_by_identifier(bu_id, customers=True, sites=True):
     return " ".join(str(r["id"]) for r in _UNITS_OF_KIND.rows(("id",), bu_id=bu_id, codes=codes))
 
 
-def _person(client_id, people_id):
-    """The person *of this client*: isadmin and the groups come from the row with both ids, or from none."""
-    # The CASE keeps the cast from running for an admin, whose assignsitegroup the legacy
-    # function never reads; for anyone else a malformed token fails in the database, as it did.
+def _sites(client_id, people_id):
+    """One statement: the person *of this client* decides, in the database, which branch yields sites.
+
+    An admin's branch is the client's tree; anyone else's is the sites of the groups written in their
+    assignsitegroup plus their current site assignments. A person with another client_id (or none) is
+    no admin and has no groups; their site assignments still count. Each branch is gated by an
+    uncorrelated EXISTS, which PostgreSQL evaluates once: the branch not taken is never run.
+    """
+    person = People.objects.filter(id=people_id, client_id=client_id)
+    admin = Exists(person.filter(isadmin=True))
+    walks, related = _related(client_id, up=True, down=True)
+    tree = related.queryset().filter(admin).values("id")
+    # For anyone but an admin (whose assignsitegroup the function never reads) the groups are cast in
+    # the database, so a malformed token fails exactly as PostgreSQL's integer parser fails.
     groups_cast = Cast(StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField()))
-    return People.objects.filter(id=people_id, client_id=client_id).annotate(
-        admin=Case(When(isadmin=True, then=Value(True)), default=Value(False), output_field=BooleanField()),
-        groups=Case(When(isadmin=True, then=Value(None)), default=groups_cast),
-    )
-
-
-def _admin_sites(client_id):
-    # The walk as a subquery keeps an admin's call at two queries.
-    return _enabled_sites(BusinessUnit.objects.filter(id__in=related_ids(client_id, up=True, down=True)))
-
-
-def _assigned_sites(people_id, groups):
+    groups = person.filter(isadmin=False).annotate(group=Unnest(groups_cast)).values("group")
+    by_group = GroupMembership.objects.filter(pgroup_id__in=groups).values("assignsites_id")
     current = SitePeople.objects.filter(people_id=people_id, fromdt__lte=today(), uptodt__gte=today())
-    return _enabled_sites(
-        BusinessUnit.objects.filter(
-            Q(id__in=GroupMembership.objects.filter(pgroup_id__in=groups).values("assignsites_id"))
-            | Q(id__in=current.values("bu_id"))
-        )
-    )
+    assigned = current.filter(~admin).values("bu_id")
+    units = BusinessUnit.objects.filter(enable=True, id__in=tree.union(by_group, assigned, all=True))
+    return with_cte(*walks, related, select=units.annotate(butypename=F("butype__taname")))
 
 
-def _enabled_sites(units):
-    return units.filter(enable=True).annotate(butypename=F("butype__taname"))
-
-
-_PERSON, _ADMIN_SITES, _ASSIGNED_SITES = (
-    CompiledQuery(_person),
-    CompiledQuery(_admin_sites),
-    CompiledQuery(_assigned_sites),
-)
+_SITES = CompiledQuery(_sites)
 
 
 def sites_list_web(client_id, people_id):
-    person = _PERSON.rows(("admin", "groups"), client_id=client_id, people_id=people_id)
-    admin, groups = (person[0]["admin"], person[0]["groups"]) if person else (False, None)
-    if admin:
-        return _ADMIN_SITES.rows(SITE_COLUMNS, client_id=client_id)
-    return _ASSIGNED_SITES.rows(SITE_COLUMNS, people_id=people_id, groups=groups or [])
+    return _SITES.rows(SITE_COLUMNS, client_id=client_id, people_id=people_id)
