@@ -4,10 +4,10 @@ Text ordering (names and ids-as-text) is always done by the database, under
 its collation, never by Python's sort: that is what the legacy functions did.
 """
 
-from django.db.models import F, TextField, Window
+from django.db.models import F, OuterRef, Subquery, TextField, Window
 from django.db.models.functions import Cast, DenseRank
 
-from query_backends.models import SENTINEL_ID, Asset, QuestionSet
+from query_backends.models import SENTINEL_ID, Asset, BusinessUnit, QuestionSet
 from query_backends.twins.compiled import CompiledQuery
 
 ASSET_COLUMNS = (
@@ -74,7 +74,8 @@ def _changed_assets(mdtz, site_id):
     return (
         Asset.objects.filter(mdtz__gte=mdtz, bu_id=site_id, identifier__isnull=False, enable=True)
         .exclude(identifier="NEA")
-        .annotate(servprovname=F("servprov__buname"))
+        # A probe of bt's primary key per asset: a generic plan would otherwise hash all of bt for a few rows.
+        .annotate(servprovname=Subquery(BusinessUnit.objects.filter(id=OuterRef("servprov_id")).values("buname")))
     )
 
 
