@@ -748,7 +748,10 @@ def _copy_counted(cursor, table, rows, counts):
 
 def bu_tree(units, seed=0):
     """A client with `units` business units in all (itself included), TREE_FANOUT children per unit, plus an
-    admin and a non-admin person of that client. Returns ({"client_id", "admin_id", "person_id"}, counts)."""
+    admin and a non-admin person of that client.
+
+    Returns ({"client_id", "admin_id", "person_id", "id_ranges": ((table, first id, last id), …)}, counts);
+    deleting the id ranges in that order removes the shape."""
     if units < 1:
         raise ValueError("bu-tree: units must be at least 1")
     rng, noon = random.Random(seed), datetime.combine(datetime.now(UTC).date(), time(12), tzinfo=UTC)
@@ -801,14 +804,17 @@ def bu_tree(units, seed=0):
             for pid in (admin, person)
         ]
         _copy_counted(cursor, "people", people, counts)
-        return {"client_id": ids[0], "admin_id": admin, "person_id": person}
+        ranges = (("people", admin, person), ("bt", ids[0], ids[-1]))
+        return {"client_id": ids[0], "admin_id": admin, "person_id": person, "id_ranges": ranges}
 
     return _load_shape(build)
 
 
 def site_assets(assets, seed=0, questionsets=None):
     """A client with one site holding `assets` assets (a few NEA, disabled, NULL identifiers, the rest changed in
-    the last 90 days) and top-level checklists including some of them. Returns ({"client_id", "site_id"}, counts)."""
+    the last 90 days) and top-level checklists including some of them.
+
+    Returns ({"client_id", "site_id", "id_ranges"}, counts), as bu_tree does."""
     if assets < 1:
         raise ValueError("site-assets: assets must be at least 1")
     rng, noon = random.Random(seed), datetime.combine(datetime.now(UTC).date(), time(12), tzinfo=UTC)
@@ -878,7 +884,12 @@ def site_assets(assets, seed=0, questionsets=None):
                 yield (qset_id, name, "CHECKLIST", SENTINEL_ID, True, includes, site, client, noon, noon)
 
         _copy_counted(cursor, "questionset", qset_rows(), counts)
-        return {"client_id": client, "site_id": site}
+        ranges = (
+            ("questionset", qset_ids[0], qset_ids[-1]),
+            ("asset", asset_ids[0], asset_ids[-1]),
+            ("bt", client, vendor),
+        )
+        return {"client_id": client, "site_id": site, "id_ranges": ranges}
 
     return _load_shape(build)
 

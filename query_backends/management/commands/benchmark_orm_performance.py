@@ -58,10 +58,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--plot", dest="plot_path", help="PNG chart of the ratios (needs matplotlib)")
         parser.add_argument("--skip-router", action="store_true", help="skip the router and shadow measurements")
+        parser.add_argument(
+            "--shape",
+            action="append",
+            default=[],
+            metavar="KIND:N",
+            help="instead: load bu-tree:N or site-assets:N, time function and twin and their peak memory, remove it",
+        )
 
     def handle(self, *args, iterations, warmup, param_sets, queries, json_path, baseline, tolerance, **options):
         # The debug cursor times and logs every query: it would tax the twins and not the functions.
         settings.DEBUG = False
+        if options["shape"]:
+            return self.shapes(options["shape"], json_path)
         if options["plot_path"] and importlib.util.find_spec("matplotlib") is None:
             raise CommandError(NEEDS_MATPLOTLIB)  # now, not after minutes of measuring
         if options["growth"]:
@@ -117,6 +126,29 @@ class Command(BaseCommand):
         if not isinstance(report, dict) or not isinstance(report.get("queries"), list):
             raise CommandError(f"{option}: {path} is not a report written by --json")
         return report
+
+    def shapes(self, specs, json_path):
+        from query_backends.shape_benchmark import measure_shape
+
+        reports = []
+        self.stdout.write(
+            f"{'shape':<20}{'call':<22}{'rows':>8}{'fn s':>8}{'twin s':>8}{'twin/fn':>8}{'fn MiB':>8}"
+            f"{'twin MiB':>9}  equal"
+        )
+        for spec in specs:
+            try:
+                report = measure_shape(spec)
+            except ValueError as error:
+                raise CommandError(str(error)) from None
+            reports.append(report)
+            for label, r in report["calls"].items():
+                self.stdout.write(
+                    f"{spec:<20}{label:<22}{r['rows']:>8}{r['function_s']:>8.2f}{r['twin_s']:>8.2f}"
+                    f"{r['twin/function']:>8.2f}{r['function_peak_mib']:>8.0f}{r['twin_peak_mib']:>9.0f}  {r['equal']}"
+                )
+        if json_path:
+            with open(json_path, "w") as handle:
+                json.dump(reports, handle, indent=2, default=str)
 
     def table(self, results):
         head = f"{'query':<24}" + "".join(f"{h:>{w}}" for h, w, _ in COLUMNS) + f"{'q':>3}{'rows':>6}  verdicts"

@@ -45,5 +45,5 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(str(error)) from None
             rows = ", ".join(f"{table} {count:,}" for table, count in counts.items())
-            ids_text = " ".join(f"{name}={value}" for name, value in ids.items())
+            ids_text = " ".join(f"{name}={value}" for name, value in ids.items() if name != "id_ranges")
             self.stdout.write(f"Loaded shape {spec} in {time.perf_counter() - started:.1f} s: {ids_text} ({rows})")
