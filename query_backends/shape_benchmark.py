@@ -5,8 +5,6 @@ peak resident set size of a fresh process that makes just that one call, above w
 call: what one web worker needs for the answer.
 """
 
-import multiprocessing
-import resource
 import statistics
 import time
 from datetime import UTC, datetime
@@ -14,6 +12,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from query_backends import generator
+from query_backends.peak_memory import peak_kib
 from query_backends.registry import REGISTRY
 
 SINCE_EVER = datetime(2000, 1, 1, tzinfo=UTC)
@@ -26,36 +25,6 @@ def calls(kind, ids):
         admin = {"client_id": ids["client_id"], "people_id": ids["admin_id"]}
         return [*tree, ("sites_list_web admin", "sites_list_web", admin)]
     return [("asset_details", "asset_details", {"mdtz": SINCE_EVER, "site_id": ids["site_id"]})]
-
-
-def _rss_kib():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() // 1024
-
-
-def _peak_in_child(query, backend, params, answer):
-    import django
-
-    django.setup()
-    definition = REGISTRY.get(query)
-    nowhere = {
-        name: 0 if isinstance(value, int) and not isinstance(value, bool) else value for name, value in params.items()
-    }
-    definition.run(backend, definition.clean(nowhere))  # imports, connection, compiled plans: not the answer
-    before = _rss_kib()
-    definition.run(backend, definition.clean(params))
-    answer.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
-
-
-def peak_kib(query, backend, params):
-    """Peak RSS (KiB) of one call, in a fresh process (a warm-up call first, so imports are not counted)."""
-    context = multiprocessing.get_context("spawn")
-    answer = context.Queue()
-    child = context.Process(target=_peak_in_child, args=(query, backend, params, answer))
-    child.start()
-    peak = answer.get(timeout=600)
-    child.join()
-    return peak
 
 
 def measure_call(query, params, repeats):

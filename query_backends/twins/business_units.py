@@ -70,8 +70,9 @@ def _ancestors(bu_id):
     return CTE(start.union(steps, all=False), name="bu_up")
 
 
-def _descendants(bu_id):
-    start = BusinessUnit.objects.filter(id=bu_id).values("id")
+def _descendants(bu_id, start=None):
+    """bu_id and its descendants; `start` (a values("id") QuerySet) may narrow where the walk begins."""
+    start = BusinessUnit.objects.filter(id=bu_id).values("id") if start is None else start
     shape = CTE(start, name="bu_down")
     children = ArraySubquery(BusinessUnit.objects.filter(parent_id=OuterRef("id")).values("id"))
     steps = shape.queryset().annotate(child=Unnest(children)).values("child")
@@ -116,9 +117,10 @@ def _ids_array(bu_id, up, down):
 
 def _units_object(bu_id, up, down):
     walks, related = _related(bu_id, up, down)
-    units = BusinessUnit.objects.filter(id__in=related.queryset().values("id"))
-    value = JSONObject(bucode="bucode", buname="buname", parent_id="parent_id")
-    return _one_value(walks, related, units, JSONBObjectAgg(Cast("id", TextField()), value))
+    # Each unit's columns by a primary-key probe: a join back to bt would be planned for a guessed size.
+    fields = JSONObject(bucode="bucode", buname="buname", parent_id="parent_id")
+    unit = Subquery(BusinessUnit.objects.filter(id=OuterRef("id")).values(unit=fields))
+    return _one_value(walks, related, related.queryset(), JSONBObjectAgg(Cast("id", TextField()), unit))
 
 
 _BU_LIST = {"text": CompiledQuery(_ids_text), "array": CompiledQuery(_ids_array), "jsonb": CompiledQuery(_units_object)}
@@ -133,18 +135,12 @@ def bu_list(bu_id, up=True, down=True, fmt="text"):
 
 
 def _units_of_kind(bu_id, codes):
-    """A top-level client's tree, filtered by identifier on the walk's own rows: no join back to bt."""
-
-    def make(cte):
-        return (
-            BusinessUnit.objects.filter(id=bu_id, parent_id=SENTINEL_ID)
-            .values("id", "identifier_id")
-            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id", "identifier_id"), all=False)
-        )
-
-    tree = CTE.recursive(make, name="bu_kind")
+    """A top-level client's tree, then the units of the wanted kinds among it (a primary-key probe per unit)."""
+    tree = _descendants(bu_id, start=BusinessUnit.objects.filter(id=bu_id, parent_id=SENTINEL_ID).values("id"))
     kinds = TypeAssist.objects.filter(tacode__in=codes).values("id")
-    return with_cte(tree, select=tree.queryset().filter(identifier_id__in=kinds).order_by("id"))
+    kind = Subquery(BusinessUnit.objects.filter(id=OuterRef("id")).values("identifier_id"))
+    units = tree.queryset().annotate(kind=kind).filter(kind__in=kinds).values("id")
+    return with_cte(tree, select=units.order_by("id"))
 
 
 _UNITS_OF_KIND = CompiledQuery(_units_of_kind)
