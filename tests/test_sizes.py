@@ -60,3 +60,17 @@ def test_shapes_are_rejected_with_a_message_naming_the_option():
         generator.load_shape("bu-tree:0")
     with pytest.raises(ValueError, match="--shape"):
         generator.load_shape("forest:10")
+
+
+def test_seed_command_adds_shapes_and_names_a_bad_one(capsys):
+    from django.core.management import CommandError, call_command
+
+    from query_backends.models import Asset, BusinessUnit
+
+    units, assets = BusinessUnit.objects.count(), Asset.objects.count()
+    call_command("seed_demo_data", "--shape", "bu-tree:50", "--shape", "site-assets:30")
+    assert (BusinessUnit.objects.count(), Asset.objects.count()) == (units + 50 + 3, assets + 30)
+    out = capsys.readouterr().out
+    assert "Loaded shape bu-tree:50" in out and "site_id=" in out and "id_ranges" not in out
+    with pytest.raises(CommandError, match="--shape"):
+        call_command("seed_demo_data", "--shape", "bu-tree:x")
