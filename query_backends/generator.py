@@ -894,9 +894,14 @@ def site_assets(assets, seed=0, questionsets=None):
     return _load_shape(build)
 
 
-def load_shape(spec, seed=0):
-    """`kind:N` as the seed command's --shape takes it: bu-tree:200000 or site-assets:50000."""
+def parse_shape(spec):
+    """(kind, N) of `kind:N` as the commands' --shape takes it: bu-tree:200000 or site-assets:50000."""
     kind, _, size = spec.partition(":")
     if kind not in SHAPES or not size.isdigit() or int(size) < 1:
         raise ValueError(f"--shape: {spec!r} is not one of {', '.join(f'{s}:N' for s in SHAPES)} with N ≥ 1")
-    return (bu_tree if kind == "bu-tree" else site_assets)(int(size), seed=seed)
+    return kind, int(size)
+
+
+def load_shape(spec, seed=0):
+    kind, size = parse_shape(spec)
+    return (bu_tree if kind == "bu-tree" else site_assets)(size, seed=seed)

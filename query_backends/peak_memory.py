@@ -1,44 +1,74 @@
-"""Peak resident memory of one query call, measured in a fresh process.
+"""Peak resident memory of one query call on a shape, measured in a fresh process.
 
-Kept free of Django imports at module level: a spawned child imports this
-module before it has set Django up.
+The child loads the shape in its own transaction (never committed), makes one
+call with ids that match nothing (imports, connection, compiled plans), then
+the measured call while a thread samples its resident set size; it reports the
+highest sample above the size just before the call, and rolls back. Kept free
+of Django imports at module level: a spawned child imports this module before
+it has set Django up.
 """
 
 import multiprocessing
 import resource
+import threading
+
+SAMPLE_SECONDS = 0.002
 
 
-def _rss_kib():
+def rss_kib():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() // 1024
 
 
-def _call_in_child(query, backend, params, answer):
+def peak_during(call):
+    """(call's answer, the highest RSS sampled while it ran, in KiB above the RSS before it)."""
+    before, peak, done = rss_kib(), [0], threading.Event()
+
+    def sample():
+        while not done.wait(SAMPLE_SECONDS):
+            peak[0] = max(peak[0], rss_kib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        answer = call()
+    finally:
+        peak[0] = max(peak[0], rss_kib())
+        done.set()
+        sampler.join()
+    return answer, max(0, peak[0] - before)
+
+
+def _child(spec, label, backend, answer):
     import django
 
     django.setup()
+    from django.db import transaction
+
+    from query_backends import generator
     from query_backends.registry import REGISTRY
+    from query_backends.shape_benchmark import calls
 
-    definition = REGISTRY.get(query)
-    # A first call with ids that match nothing pays for imports, the connection and compiled plans.
-    nowhere = {
-        name: 0 if isinstance(value, int) and not isinstance(value, bool) else value for name, value in params.items()
-    }
-    definition.run(backend, definition.clean(nowhere))
-    before = _rss_kib()
-    definition.run(backend, definition.clean(params))
-    answer.put(max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before))
+    with transaction.atomic():
+        ids, _ = generator.load_shape(spec)
+        [(query, params)] = [(q, p) for name, q, p in calls(spec.partition(":")[0], ids) if name == label]
+        definition = REGISTRY.get(query)
+        nowhere = {k: 0 if isinstance(v, int) and not isinstance(v, bool) else v for k, v in params.items()}
+        definition.run(backend, definition.clean(nowhere))
+        _, peak = peak_during(lambda: definition.run(backend, definition.clean(params)))
+        answer.put(peak)
+        transaction.set_rollback(True)
 
 
-def peak_kib(query, backend, params, timeout=900):
-    """How far one call raises the peak RSS (KiB) of a process that makes only that call."""
+def peak_kib(spec, label, backend, timeout=900):
+    """Peak RSS (KiB) of the call `label` of shape `spec` on `backend`, in a process that makes only that call."""
     context = multiprocessing.get_context("spawn")
     answer = context.Queue()
-    child = context.Process(target=_call_in_child, args=(query, backend, params, answer), daemon=True)
+    child = context.Process(target=_child, args=(spec, label, backend, answer), daemon=True)
     child.start()
     try:
         return answer.get(timeout=timeout)
     finally:
-        child.join(timeout=10)
+        child.join(timeout=60)
         if child.is_alive():
             child.kill()
