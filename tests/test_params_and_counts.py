@@ -97,7 +97,7 @@ EXPECTED_QUERIES = {
     "bulist_by_identifier": 1,
     "sites_list_web": 1,
     "asset_questionsets": 1,
-    "asset_details": 2,
+    "asset_details": 1,
     "web_capabilities": 1,
 }
 

@@ -4,8 +4,11 @@ Text ordering (names and ids-as-text) is always done by the database, under
 its collation, never by Python's sort: that is what the legacy functions did.
 """
 
-from django.db.models import F, OuterRef, Subquery, TextField, Window
-from django.db.models.functions import Cast, DenseRank
+from django.contrib.postgres.aggregates import StringAgg
+from django.db.models import CharField, Func, OuterRef, Subquery, TextField, Value
+from django.db.models.functions import Cast, Coalesce
+from django.db.models.sql.constants import LOUTER
+from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, Asset, BusinessUnit, QuestionSet
 from query_backends.twins.compiled import CompiledQuery
@@ -70,47 +73,51 @@ def asset_questionsets(site_id, asset_id, type=""):
     return " ".join(r["idtext"] for r in _IDS.rows(("idtext",), site_id=site_id, asset_id=asset_id))
 
 
-def _changed_assets(mdtz, site_id):
-    return (
+class Unnest(Func):
+    function = "unnest"
+    output_field = CharField()
+
+
+def _details(mdtz, site_id):
+    """One statement: the site's top-level checklists, unnested to (asset id as text, checklist) pairs and
+    aggregated per asset as the legacy function did per row (distinct, ids sorted as text, names in the
+    database's collation), then joined to the changed assets by that text. The checklists are read by site,
+    once, never by the list of asset ids: the cost grows with assets + checklists, not their product."""
+    pairs = CTE(
+        _top_level_questionsets(site_id)
+        .filter(assetincludes__isnull=False)
+        .annotate(asset_key=Unnest("assetincludes"), idtext=Cast("id", TextField()))
+        .values("asset_key", "idtext", "qsetname"),
+        name="asset_qset_pairs",
+    )
+    per_asset = CTE(
+        pairs.queryset()
+        .values("asset_key")
+        .annotate(
+            ids_text=StringAgg("idtext", " ", distinct=True, order_by="idtext"),
+            names_text=StringAgg("qsetname", "~", distinct=True, order_by="qsetname"),
+        )
+        .values("asset_key", "ids_text", "names_text"),
+        name="asset_qsets",
+    )
+    assets = (
         Asset.objects.filter(mdtz__gte=mdtz, bu_id=site_id, identifier__isnull=False, enable=True)
         .exclude(identifier="NEA")
         # A probe of bt's primary key per asset: a generic plan would otherwise hash all of bt for a few rows.
-        .annotate(servprovname=Subquery(BusinessUnit.objects.filter(id=OuterRef("servprov_id")).values("buname")))
-    )
-
-
-def _site_questionsets(site_id):
-    idtext = Cast("id", TextField())
-    # Every top-level set of the site, not only those including a changed asset: a site has few, and
-    # filtering by the changed assets' ids would send a list as long as the answer.
-    # Ranks carry the database's text order of ids and names back to Python.
-    return (
-        _top_level_questionsets(site_id)
-        .filter(assetincludes__isnull=False)
         .annotate(
-            idtext=idtext,
-            id_rank=Window(DenseRank(), order_by=idtext.asc()),
-            name_rank=Window(DenseRank(), order_by=F("qsetname").asc()),
+            servprovname=Subquery(BusinessUnit.objects.filter(id=OuterRef("servprov_id")).values("buname")),
+            idtext=Cast("id", TextField()),
         )
     )
+    joined = per_asset.join(assets, idtext=per_asset.col.asset_key, _join_type=LOUTER).annotate(
+        qsetids=Coalesce(per_asset.col.ids_text, Value(""), output_field=TextField()),
+        qsetname=Coalesce(per_asset.col.names_text, Value(""), output_field=TextField()),
+    )
+    return with_cte(pairs, per_asset, select=joined)
 
 
-_CHANGED, _SITE_QUESTIONSETS = CompiledQuery(_changed_assets), CompiledQuery(_site_questionsets)
+_DETAILS = CompiledQuery(_details)
 
 
 def asset_details(mdtz, site_id):
-    assets = _CHANGED.rows(ASSET_COLUMNS, mdtz=mdtz, site_id=site_id)
-    if not assets:
-        return []
-    ids_of, names_of = {}, {}
-    for qset in _SITE_QUESTIONSETS.rows(
-        ("idtext", "qsetname", "assetincludes", "id_rank", "name_rank"), site_id=site_id
-    ):
-        for asset_id in set(qset["assetincludes"]):
-            ids_of.setdefault(asset_id, set()).add((qset["id_rank"], qset["idtext"]))
-            names_of.setdefault(asset_id, set()).add((qset["name_rank"], qset["qsetname"]))
-    for asset in assets:
-        key = str(asset["id"])
-        asset["qsetids"] = " ".join(text for _, text in sorted(ids_of.get(key, ())))
-        asset["qsetname"] = "~".join(text for _, text in sorted(names_of.get(key, ())))
-    return assets
+    return _DETAILS.rows((*ASSET_COLUMNS, "qsetids", "qsetname"), mdtz=mdtz, site_id=site_id)
