@@ -5,13 +5,14 @@ its collation, never by Python's sort: that is what the legacy functions did.
 """
 
 from django.contrib.postgres.aggregates import StringAgg
-from django.db.models import CharField, Func, OuterRef, Subquery, TextField, Value
+from django.db.models import CharField, OuterRef, Subquery, TextField, Value
 from django.db.models.functions import Cast, Coalesce
 from django.db.models.sql.constants import LOUTER
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, Asset, BusinessUnit, QuestionSet
 from query_backends.twins.compiled import CompiledQuery
+from query_backends.twins.postgres import Unnest
 
 ASSET_COLUMNS = (
     "id",
@@ -73,11 +74,6 @@ def asset_questionsets(site_id, asset_id, type=""):
     return " ".join(r["idtext"] for r in _IDS.rows(("idtext",), site_id=site_id, asset_id=asset_id))
 
 
-class Unnest(Func):
-    function = "unnest"
-    output_field = CharField()
-
-
 def _details(mdtz, site_id):
     """One statement: the site's top-level checklists, unnested to (asset id as text, checklist) pairs and
     aggregated per asset as the legacy function did per row (distinct, ids sorted as text, names in the
@@ -86,7 +82,7 @@ def _details(mdtz, site_id):
     pairs = CTE(
         _top_level_questionsets(site_id)
         .filter(assetincludes__isnull=False)
-        .annotate(asset_key=Unnest("assetincludes"), idtext=Cast("id", TextField()))
+        .annotate(asset_key=Unnest("assetincludes", output_field=CharField()), idtext=Cast("id", TextField()))
         .values("asset_key", "idtext", "qsetname"),
         name="asset_qset_pairs",
     )

@@ -1,7 +1,8 @@
 """Twins of fn_get_bulist, fn_getbulist_basedon_idnf and fn_get_siteslist_web.
 
-Trees are walked in the database with recursive CTEs (django-cte), one query
-per call, so the cost does not grow with the number of levels.
+Trees are walked in the database with recursive CTEs (django-cte), one statement
+per call whatever the depth or the size of the tree: the database builds the whole
+answer, and no list of ids ever travels as parameters.
 """
 
 import json
@@ -10,12 +11,9 @@ from django.contrib.postgres.aggregates import ArrayAgg, StringAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.db.models import (
-    Aggregate,
     BigIntegerField,
-    BooleanField,
     Exists,
     F,
-    Func,
     IntegerField,
     OuterRef,
     Subquery,
@@ -29,6 +27,7 @@ from django_cte import CTE, with_cte
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
 from query_backends.twins.clock import today
 from query_backends.twins.compiled import CompiledQuery
+from query_backends.twins.postgres import EqualsAny, JSONBuildObject, JSONObjectAgg, StringToArray, Unnest
 
 SITE_COLUMNS = ("id", "bucode", "buname", "butype_id", "butypename", "enable", "cdtz", "mdtz", "cuser_id", "muser_id")
 IDENTIFIER_CODES = {
@@ -37,15 +36,6 @@ IDENTIFIER_CODES = {
     (True, True): ("CUSTOMER", "SITE"),
     (False, False): ("CLIENT",),
 }
-
-
-class StringToArray(Func):
-    function = "string_to_array"
-
-
-class Unnest(Func):
-    function = "unnest"
-    output_field = BigIntegerField()
 
 
 # The walks' recursive terms read bt through correlated subqueries, never through a join. A generic plan
@@ -77,7 +67,7 @@ def _descendants(bu_id, start=None):
     start = BusinessUnit.objects.filter(id=bu_id).values("id") if start is None else start
     shape = CTE(start, name="bu_down")
     children = ArraySubquery(BusinessUnit.objects.filter(parent_id=OuterRef("id")).values("id"))
-    steps = shape.queryset().annotate(child=Unnest(children)).values("child")
+    steps = shape.queryset().annotate(child=Unnest(children, output_field=BigIntegerField())).values("child")
     return CTE(start.union(steps, all=False), name="bu_down")
 
 
@@ -96,18 +86,6 @@ def related_ids(bu_id, up, down):
     return with_cte(*walks, related, select=related.queryset().values("id"))
 
 
-class JSONObjectAgg(Aggregate):
-    # json, not jsonb: the answer is only read back, so PostgreSQL need not sort and binary-encode
-    # hundreds of thousands of keys (half the database time of a 200,000-unit tree).
-    function = "json_object_agg"
-    output_field = TextField()
-
-
-class JSONBuildObject(Func):
-    function = "json_build_object"
-    output_field = TextField()
-
-
 def _one_value(walks, related, rows, aggregate):
     # An aggregate with no GROUP BY: exactly one row, NULL over no units.
     grouped = rows.annotate(one=Value(1, output_field=IntegerField())).values("one")
@@ -122,17 +100,6 @@ def _ids_text(bu_id, up, down):
 def _ids_array(bu_id, up, down):
     walks, related = _related(bu_id, up, down)
     return _one_value(walks, related, related.queryset(), ArrayAgg("id", order_by="id"))
-
-
-class EqualsAny(Func):
-    """column = ANY(array): with the walk's ids as one array (an InitPlan), bt is read by one index scan
-    over the sorted ids, which stays cheap from a handful of units to hundreds of thousands."""
-
-    output_field = BooleanField()
-
-    def as_sql(self, compiler, connection, **extra_context):
-        (column, column_params), (array, array_params) = (compiler.compile(e) for e in self.get_source_expressions())
-        return f"({column} = ANY({array}))", (*column_params, *array_params)
 
 
 def _units_object(bu_id, up, down):
@@ -189,7 +156,9 @@ def _sites(client_id, people_id):
     # For anyone but an admin (whose assignsitegroup the function never reads) the groups are cast in
     # the database, so a malformed token fails exactly as PostgreSQL's integer parser fails.
     groups_cast = Cast(StringToArray(KT("people_extras__assignsitegroup"), Value(" ")), ArrayField(BigIntegerField()))
-    groups = person.filter(isadmin=False).annotate(group=Unnest(groups_cast)).values("group")
+    groups = (
+        person.filter(isadmin=False).annotate(group=Unnest(groups_cast, output_field=BigIntegerField())).values("group")
+    )
     by_group = GroupMembership.objects.filter(pgroup_id__in=groups).values("assignsites_id")
     current = SitePeople.objects.filter(people_id=people_id, fromdt__lte=today(), uptodt__gte=today())
     assigned = current.filter(~admin).values("bu_id")
