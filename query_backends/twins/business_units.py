@@ -7,7 +7,7 @@ answer, and no list of ids ever travels as parameters.
 
 import json
 
-from django.contrib.postgres.aggregates import ArrayAgg, StringAgg
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.db.models import (
@@ -27,7 +27,14 @@ from django_cte import CTE, with_cte
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
 from query_backends.twins.clock import today
 from query_backends.twins.compiled import CompiledQuery
-from query_backends.twins.postgres import EqualsAny, JSONBuildObject, JSONObjectAgg, StringToArray, Unnest
+from query_backends.twins.postgres import (
+    ArrayToString,
+    EqualsAny,
+    JSONBuildObject,
+    JSONObjectAgg,
+    StringToArray,
+    Unnest,
+)
 
 SITE_COLUMNS = ("id", "bucode", "buname", "butype_id", "butypename", "enable", "cdtz", "mdtz", "cuser_id", "muser_id")
 IDENTIFIER_CODES = {
@@ -76,14 +83,10 @@ def _related(bu_id, up, down):
     walks = [walk for wanted, walk in ((up, _ancestors(bu_id)), (down, _descendants(bu_id))) if wanted]
     ids = BusinessUnit.objects.filter(id=bu_id).values("id")
     if walks:
-        ids = ids.union(*(walk.queryset().values("id") for walk in walks))
+        # UNION ALL: an id may come twice (bu_id itself; a cyclic legacy tree); whoever reads the CTE
+        # removes duplicates in the sort or the lookup it does anyway, rather than in one more hash.
+        ids = ids.union(*(walk.queryset().values("id") for walk in walks), all=True)
     return walks, CTE(ids, name="bu_related")
-
-
-def related_ids(bu_id, up, down):
-    """The ids of bu_id with its ancestors (up) and/or descendants (down); bu_id alone for neither."""
-    walks, related = _related(bu_id, up, down)
-    return with_cte(*walks, related, select=related.queryset().values("id"))
 
 
 def _one_value(walks, related, rows, aggregate):
@@ -93,13 +96,15 @@ def _one_value(walks, related, rows, aggregate):
 
 
 def _ids_text(bu_id, up, down):
+    # Sort the ids as numbers, then make text: sorting the text forms would carry wider rows through the sort.
     walks, related = _related(bu_id, up, down)
-    return _one_value(walks, related, related.queryset(), StringAgg(Cast("id", TextField()), " ", order_by="id"))
+    ids = ArrayAgg("id", distinct=True, order_by="id")
+    return _one_value(walks, related, related.queryset(), ArrayToString(ids, Value(" "), output_field=TextField()))
 
 
 def _ids_array(bu_id, up, down):
     walks, related = _related(bu_id, up, down)
-    return _one_value(walks, related, related.queryset(), ArrayAgg("id", order_by="id"))
+    return _one_value(walks, related, related.queryset(), ArrayAgg("id", distinct=True, order_by="id"))
 
 
 def _units_object(bu_id, up, down):

@@ -3,6 +3,10 @@
 from django.db.models import Aggregate, BooleanField, Func, TextField
 
 
+class ArrayToString(Func):
+    function = "array_to_string"
+
+
 class StringToArray(Func):
     function = "string_to_array"
 
