@@ -128,12 +128,19 @@ def bu_list(bu_id, up=True, down=True, fmt="text"):
 
 
 def _units_of_kind(bu_id, codes):
-    """A top-level client's tree, then the units of the wanted kinds among it (a primary-key probe per unit)."""
-    tree = _descendants(bu_id, start=BusinessUnit.objects.filter(id=bu_id, parent_id=SENTINEL_ID).values("id"))
+    """A top-level client's tree, filtered by identifier on the walk's own rows: no join back to bt."""
+
+    def make(cte):
+        return (
+            BusinessUnit.objects.filter(id=bu_id, parent_id=SENTINEL_ID)
+            .values("id", "identifier_id")
+            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id", "identifier_id"), all=False)
+        )
+
+    tree = CTE.recursive(make, name="bu_kind")
     kinds = TypeAssist.objects.filter(tacode__in=codes).values("id")
-    kind = Subquery(BusinessUnit.objects.filter(id=OuterRef("id")).values("identifier_id"))
-    units = tree.queryset().annotate(kind=kind).filter(kind__in=kinds).values("id")
-    return with_cte(tree, select=units.order_by("id"))
+    ids = ArrayToString(ArrayAgg("id", order_by="id"), Value(" "), output_field=TextField())
+    return _one_value([], tree, tree.queryset().filter(identifier_id__in=kinds), ids)
 
 
 _UNITS_OF_KIND = CompiledQuery(_units_of_kind)
@@ -143,7 +150,8 @@ def bulist_by_identifier(bu_id, customers=True, sites=True):
     if bu_id is None:
         return ""
     codes = list(IDENTIFIER_CODES[(customers, sites)])
-    return " ".join(str(r["id"]) for r in _UNITS_OF_KIND.rows(("id",), bu_id=bu_id, codes=codes))
+    [row] = _UNITS_OF_KIND.rows(("answer",), bu_id=bu_id, codes=codes)
+    return row["answer"] or ""
 
 
 def _sites(client_id, people_id):
