@@ -637,8 +637,9 @@ def _statement_timeout(cursor, timeout):
     cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
 
 
-def _copy(cursor, table, rows, progress):
-    with cursor.cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN WITH (FREEZE)") as copy:
+def _copy(cursor, table, rows, progress, freeze=True):
+    # FREEZE only into a table emptied in this transaction (a world's load); shapes add to the data present.
+    with cursor.cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN{' WITH (FREEZE)' if freeze else ''}") as copy:
         for row in rows:
             copy.write_row(row)
             progress.update(1)
@@ -720,7 +721,7 @@ def _next_ids(cursor, table, count):
 def _load_shape(build):
     """COPY the rows build(cursor) yields per table in one transaction; ids continue after the data present."""
     counts = {}
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor, _statement_timeout(cursor, LOAD_STATEMENT_TIMEOUT):
         cursor.executemany(
             "INSERT INTO typeassist (id, tacode, taname, tatype, enable) VALUES (%s, %s, %s, %s, true) "
             "ON CONFLICT (id) DO NOTHING",
@@ -729,7 +730,7 @@ def _load_shape(build):
         answer = build(cursor, counts)
         for table in counts:
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-        transaction.on_commit(lambda: bump(LEGACY_TABLES))
+        # Cached answers are retired by the generation triggers when this commits, as for a world's load.
         cursor.execute(f"ANALYZE {', '.join(counts)}")
     return answer, counts
 
@@ -743,7 +744,7 @@ def _copy_counted(cursor, table, rows, counts):
             yield row
 
     with tqdm(disable=True) as progress:
-        _copy(cursor, table, counted(), progress)
+        _copy(cursor, table, counted(), progress, freeze=False)
 
 
 def bu_tree(units, seed=0):

@@ -52,6 +52,6 @@ $$;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("query_backends", "0003_legacy_functions")]
+    dependencies = [("query_backends", "0021_cache_triggers_always")]
 
     operations = [migrations.RunSQL(FUNCTIONS["fn_get_siteslist_web"].source, PREVIOUS)]
