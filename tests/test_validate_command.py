@@ -4,7 +4,6 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from query_backends.cases import CASES
 from query_backends.models import People
 from query_backends.registry import REGISTRY
 from query_backends.validation import validate_query
@@ -55,7 +54,7 @@ def test_sites_list_web_cases_ask_people_with_groups_under_another_client():
     }
     cross = [
         case
-        for case in CASES["sites_list_web"]()
+        for case in REGISTRY.get("sites_list_web").cases()
         if home[case["people_id"]] not in (None, case["client_id"]) and case["people_id"] in grouped
     ]
     assert len(cross) > 10
