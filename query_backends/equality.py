@@ -42,6 +42,15 @@ class Difference:
         # Whether a truthy Difference means "differs" or "equal" is a guess every reader gets wrong half the time.
         raise TypeError("a Difference has no truth value: ask difference.equal")
 
+    @property
+    def shape(self):
+        """What makes two differences the same one: which parts differ (fields, error kinds), not the data."""
+        if self.errors:
+            return "errors:" + "/".join(str(k) for k in self.errors)
+        parts = [name for name in ("missing", "extra", "reordered", "value") if getattr(self, name)]
+        fields = sorted({change.field for change in self.changed})
+        return "+".join(parts) + (":" + ",".join(fields) if fields else "")
+
     def as_dict(self):
         return {
             "missing": list(self.missing),

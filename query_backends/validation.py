@@ -23,15 +23,6 @@ class QueryReport:
         return vars(self).copy()
 
 
-def _difference_kind(difference):
-    if difference.errors:
-        return "errors:" + "/".join(str(k) for k in difference.errors)
-    parts = [name for name in ("missing", "extra", "changed", "reordered", "value") if getattr(difference, name)]
-    if difference.changed:
-        parts.append("fields:" + ",".join(sorted({c.field for c in difference.changed})))
-    return "+".join(parts)
-
-
 def _jsonable(value):
     if isinstance(value, BaseException):
         return {"error": error_kind(value), "message": str(value)}
@@ -61,7 +52,7 @@ def validate_query(query, cases, registry=REGISTRY, on_case=None):
                 report.errors += isinstance(control, BaseException)
             else:
                 report.different += 1
-                kind = _difference_kind(difference)
+                kind = difference.shape
                 example = {
                     "params": params,
                     "difference": difference.as_dict(),

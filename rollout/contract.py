@@ -19,6 +19,7 @@ class Difference(Protocol):
     changed: tuple  # items with a `.field`
     reordered: bool
     value: tuple | None
+    shape: str  # what makes two differences the same one (which parts, fields, error kinds — not the data)
 
     def as_dict(self) -> dict: ...
 

@@ -34,6 +34,10 @@ class ToyDifference:
     def equal(self):
         return self.value is None and self.errors is None
 
+    @property
+    def shape(self):
+        return f"errors:{self.errors}" if self.errors else "value"
+
     def as_dict(self):
         return {
             "missing": [],
