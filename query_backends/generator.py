@@ -652,7 +652,7 @@ def load(scale_name, seed=0, anchor=None, progress_factory=None):
     scale = SCALES[scale_name]
     world = World(scale, seed, anchor or datetime.now(UTC).date())
     progress_factory = progress_factory or (
-        lambda table, total: tqdm(total=total, desc=f"{table:>15}", unit="row", file=sys.stderr)
+        lambda table, total: tqdm(total=total, desc=f"{table:>15}", unit="row", file=sys.stderr, disable=None)
     )
     people_rows, group_rows = None, None
 

@@ -175,6 +175,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # Django's own console handler would print every request warning a second time, beside the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         # django-redis logs every ignored operation with a traceback: one line per outage is enough.
         "django_redis.cache": {"filters": ["redis_outage"]},
     },

@@ -89,7 +89,7 @@ class Command(BaseCommand):
             f"up to {param_sets} rotating parameter sets"
         )
         results = []
-        for name in tqdm(names, desc="queries", file=sys.stderr):
+        for name in tqdm(names, desc="queries", file=sys.stderr, disable=None):
             result = measure(name, iterations, warmup, param_sets)
             if result is None:
                 self.stdout.write(f"{name}: no parameters to sample in this dataset")

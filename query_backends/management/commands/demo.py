@@ -178,7 +178,7 @@ class Command(BaseCommand):
         self.flags.invalidate()
         before = self.metrics.snapshot()
         served, latency = Counter(), {"control": [], "candidate": []}
-        for _ in tqdm(range(calls), desc=title, file=sys.stderr, leave=False):
+        for _ in tqdm(range(calls), desc=title, file=sys.stderr, leave=False, disable=None):
             query = rng.choice(names)
             started = time.perf_counter()
             try:

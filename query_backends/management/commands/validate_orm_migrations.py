@@ -36,11 +36,11 @@ class Command(BaseCommand):
         reports = []
         for name in names:
             cases = sample_cases(name, limit_per_query)
-            with tqdm(total=len(cases), desc=f"{name:>24}", unit="case", file=sys.stderr) as bar:
+            with tqdm(total=len(cases), desc=f"{name:>24}", unit="case", file=sys.stderr, disable=None) as bar:
                 reports.append(validate_query(name, cases, on_case=lambda: bar.update(1)))
-        self.stdout.write(f"{'query':<26}{'cases':>8}{'equal':>8}{'different':>11}{'errors':>8}{'seconds':>9}")
+        self.stdout.write(f"{'query':<26}{'cases':>8}{'equal':>8}{'different':>11}{'both failed':>13}{'seconds':>9}")
         for r in reports:
-            self.stdout.write(f"{r.query:<26}{r.cases:>8}{r.equal:>8}{r.different:>11}{r.errors:>8}{r.seconds:>9.2f}")
+            self.stdout.write(f"{r.query:<26}{r.cases:>8}{r.equal:>8}{r.different:>11}{r.errors:>13}{r.seconds:>9.2f}")
             for kind in r.examples:
                 self.stdout.write(f"    difference: {kind}")
         if json_path:
