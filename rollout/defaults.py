@@ -18,6 +18,7 @@ CACHE_CANDIDATE = True
 SHADOW_BACKEND = "thread"
 SHADOW_WORKERS = 2
 SHADOW_QUEUE_SIZE = 1000  # jobs waiting in this process; beyond it a sample is dropped and counted
+SHADOW_PUBLISH_LINGER_SECONDS = 0.1  # a publisher waits this long for more jobs to send in the same task
 SHADOW_BATCH = 200  # at most this many queued jobs are judged and published together (one task, one transaction)
 SHADOW_BROKER_MAX_QUEUE = 10_000  # messages waiting in the broker; beyond it a sample is dropped and counted
 SHADOW_DRAIN_SECONDS = 10.0  # at shutdown, how long queued jobs may take before the rest count as drops
