@@ -6,6 +6,7 @@ latency  — GET one URL at a fixed offered rate (open loop: a late answer never
            report p50/p95; or with --clients, as fast as that many clients can (throughput at saturation).
 """
 
+import dataclasses
 import statistics
 import threading
 import time
@@ -16,10 +17,12 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Sum
 
+from rollout import shadow
 from rollout.background import background
 from rollout.experiments import flag_name, get_experiment, registry
 from rollout.models import Discrepancy
 from rollout.observation import Observation
+from rollout.router import decide
 
 
 class Command(BaseCommand):
@@ -30,6 +33,10 @@ class Command(BaseCommand):
         records = sub.add_parser("records", help="records per second through the configured background")
         records.add_argument("--count", type=int, default=5000)
         records.add_argument("--query", help="the query the records are about (default: the first registered)")
+        sample = sub.add_parser("sample", help="what sampling one call costs the request path (build a job, queue it)")
+        sample.add_argument("--count", type=int, default=2000)
+        sample.add_argument("query")
+        sample.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="the call's parameters")
         latency = sub.add_parser("latency", help="latency of one URL at a fixed rate, or throughput with --clients")
         latency.add_argument("url")
         latency.add_argument("--token", default="", help="an API token (rollout token issue USER)")
@@ -40,6 +47,8 @@ class Command(BaseCommand):
     def handle(self, mode, **options):
         if mode == "records":
             self.records(options["count"], options["query"] or registry().names()[0])
+        elif mode == "sample":
+            self.sample(options["count"], options["query"], options["param"])
         else:
             self.latency(options)
 
@@ -77,6 +86,31 @@ class Command(BaseCommand):
         elapsed = time.perf_counter() - started
         self.stdout.write(
             f"{count} records of {query} via {background.mode}: {elapsed:.2f} s, {count / elapsed:,.0f} records/s"
+        )
+
+    def sample(self, count, query, pairs):
+        """Time shadow.sample for one served answer of the query."""
+        if any("=" not in pair for pair in pairs):
+            raise CommandError("--param: give NAME=VALUE")
+        try:
+            experiment = get_experiment(query)
+            params = experiment.clean(dict(pair.split("=", 1) for pair in pairs), parse=True)
+        except (LookupError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        decision = dataclasses.replace(decide(query, None, experiment)[0], shadow=True)
+        served = Observation.of(decision.backend, experiment.run, decision.backend, params)
+        timings = []
+        for i in range(count):
+            started = time.perf_counter()
+            shadow.sample(experiment, decision, params, served, None)
+            timings.append(time.perf_counter() - started)
+            if i % 500 == 499:
+                background.drain()  # keep the queue from filling: a full queue would time a drop instead
+        background.drain()
+        ordered = sorted(timings)
+        self.stdout.write(
+            f"{count} samples of {query}: median {statistics.median(timings) * 1e6:.1f} µs, "
+            f"p95 {ordered[round(0.95 * (count - 1))] * 1e6:.1f} µs"
         )
 
     def latency(self, options):
