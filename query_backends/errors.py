@@ -61,6 +61,23 @@ class DatabaseUnavailable(QueryError):
         super().__init__(message)
 
 
+# What each kind of error means for an API caller (rollout asks through the experiment's status_for).
+STATUS = {
+    "invalid_params": 400,
+    "unknown_query": 404,
+    "legacy_data": 422,
+    "timeout": 504,
+    "function_missing": 503,
+    "infrastructure": 503,
+}
+
+
+def status_for(exception):
+    """(HTTP status, kind) of an error a query raised, or None when it is not one of the project's kinds."""
+    kind = getattr(exception, "kind", None)
+    return (STATUS[kind], kind) if isinstance(exception, QueryError) and kind in STATUS else None
+
+
 def infrastructure_failure(exception):
     """A failure of the infrastructure, not of either backend's logic: connection lost, shutdown, timeout.
 

@@ -23,6 +23,7 @@ from query_backends.errors import (
     InvalidQueryParams,
     UnknownQuery,
     infrastructure_failure,
+    status_for,
     translated_database_errors,
 )
 from query_backends.floor import Floor
@@ -65,8 +66,8 @@ class QueryDefinition:
     cache: str | None = "always"  # "always", "daily" (reads current_date) or None (reads now(): never cached)
     batch: tuple[str, Callable] | None = None  # (parameter, twin answering many values of it at once)
     ignore: tuple[IgnoreRule, ...] = ()
-    # Which client owns each row (None: every row lies in the tree or site the parameters name, already checked).
-    row_owner: tenancy.RowOwner | None = None
+    # Which client owns each part of the answer, down to ids and names packed into text (tenancy.Wall).
+    wall: tenancy.Wall = tenancy.NOTHING_FOREIGN
 
     def clean(self, params: Mapping, parse=False):
         """Validated parameters in contract order, defaults filled; InvalidQueryParams names the culprit."""
@@ -130,13 +131,17 @@ class QueryDefinition:
         """Tenant isolation: whether a caller of this legacy client may ask with these parameters."""
         return tenancy.allowed(client_id, params)
 
-    def foreign_rows(self, client_id, answer):
-        """Tenant isolation on rows: the indexes of the answer's rows that belong to another client."""
-        return tenancy.foreign_rows(self.row_owner, client_id, answer)
+    def redact(self, client_id, params, answer):
+        """Tenant isolation on the answer: (it without every part another client owns, how many parts went)."""
+        return self.wall.redact(client_id, params, answer)
 
     @staticmethod
     def infrastructure_failure(exception):
         return infrastructure_failure(exception)
+
+    @staticmethod
+    def status_for(exception):
+        return status_for(exception)
 
     def compare(self, control, candidate):
         return compare(control, candidate, ordered=self.ordered)
@@ -243,7 +248,7 @@ REGISTRY = QueryRegistry(
             floor=floor.JOB_NEEDS,
             cache=None,
             batch=("people_id", jobs.job_needs_many),
-            row_owner=tenancy.RowOwner("client_id", "client"),
+            wall=tenancy.Wall(rows=(("client_id", tenancy.UNIT),), ids=tenancy.JOBNEED_REFERENCES),
         ),
         QueryDefinition(
             name="external_tour_job_needs",
@@ -257,7 +262,7 @@ REGISTRY = QueryRegistry(
             samples=cases.job_samples,
             floor=floor.EXTERNAL_TOUR_JOB_NEEDS,
             cache=None,
-            row_owner=tenancy.RowOwner("client_id", "client"),
+            wall=tenancy.Wall(rows=(("client_id", tenancy.UNIT),), ids=tenancy.JOBNEED_REFERENCES),
         ),
         QueryDefinition(
             name="schedule_for_adhoc",
@@ -276,7 +281,15 @@ REGISTRY = QueryRegistry(
             cases=cases.adhoc_cases,
             samples=cases.adhoc_samples,
             floor=floor.SCHEDULE_FOR_ADHOC,
-            row_owner=tenancy.RowOwner("bu_id", "unit"),
+            wall=tenancy.Wall(
+                rows=(("jobneedid", "jobneed"), ("bu_id", tenancy.UNIT)),
+                ids=(
+                    ("asset_id", "asset"),
+                    ("qset_id", "questionset"),
+                    ("people_id", "people"),
+                    ("pgroup_id", "group"),
+                ),
+            ),
         ),
         QueryDefinition(
             name="bu_list",
@@ -294,6 +307,7 @@ REGISTRY = QueryRegistry(
             cases=cases.bu_list_cases,
             samples=cases.bu_list_samples,
             floor=floor.BU_LIST,
+            wall=tenancy.NOTHING_FOREIGN,  # every unit of the answer is in the tree of bu_id: its client's, checked
         ),
         QueryDefinition(
             name="bulist_by_identifier",
@@ -306,6 +320,7 @@ REGISTRY = QueryRegistry(
             cases=cases.bulist_by_identifier_cases,
             samples=cases.bulist_by_identifier_samples,
             floor=floor.BULIST_BY_IDENTIFIER,
+            wall=tenancy.NOTHING_FOREIGN,  # every unit of the answer is in the tree of bu_id: its client's, checked
         ),
         QueryDefinition(
             name="sites_list_web",
@@ -319,7 +334,7 @@ REGISTRY = QueryRegistry(
             samples=cases.sites_list_web_samples,
             floor=floor.SITES_LIST_WEB,
             cache="daily",
-            row_owner=tenancy.RowOwner("id", "unit"),
+            wall=tenancy.Wall(rows=(("id", tenancy.UNIT),), ids=tenancy.PEOPLE_REFERENCES),
         ),
         QueryDefinition(
             name="asset_questionsets",
@@ -332,6 +347,7 @@ REGISTRY = QueryRegistry(
             cases=cases.asset_questionset_cases,
             samples=cases.asset_questionset_samples,
             floor=floor.ASSET_QUESTIONSETS,
+            wall=tenancy.Wall(packed=(tenancy.AssetQuestionSets(),)),
         ),
         QueryDefinition(
             name="asset_details",
@@ -344,7 +360,18 @@ REGISTRY = QueryRegistry(
             cases=cases.asset_details_cases,
             samples=cases.asset_details_samples,
             floor=floor.ASSET_DETAILS,
-            row_owner=tenancy.RowOwner("client_id", "client"),
+            wall=tenancy.Wall(
+                rows=(("client_id", tenancy.UNIT),),
+                ids=(
+                    ("parent_id", "asset"),
+                    ("servprov_id", tenancy.UNIT),
+                    ("bu_id", tenancy.UNIT),
+                    *tenancy.PEOPLE_REFERENCES,
+                ),
+                described=(("servprov_id", "servprovname"),),
+                # the names first: they are found through the ids beside them
+                packed=(tenancy.QuestionSetNames("qsetname", ids="qsetids"), tenancy.IdList("questionset", "qsetids")),
+            ),
         ),
         QueryDefinition(
             name="web_capabilities",
@@ -357,7 +384,9 @@ REGISTRY = QueryRegistry(
             cases=cases.web_capability_cases,
             samples=cases.web_capability_samples,
             floor=floor.WEB_CAPABILITIES,
-            row_owner=tenancy.RowOwner("id", "capability"),
+            wall=tenancy.Wall(
+                rows=(("id", "capability"),), ids=(("parent_id", "capability"),), packed=(tenancy.CapabilityPaths(),)
+            ),
         ),
     ]
 )

@@ -14,9 +14,11 @@ class RolloutConfig(AppConfig):
 
     def ready(self):
         from rollout import checks, history  # noqa: F401 — registers the system check and the audit log's signals
+        from rollout.api.auth import watch_caller_changes
         from rollout.background import install_shutdown_hooks
         from rollout.flag_cache import watch_flag_changes
 
         watch_flag_changes()
+        watch_caller_changes()
         post_migrate.connect(_create_flags, sender=self)
         install_shutdown_hooks()

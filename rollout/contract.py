@@ -59,8 +59,13 @@ class Experiment(Protocol):
     def allowed_for(self, client_id: int, params: Mapping) -> bool:
         """Tenant isolation at the API: may a caller of this client ask with these parameters."""
 
-    def foreign_rows(self, client_id: int, answer: Any) -> list[int]:
-        """Tenant isolation on rows at the API: the indexes of the answer's rows of another client."""
+    def redact(self, client_id: int, params: Mapping, answer: Any) -> tuple[Any, int]:
+        """Tenant isolation on the answer at the API: (the answer without every part — row, id, id or name
+        inside a text — that belongs to a client other than client_id, how many parts were removed)."""
+
+    def status_for(self, exception: BaseException) -> tuple[int, str] | None:
+        """(HTTP status, kind) the API answers this error with, or None to let rollout decide: 503 for an
+        infrastructure failure, else a logged 500. Optional: an experiment without it gets rollout's decision."""
 
 
 @runtime_checkable

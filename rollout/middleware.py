@@ -2,8 +2,8 @@ from http import HTTPStatus
 
 from django.utils.functional import SimpleLazyObject
 
-from rollout import api
 from rollout.actors import actor_for_user
+from rollout.api.errors import json_error, method_not_allowed
 
 API_PREFIX = "/api/"
 
@@ -34,5 +34,5 @@ class ApiErrorMiddleware:
         if response.get("Content-Type", "").startswith("application/json"):
             return response
         if response.status_code == 405:
-            return api.method_not_allowed(request.method)
-        return api.json_error(response.status_code, HTTPStatus(response.status_code).phrase.lower())
+            return method_not_allowed(request.method)
+        return json_error(response.status_code, HTTPStatus(response.status_code).phrase.lower())

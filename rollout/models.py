@@ -215,5 +215,9 @@ class ApiToken(models.Model):
 
     @classmethod
     def user_for(cls, key):
-        token = cls.objects.select_related("user").filter(digest=cls._digest(key)).first()
+        return cls.user_for_digest(cls._digest(key))
+
+    @classmethod
+    def user_for_digest(cls, digest):
+        token = cls.objects.select_related("user").filter(digest=digest).first()
         return token.user if token and token.user.is_active else None

@@ -2,7 +2,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from rollout import api, dashboard, prometheus
+from rollout import dashboard, prometheus
+from rollout.api import views as api
 
 urlpatterns = [
     path("admin/rollout/dashboard/", admin.site.admin_view(dashboard.overview), name="rollout-dashboard"),

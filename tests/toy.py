@@ -49,6 +49,12 @@ class ToyDifference:
         }
 
 
+class ToyNegative(Exception):
+    """The toy's own error: rollout has never heard of its kind, the toy says what it means at the API."""
+
+    kind = "negative"
+
+
 def _kind(outcome):
     return getattr(outcome, "kind", None) or type(outcome).__name__
 
@@ -71,6 +77,8 @@ class ToyExperiment:
     def run(self, backend, params):
         time.sleep(float(os.environ.get("TOY_DELAY_SECONDS", "0")))
         n = params["n"]
+        if n < 0:
+            raise ToyNegative(f"n is {n}: the toy doubles only natural numbers")
         wrong = {int(v) for v in os.environ.get("TOY_WRONG", "").split(",") if v}
         return n * 2 + (1 if backend == self.candidate and n in wrong else 0)
 
@@ -99,8 +107,11 @@ class ToyExperiment:
     def allowed_for(self, client_id, params):
         return True
 
-    def foreign_rows(self, client_id, answer):
-        return []
+    def redact(self, client_id, params, answer):
+        return answer, 0
+
+    def status_for(self, exception):
+        return (422, exception.kind) if isinstance(exception, ToyNegative) else None
 
 
 class ToyRegistry:

@@ -229,7 +229,7 @@ def test_a_cross_client_sitepeople_link_returns_no_row_of_the_other_client(clien
     assert foreign_site.id not in ids and ids == {row["id"] for row in legacy_answer} - {foreign_site.id}
     assert metrics.snapshot()[("sites_list_web", "pg")]["tenant_filtered"] == 1
     logged = [r.getMessage() for r in caplog.records if "another client" in r.getMessage()]
-    assert logged == ["query sites_list_web: 1 row(s) of another client filtered out of the answer"]
+    assert logged == ["query sites_list_web: 1 part(s) of another client removed from the answer"]
 
 
 def test_the_any_tenant_permission_sees_every_row(client, world):

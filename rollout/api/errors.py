@@ -1,0 +1,67 @@
+"""Every failure under /api/ as JSON, with a status that says what went wrong.
+
+What an experiment's own errors mean is asked of it (`status_for`): rollout
+knows nothing of any domain's error kinds. An error it does not classify is a
+503 when the experiment calls it an infrastructure failure, else a logged 500.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation, TooManyFieldsSent
+from django.db import InterfaceError, OperationalError
+from django.http import JsonResponse
+
+logger = logging.getLogger("rollout.api")
+ALLOWED_METHODS = ("GET",)
+# The request limit a GET can meet (the API never reads a body: other methods are a 405 first).
+FIELDS_LIMIT = "DATA_UPLOAD_MAX_NUMBER_FIELDS"
+UNAVAILABLE = 503
+
+
+def json_error(status, message, **extra):
+    response = JsonResponse({"error": message, **extra}, status=status)
+    if status == UNAVAILABLE:
+        response["Retry-After"] = "1"
+    return response
+
+
+def method_not_allowed(method):
+    response = json_error(
+        405, f"method {method} is not allowed: the API only answers {', '.join(ALLOWED_METHODS)}", parameter="method"
+    )
+    response["Allow"] = ", ".join(ALLOWED_METHODS)
+    return response
+
+
+def classify(experiment, exc):
+    """(status, kind) for an error raised while serving, or None when nothing says what it means."""
+    status_for = getattr(experiment, "status_for", None)
+    classified = status_for(exc) if status_for else None
+    if classified is not None:
+        return classified
+    if experiment is not None and experiment.infrastructure_failure(exc):
+        return UNAVAILABLE, getattr(exc, "kind", None) or "infrastructure"
+    return None
+
+
+def error_response(exc, name=None, experiment=None):
+    """The JSON answer to anything raised while serving an API request."""
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return json_error(400, f"more than {limit} query parameters", limit={"setting": FIELDS_LIMIT, "value": limit})
+    if isinstance(exc, (SuspiciousOperation, BadRequest)):
+        return json_error(400, f"bad request: {exc}")
+    classified = classify(experiment, exc)
+    param = getattr(exc, "param", None)
+    if classified is not None:
+        status, kind = classified
+        return json_error(status, str(exc), kind=kind, **({"parameter": param} if param else {}))
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # Outside a query (the token lookup, the actor): the connection failed, not the caller.
+        logger.warning("API request for %s: database unavailable (%s)", name, type(exc).__name__)
+        return json_error(UNAVAILABLE, "the database is unavailable; try again", kind="infrastructure")
+    if isinstance(exc, ValueError) and param:
+        return json_error(400, str(exc), parameter=param)
+    logger.error("API request for %s failed", name, exc_info=exc)
+    return json_error(500, "internal error", kind=getattr(exc, "kind", None))
