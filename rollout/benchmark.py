@@ -22,7 +22,7 @@ def _median_us(samples):
     return statistics.median(samples) * 1e6
 
 
-def _paired(first, second, param_sets, rounds):
+def paired(first, second, param_sets, rounds):
     """Median seconds of first(params) and second(params), alternating which runs first, on different sets."""
     a, b = [], []
     offset = max(1, len(param_sets) // 2)
@@ -55,7 +55,7 @@ def measure_router(query, param_sets, rounds=200):
             for _ in range(100):
                 decide(query, ACTOR)
             batches.append((time.perf_counter() - started) / 100)
-        direct, through_router = _paired(lambda p: experiment.run(experiment.control, p), routed, param_sets, rounds)
+        direct, through_router = paired(lambda p: experiment.run(experiment.control, p), routed, param_sets, rounds)
 
     def pinned(state):
         def call(params):
@@ -64,7 +64,7 @@ def measure_router(query, param_sets, rounds=200):
 
         return call
 
-    plain, shadow = _paired(pinned(control), pinned(shadowed), param_sets, rounds // 2)
+    plain, shadow = paired(pinned(control), pinned(shadowed), param_sets, rounds // 2)
     background.drain()
     return {
         "decision_us_median": _median_us(batches),
