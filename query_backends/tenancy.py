@@ -103,7 +103,7 @@ def _compute_owners(kind, ids):
 
 # Cached like a query: an owner changes only with a write to its table or to the units above it.
 _LOOKUPS = {
-    kind: SimpleNamespace(name=f"owners_of_{kind}", reads=tuple({"bt", model._meta.db_table}), cache="always")
+    kind: SimpleNamespace(name=f"owners_of_{kind}", reads=tuple(sorted({"bt", model._meta.db_table})), cache="always")
     for kind, model in {UNIT: BusinessUnit, **MODELS}.items()
 }
 
@@ -206,16 +206,24 @@ def _without_names(text, keep, drop):
     return NAMES_SEPARATOR.join(kept), len(names) - len(kept)
 
 
-def _names_of(call, qset_ids):
-    """(names another client's checklists hold, names the caller's or no one's hold) among these ids."""
-    ids = sorted({i for i in map(_as_id, qset_ids) if i is not None})
+def _checklists(call, qset_ids):
+    """{checklist id: (its name, whether another client owns it)} for the ids (one lookup for all of them)."""
+    ids = tuple(sorted({i for i in map(_as_id, qset_ids) if i is not None}))
     if not ids:
-        return set(), set()
-    named, _ = caching.cached(_QSET_NAMES, {"ids": tuple(ids)}, lambda: _compute_names(ids))
+        return {}
+    named, _ = caching.cached(_QSET_NAMES, {"ids": ids}, lambda: _compute_names(ids))
     foreign = call.foreign("questionset", ids)
-    drop = {name for i, name in zip(ids, named, strict=True) if i in foreign and name is not None}
-    keep = {name for i, name in zip(ids, named, strict=True) if i not in foreign and name is not None}
-    return drop, keep
+    return {i: (name, i in foreign) for i, name in zip(ids, named, strict=True)}
+
+
+def _without_checklist_names(call, text, checklists, ids):
+    """The names text without those only another client's checklists (among ids) hold; counted."""
+    found = [checklists[i] for i in map(_as_id, ids) if i in checklists and checklists[i][0] is not None]
+    drop = {name for name, foreign in found if foreign}
+    keep = {name for name, foreign in found if not foreign}
+    text, removed = _without_names(text, keep, drop)
+    call.removed += removed
+    return text
 
 
 _QSET_NAMES = SimpleNamespace(name="questionset_names", reads=("questionset",), cache="always")
@@ -235,12 +243,13 @@ class QuestionSetNames:
     ids: str
 
     def redact(self, call, params, answer, whole):
+        checklists = _checklists(call, (i for row in answer for i in _split(row[self.ids], " ")))
+        if not any(foreign for _, foreign in checklists.values()):
+            return answer
         rows = []
         for row in answer:
-            drop, keep = _names_of(call, _split(row[self.ids], " "))
-            text, removed = _without_names(row[self.column], keep, drop)
-            call.removed += removed
-            rows.append({**row, self.column: text} if removed else row)
+            text = _without_checklist_names(call, row[self.column], checklists, _split(row[self.ids], " "))
+            rows.append({**row, self.column: text} if text != row[self.column] else row)
         return rows
 
 
@@ -262,10 +271,7 @@ class AssetQuestionSets:
                 ).values_list("id", flat=True)
             ),
         )
-        drop, keep = _names_of(call, ids)
-        text, removed = _without_names(answer, keep, drop)
-        call.removed += removed
-        return text
+        return _without_checklist_names(call, answer, _checklists(call, ids), ids)
 
 
 @dataclass(frozen=True)
