@@ -65,7 +65,7 @@ class Experiment(Protocol):
 
     def status_for(self, exception: BaseException) -> tuple[int, str] | None:
         """(HTTP status, kind) the API answers this error with, or None to let rollout decide: 503 for an
-        infrastructure failure, else a logged 500. Optional: an experiment without it gets rollout's decision."""
+        infrastructure failure, else a logged 500."""
 
 
 @runtime_checkable

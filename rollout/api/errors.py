@@ -36,11 +36,12 @@ def method_not_allowed(method):
 
 def classify(experiment, exc):
     """(status, kind) for an error raised while serving, or None when nothing says what it means."""
-    status_for = getattr(experiment, "status_for", None)
-    classified = status_for(exc) if status_for else None
+    if experiment is None:  # failed before the experiment was found: nothing of it to ask
+        return None
+    classified = experiment.status_for(exc)
     if classified is not None:
         return classified
-    if experiment is not None and experiment.infrastructure_failure(exc):
+    if experiment.infrastructure_failure(exc):
         return UNAVAILABLE, getattr(exc, "kind", None) or "infrastructure"
     return None
 
