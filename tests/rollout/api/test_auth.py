@@ -62,6 +62,17 @@ def test_a_permission_granted_or_withdrawn_takes_effect(client, caller, django_c
     assert status(client, caller["key"], caller["other"]) == 403
 
 
+def test_a_person_moved_to_another_client_is_seen_within_the_bound(client, caller):
+    """The actor (the legacy person behind the user) is part of the cached caller: a change to it, made
+    anywhere, takes effect within the bound."""
+    assert status(client, caller["key"], caller["own"]) == 200
+    assert status(client, caller["key"], caller["other"]) == 403
+    m.People.objects.filter(loginid=caller["user"].username).update(client_id=caller["other"])
+    time.sleep(BOUND * 1.5)
+    assert status(client, caller["key"], caller["own"]) == 403
+    assert status(client, caller["key"], caller["other"]) == 200
+
+
 def test_a_deactivated_user_is_refused_at_once(client, caller, django_capture_on_commit_callbacks):
     assert status(client, caller["key"], caller["own"]) == 200
     with django_capture_on_commit_callbacks(execute=True):
