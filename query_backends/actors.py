@@ -1,16 +1,28 @@
-"""Who a Django user is in the legacy world: the person whose loginid is the username."""
+"""Who a Django user is in the legacy world: the person whose loginid is the username.
+
+RESOLVER is this project's ROLLOUT_ACTOR_RESOLVER: it declares the legacy cohorts a flag can name
+(client, site, people group, person) and finds them for a user.
+"""
 
 from types import SimpleNamespace
 
 from query_backends import caching
-from query_backends.models import GroupMembership, People
+from query_backends.models import BusinessUnit, GroupMembership, People, PeopleGroup
+from rollout.actors import Cohort
 
 # Cached like a query: retired by any committed write to the tables it reads.
 PERSON_LOOKUP = SimpleNamespace(name="person_of_user", reads=("people", "pgbelonging"), cache="always")
 
 
+def _existing(model):
+    def existing(ids):
+        return model.objects.filter(pk__in=list(ids)).values_list("pk", flat=True)
+
+    return existing
+
+
 def resolve_user(user):
-    """{person_id, client_id, site_id, group_ids} for a Django user, or None when no person matches."""
+    """{person, client, site, people_group} ids for a Django user, or None when no person matches."""
     username = user.get_username()
     return caching.cached(PERSON_LOOKUP, {"username": username}, lambda: _lookup(username))[0]
 
@@ -21,8 +33,26 @@ def _lookup(username):
         return None
     groups = GroupMembership.objects.filter(people_id=person["id"]).in_real_groups().values_list("pgroup_id", flat=True)
     return {
-        "person_id": person["id"],
-        "client_id": person["client_id"],
-        "site_id": person["bu_id"],
-        "group_ids": set(groups),
+        "person": person["id"],
+        "client": person["client_id"],
+        "site": person["bu_id"],
+        "people_group": set(groups),
     }
+
+
+class LegacyResolver:
+    # In the order a flag's cohorts are shown, narrowest first; the first is what a new flag's percentage
+    # sticks to. A client and a site are both rows of bt.
+    cohorts = (
+        Cohort("person", "person", _existing(People)),
+        Cohort("people_group", "people group", _existing(PeopleGroup)),
+        Cohort("site", "site", _existing(BusinessUnit)),
+        Cohort("client", "client", _existing(BusinessUnit)),
+    )
+    tenant = "client"  # the API's tenant wall: a token sees its client's rows
+
+    def __call__(self, user):
+        return resolve_user(user)
+
+
+RESOLVER = LegacyResolver()

@@ -1,7 +1,7 @@
-"""Operator surfaces in the Django admin; the actions are thin layers over rollout.operations."""
+"""Operator surfaces in the Django admin; every flag write is a thin layer over rollout.flags.writes."""
 
+from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -9,41 +9,105 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
-from waffle.admin import FlagAdmin
 
-from rollout import guard, operations, reports
+from rollout import operations, reports
+from rollout.actors import cohorts, percent_keys
 from rollout.experiments import query_name, registry, sides
-from rollout.flag_state import PRECEDENCE
-from rollout.history import changed_by
+from rollout.flags import writes
+from rollout.flags.history import changed_by
+from rollout.flags.state import PRECEDENCE
 from rollout.models import ApiToken, Discrepancy, QueryFlag
 from rollout.replay import replay
 
 
 @admin.action(description="Send back to the control (kill)", permissions=["change"])
 def kill(modeladmin, request, queryset):
-    flags = operations.kill([query_name(f.name) for f in queryset], user=request.user, source="admin")
+    flags = writes.kill([query_name(f.name) for f in queryset], user=request.user, source="admin")
     modeladmin.message_user(request, f"{len(flags)} flag(s) sent back to the control.", messages.WARNING)
 
 
 @admin.action(description="Shadow 100 %%", permissions=["change"])
 def shadow_all(modeladmin, request, queryset):
     for flag in queryset:
-        operations.set_shadow(query_name(flag.name), 100, user=request.user, source="admin")
+        writes.set_shadow(query_name(flag.name), 100, user=request.user, source="admin")
     modeladmin.message_user(request, f"{queryset.count()} flag(s) compared on every call.")
 
 
 @admin.action(description="Clear guard", permissions=["change"])
 def clear_guard(modeladmin, request, queryset):
     for flag in queryset:
-        guard.clear(flag, user=request.user, source="admin")
+        writes.clear_guard(query_name(flag.name), user=request.user, source="admin")
     modeladmin.message_user(request, "Guard cleared; the flags stay as they are until you turn them on.")
+
+
+def _cohort_field(cohort, excluded):
+    return f"{'exclude' if excluded else 'cohort'}__{cohort}"
+
+
+def _ids(text, field):
+    try:
+        return sorted({int(part) for part in text.replace(",", " ").split()})
+    except ValueError:
+        raise forms.ValidationError(f"{field}: ids are whole numbers separated by commas") from None
+
+
+class QueryFlagForm(forms.ModelForm):
+    """The flag's own fields, one text box of ids per cohort the resolver declares, and the version seen."""
+
+    seen_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = QueryFlag
+        # Cohorts and exclusions are edited through the per-cohort boxes below.
+        fields = [
+            f.name
+            for f in [*QueryFlag._meta.concrete_fields, *QueryFlag._meta.many_to_many]
+            if f.editable and f.name not in ("id", "cohorts", "exclusions")
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["percent_key"] = forms.ChoiceField(choices=[(k, k) for k in percent_keys()])
+        self.fields["seen_version"].initial = self.instance.version
+        for name, cohort in cohorts().items():
+            for excluded, stored in ((False, self.instance.cohorts), (True, self.instance.exclusions)):
+                self.fields[_cohort_field(name, excluded)] = forms.CharField(
+                    required=False,
+                    label=f"{'excluded ' if excluded else ''}{cohort.label} ids",
+                    initial=", ".join(map(str, (stored or {}).get(name, []))),
+                    help_text=f"{'Never' if excluded else 'The candidate serves'} these {cohort.label} ids.",
+                )
+
+    def clean(self):
+        data = super().clean()
+        for field, stored in (("cohorts", False), ("exclusions", True)):
+            ids = {name: _ids(data.get(_cohort_field(name, stored)) or "", name) for name in cohorts()}
+            try:
+                writes.check_cohort_ids(ids)
+            except writes.OperationError as exc:
+                raise forms.ValidationError(str(exc)) from None
+            setattr(self.instance, field, {name: found for name, found in ids.items() if found})
+        return data
+
+    def changed_fields(self):
+        """The model fields the operator changed: only these are written."""
+        changed = set(self.changed_data) - {"seen_version"}
+        fields = {f for f in changed if "__" not in f}
+        fields |= {"exclusions" if f.startswith("exclude__") else "cohorts" for f in changed if "__" in f}
+        return fields - {"users", "groups"}
 
 
 def _rule_lines():
     """The form fields of each rule of the chain, one line per rule, in precedence order."""
     shown, lines = set(), []
     for rule in PRECEDENCE:
-        line = tuple(field for field in rule.form if field not in shown)
+        fields = []
+        for field in rule.form:
+            if field in ("cohorts", "exclusions"):
+                fields += [_cohort_field(name, field == "exclusions") for name in cohorts()]
+            else:
+                fields.append(field)
+        line = tuple(field for field in fields if field not in shown)
         shown.update(line)
         if line:
             lines.append(line)
@@ -57,8 +121,11 @@ def _precedence():
 
 
 @admin.register(QueryFlag)
-class QueryFlagAdmin(FlagAdmin):
-    actions = [kill, shadow_all, clear_guard, *FlagAdmin.actions]
+class QueryFlagAdmin(admin.ModelAdmin):
+    form = QueryFlagForm
+    actions = [kill, shadow_all, clear_guard]
+    search_fields = ("name", "note")
+    filter_horizontal = ("users", "groups")
     list_display = (
         "name",
         "serving",
@@ -71,37 +138,48 @@ class QueryFlagAdmin(FlagAdmin):
     )
     list_filter = ("everyone", "fallback", "guard_tripped_at")
     readonly_fields = ("guard_tripped_at", "guard_reason", "history", "created", "modified")
-    fieldsets = (
-        (None, {"fields": ("name", "note")}),
-        (
-            "Who is served: each line is a rule, the first with an opinion wins",
-            {"fields": _rule_lines(), "description": _precedence()},
-        ),
-        (
-            "Shadow, fallback and rescue",
-            {
-                "fields": ("shadow_percent", "fallback", "rescue", "rescue_after"),
-                "description": "Fallback: the control serves when the candidate raises. Rescue (opt-in): the "
-                "candidate serves when the control raises, once the guard has seen it healthy for the last "
-                "`rescue after` comparisons.",
-            },
-        ),
-        (
-            "Guard",
-            {
-                "fields": (
-                    "guard_window",
-                    "guard_min_sample",
-                    "guard_max_discrepancy_rate",
-                    "guard_max_error_rate",
-                    "guard_max_latency_ratio",
-                    "guard_tripped_at",
-                    "guard_reason",
-                )
-            },
-        ),
-        ("History", {"fields": ("history", "created", "modified")}),
-    )
+
+    def get_fieldsets(self, request, obj=None):
+        # The cohort lines come from the actor resolver the host configures.
+        return (
+            (None, {"fields": ("name", "note", "seen_version")}),
+            (
+                "Who is served: each line is a rule, the first with an opinion wins",
+                {"fields": _rule_lines(), "description": _precedence()},
+            ),
+            (
+                "Shadow, fallback and rescue",
+                {
+                    "fields": ("shadow_percent", "fallback", "rescue", "rescue_after"),
+                    "description": "Fallback: the control serves when the candidate raises. Rescue (opt-in): "
+                    "the candidate serves when the control raises, once the guard has seen it healthy for the "
+                    "last `rescue after` comparisons.",
+                },
+            ),
+            (
+                "Guard",
+                {
+                    "fields": (
+                        "guard_window",
+                        "guard_min_sample",
+                        "guard_max_discrepancy_rate",
+                        "guard_max_error_rate",
+                        "guard_max_latency_ratio",
+                        "guard_tripped_at",
+                        "guard_reason",
+                    )
+                },
+            ),
+            ("History", {"fields": ("history", "created", "modified")}),
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # The cohort boxes are made per request from the resolver: not model fields, so not listed here.
+        kwargs["fields"] = [
+            *(f for f in QueryFlagForm.Meta.fields if f not in self.get_readonly_fields(request, obj)),
+            "seen_version",
+        ]
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_queryset(self, request):
         # serving() reads each flag's users and groups.
@@ -127,11 +205,28 @@ class QueryFlagAdmin(FlagAdmin):
             ),
         )
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # A refused write (the flag moved since the form was opened, the guard's trip, a lock held too
+        # long) leaves the flag as it was: say why, and show the flag as it is now.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except writes.OperationError as exc:
+            self.message_user(request, f"Not saved: {exc}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
     def save_model(self, request, obj, form, change):
-        with transaction.atomic(), changed_by(request.user, "admin"):
-            super().save_model(request, obj, form, change)
+        if not change:
+            with changed_by(request.user, "admin"):
+                obj.save()
+            return
+        values = {field: getattr(obj, field) for field in form.changed_fields()}
+        saved = writes.save_form(obj.name, values, form.cleaned_data["seen_version"], user=request.user)
+        obj.version = saved.version
 
     def save_related(self, request, form, formsets, change):
+        # Memberships only when the operator touched them; the history records each add and remove.
+        if change and not {"users", "groups"} & set(form.changed_data):
+            return
         with changed_by(request.user, "admin"):
             super().save_related(request, form, formsets, change)
 

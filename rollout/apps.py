@@ -3,7 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def _create_flags(sender, **kwargs):
-    from rollout.operations import ensure_flags
+    from rollout.flags.writes import ensure_flags
 
     ensure_flags()
 
@@ -13,10 +13,11 @@ class RolloutConfig(AppConfig):
     verbose_name = "Rollout"
 
     def ready(self):
-        from rollout import checks, history  # noqa: F401 — registers the system check and the audit log's signals
+        from rollout import checks  # noqa: F401 — registers the system check
         from rollout.api.auth import watch_caller_changes
         from rollout.background import install_shutdown_hooks
-        from rollout.flag_cache import watch_flag_changes
+        from rollout.flags import history  # noqa: F401 — registers the audit log's signals
+        from rollout.flags.cache import watch_flag_changes
 
         watch_flag_changes()
         watch_caller_changes()

@@ -11,11 +11,11 @@ import time
 from rollout.actors import Actor
 from rollout.background import background
 from rollout.experiments import flag_name, get_experiment
-from rollout.flag_cache import flags
-from rollout.flag_state import FlagState
+from rollout.flags.cache import flags
+from rollout.flags.state import FlagState
 from rollout.router import decide, dispatch
 
-ACTOR = Actor(person_id=1, client_id=1, site_id=1, group_ids=frozenset({1}))
+ACTOR = Actor(user_id=1, cohort=1)  # in no cohort the pinned state names: every rule is asked
 
 
 def _median_us(samples):
@@ -40,7 +40,7 @@ def measure_router(query, param_sets, rounds=200):
     name = flag_name(query)
     base = flags.get(name) or FlagState(name)
     control = dataclasses.replace(
-        base, everyone=None, percent=0.0, shadow_percent=0.0, sites=frozenset({2}), people=frozenset({3})
+        base, everyone=None, percent=0.0, shadow_percent=0.0, cohorts={"cohort": frozenset({2})}
     )
     shadowed = dataclasses.replace(control, shadow_percent=100.0)
     experiment = get_experiment(query)

@@ -2,11 +2,13 @@
 
 # Where the experiments live: an object satisfying contract.Registry. The project's settings name it.
 REGISTRY = None
-# Resolves a Django user to the actor behind it: callable(user) -> dict | None. None: no actor from users.
+# Declares the host's cohorts and resolves a Django user to them (rollout.actors). None: no cohorts.
 ACTOR_RESOLVER = None
 FLAG_PREFIX = "rollout."
 # A process re-reads the flag version at most this often: the bound on propagation.
 FLAG_RECHECK_SECONDS = 1.0
+# A flag write waits at most this long for another writer's row lock, then fails with nothing changed.
+FLAG_LOCK_TIMEOUT_SECONDS = 5.0
 # Metrics accumulate in-process and reach PostgreSQL at most this often; rollups are kept this long.
 METRICS_FLUSH_SECONDS = 1.0
 METRICS_RETENTION_HOURS = 48
@@ -29,3 +31,6 @@ DISCREPANCIES_PER_FINGERPRINT = 50
 # /metrics: a bearer token, or one of these client addresses.
 METRICS_TOKEN = ""
 METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")
+FLAG_LOCK_TIMEOUT_SECONDS = (
+    5.0  # a flag write waits at most this long for another writer's row lock, then fails clearly
+)

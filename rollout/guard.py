@@ -11,8 +11,7 @@ the candidate/control median latency ratio reaches its threshold.
 
 import logging
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection
 
 from rollout.metrics import metrics
 from rollout.models import GuardSample, QueryFlag
@@ -106,26 +105,9 @@ def may_rescue(flag_name):
 
 def trip(flag, reason):
     """Send the flag back to the control for everyone; once, however many workers see the threshold."""
-    from rollout.history import changed_by
+    from rollout.flags.writes import trip
 
-    with transaction.atomic(), changed_by(None, "guard", reason):
-        flag = QueryFlag.objects.select_for_update().get(pk=flag.pk)
-        if flag.guard_tripped_at is not None:
-            return False
-        flag.everyone = False
-        flag.guard_tripped_at = timezone.now()
-        flag.guard_reason = reason
-        flag.save()
+    if not trip(flag.name, reason):
+        return False
     logger.warning("guard tripped for %s, the control serves everyone: %s", flag.name, reason)
     return True
-
-
-def clear(flag, user=None, source="cli"):
-    """Forget the trip and the window. The flag stays off until an operator turns it back on."""
-    from rollout.history import changed_by
-
-    with transaction.atomic(), changed_by(user, source, "guard cleared"):
-        flag.guard_tripped_at = None
-        flag.guard_reason = ""
-        flag.save()
-        GuardSample.objects.filter(flag=flag.name).delete()

@@ -1,41 +1,56 @@
-"""The query flag (a waffle flag with cohort rules) and its change history."""
+"""The query flag (rollout's own model, beside waffle's) and its change history."""
 
 import hashlib
 import secrets
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from waffle.models import AbstractUserFlag
+from django.utils import timezone
 
-from rollout.actors import PERCENT_KEYS, actor_for_user
-from rollout.flag_state import FlagState
-
-
-def _ids(help_text):
-    return ArrayField(models.BigIntegerField(), default=list, blank=True, help_text=help_text)
+from rollout.flags.state import FlagState
 
 
-class QueryFlag(AbstractUserFlag):
+class QueryFlag(models.Model):
     """One flag per query: on for an actor → the candidate (ORM twin) serves; off → the control (function).
 
-    Which rule decides is flag_state.PRECEDENCE, written there once (docs/rollout.md shows it as a table).
+    Its own model: the host's waffle flags keep waffle's model and behaviour. Which rule decides is
+    flags.state.PRECEDENCE, written there once (docs/rollout.md shows it as a table). Every write goes
+    through flags.writes (locked row, only the fields it changes, one transaction with the history).
     """
 
-    people = _ids("Legacy person ids the candidate serves.")
-    people_groups = _ids("Legacy people-group ids the candidate serves.")
-    sites = _ids("Legacy site (bt) ids the candidate serves.")
-    clients = _ids("Legacy client (bt) ids the candidate serves.")
-    excluded_people = _ids("Never the candidate for these people, whatever else matches.")
-    excluded_people_groups = _ids("Never the candidate for these people groups.")
-    excluded_sites = _ids("Never the candidate at these sites.")
-    excluded_clients = _ids("Never the candidate for these clients.")
+    name = models.CharField(max_length=100, unique=True)
+    everyone = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Yes: the candidate for everyone. No: the control for everyone (the kill switch). "
+        "Unknown: the rules below decide.",
+    )
+    # Cohorts: {attribute: [ids]}, attributes declared by ROLLOUT_ACTOR_RESOLVER (rollout.actors).
+    cohorts = models.JSONField(default=dict, blank=True, help_text="The candidate serves actors in these cohorts.")
+    exclusions = models.JSONField(
+        default=dict, blank=True, help_text="Never the candidate for actors in these cohorts, whatever else matches."
+    )
+    groups = models.ManyToManyField(Group, blank=True, help_text="The candidate serves these Django user groups.")
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, help_text="The candidate serves these users.")
+    staff = models.BooleanField(default=False, help_text="The candidate serves staff users.")
+    superusers = models.BooleanField(default=False, help_text="The candidate serves superusers.")
+    authenticated = models.BooleanField(default=False, help_text="The candidate serves every signed-in user.")
+    percent = models.DecimalField(
+        max_digits=3,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(99.9)],
+        help_text="A sticky percentage (0–99.9) of actors the candidate serves.",
+    )
     percent_key = models.CharField(
-        max_length=10,
-        choices=[(k, k) for k in PERCENT_KEYS],
-        default="person",
-        help_text="What the sticky percentage hashes: a person, or a whole site or client switching together.",
+        max_length=40,
+        default="user",
+        help_text="What the sticky percentage hashes: the user, or one of the resolver's cohort attributes "
+        "(a whole site, say, switching together).",
     )
     shadow_percent = models.DecimalField(
         max_digits=5,
@@ -64,27 +79,34 @@ class QueryFlag(AbstractUserFlag):
     )
     guard_tripped_at = models.DateTimeField(null=True, blank=True)
     guard_reason = models.TextField(blank=True)
-    # waffle's per-request override (?dwft_<flag>=1) would let any caller pick the backend, past cohorts and
-    # exclusions; the router decides per actor and never reads it, so it is not shown or recorded either.
-    testing = models.BooleanField(default=False, editable=False, help_text="Not used: the router never reads it.")
+    # Who last turned the flag off for everyone ("guard" after a trip): the status says why it is off.
+    killed_by = models.CharField(max_length=20, blank=True, editable=False)
+    note = models.TextField(blank=True, help_text="Where this flag is used.")
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    modified = models.DateTimeField(default=timezone.now)
+    # Bumped by every write (flags.writes): a form opened at version N is refused once the row is past N.
+    version = models.PositiveIntegerField(default=1, editable=False)
 
-    # waffle fields the router never reads (docs/rollout.md): left out of the admin form and of the history.
-    NOT_READ = ("testing", "languages", "rollout")
-
-    class Meta(AbstractUserFlag.Meta):
+    class Meta:
         verbose_name = "query flag"
         verbose_name_plural = "query flags"
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, update_fields=None, **kwargs):
+        # Every save is a new version (what stale forms and the flag cache's fingerprint compare).
+        self.version = (self.version or 0) + 1 if self.pk else self.version
+        self.modified = timezone.now()
+        if update_fields is not None:
+            update_fields = {*update_fields, "version", "modified"}
+        super().save(*args, update_fields=update_fields, **kwargs)
 
     def state(self):
         return FlagState.from_flag(self)
 
     def is_active_for(self, actor):
         return self.state().is_active_for(actor)
-
-    def is_active(self, request, read_only=False):
-        # waffle's helpers, template tags and views ask with a request: answer by the same rules.
-        actor = getattr(request, "actor", None) or actor_for_user(getattr(request, "user", None))
-        return self.is_active_for(actor)
 
 
 class FlagChange(models.Model):
@@ -95,6 +117,7 @@ class FlagChange(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source = models.CharField(max_length=20)  # admin, cli, guard, migration, code
     changes = models.JSONField(default=dict)  # field → [before, after]
+    version = models.PositiveIntegerField(null=True)  # the flag's version after this change
     reason = models.TextField(blank=True)
 
     class Meta:

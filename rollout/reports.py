@@ -8,7 +8,7 @@ from collections import Counter
 from django.db.models import Q
 
 from rollout.experiments import flag_name, get_experiment, registry
-from rollout.flag_state import EVERYONE_OFF, FlagState
+from rollout.flags.state import EVERYONE_OFF, FlagState
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 
@@ -17,7 +17,7 @@ HISTORY_COLUMNS = ("when", "flag", "by", "changes")
 
 
 def serving(flag):
-    """What serves whom, in one line, read off the flag's rule chain (flag_state.PRECEDENCE) in its order.
+    """What serves whom, in one line, read off the flag's rule chain (flags.state.PRECEDENCE) in its order.
 
     Prefetch the flags' users and groups to describe many without two queries each.
     """
@@ -26,7 +26,7 @@ def serving(flag):
     if not rules:
         return "control (no rule)"
     if rules[0].name == EVERYONE_OFF:
-        return "control for everyone" + (" (guard tripped)" if flag.guard_tripped_at else " (killed)")
+        return "control for everyone" + _why_off(flag)
     segments = []  # [role, [who…]]: consecutive rules that serve the same side read as one
     for rule in rules:
         role = "candidate" if rule.verdict else "control"
@@ -34,6 +34,14 @@ def serving(flag):
             segments.append([role, []])
         segments[-1][1].append(rule.describe(state))
     return "; ".join(f"{role} for {', '.join(who)}" for role, who in segments)
+
+
+def _why_off(flag):
+    if flag.guard_tripped_at:
+        return " (guard tripped)"
+    if flag.killed_by == "guard":  # cleared, and no one has turned it on or killed it since
+        return " (guard cleared; enable to resume)"
+    return " (killed)"
 
 
 def guard_status(flag):

@@ -16,7 +16,7 @@ from rollout import guard, shadow
 from rollout.conf import get_setting
 from rollout.decision import Decision
 from rollout.experiments import flag_name, get_experiment
-from rollout.flag_cache import flags
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.observation import Observation
 

@@ -21,7 +21,7 @@ def _job(source, experiment, decision, params, actor, served_backend, **observat
         "flag": decision.flag,
         "served_backend": served_backend,
         "params": dict(params),
-        "actor": actor.ids() if actor is not None else {},
+        "actor": actor.record() if actor is not None else {},
         "cache_hit": bool(decision.cache_hit),
         **{
             name: observation.as_payload(infrastructure(experiment, observation), limit)

@@ -94,13 +94,12 @@ USE_I18N = False
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".data" / "static"
 
-WAFFLE_FLAG_MODEL = "rollout.QueryFlag"
+# The host's own waffle flags keep waffle's model; query flags are rollout.QueryFlag, beside them.
 WAFFLE_CACHE_NAME = "default"
-WAFFLE_CREATE_MISSING_FLAGS = False
 
 # rollout routes the legacy domain's experiments: the one place the two apps are wired together.
 ROLLOUT_REGISTRY = _env.get("ROLLOUT_REGISTRY", "query_backends.registry.REGISTRY")
-ROLLOUT_ACTOR_RESOLVER = "query_backends.actors.resolve_user"
+ROLLOUT_ACTOR_RESOLVER = "query_backends.actors.RESOLVER"
 ROLLOUT_FLAG_PREFIX = "orm."
 
 ROLLOUT_FLAG_RECHECK_SECONDS = env_float(_env, "ROLLOUT_FLAG_RECHECK_SECONDS", 1.0, minimum=0.0)

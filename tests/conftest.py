@@ -77,7 +77,7 @@ def fresh_rollout_state(request, settings):
     from django.core.cache import cache
 
     from query_backends import caching
-    from rollout.flag_cache import flags
+    from rollout.flags.cache import flags
     from rollout.metrics import metrics
 
     settings.ROLLOUT_SHADOW_BACKEND = "thread"
@@ -120,8 +120,8 @@ def broken_bu_list(monkeypatch, no_discrepancies):
     import dataclasses
 
     from query_backends.registry import REGISTRY
-    from rollout import operations
-    from rollout.flag_cache import flags
+    from rollout.flags import writes
+    from rollout.flags.cache import flags
 
     definition = REGISTRY.get("bu_list")
     monkeypatch.setitem(
@@ -131,5 +131,5 @@ def broken_bu_list(monkeypatch, no_discrepancies):
             definition, twin=lambda bu_id, up=True, down=True, fmt="text": definition.twin(bu_id, up, down, fmt)[:-1]
         ),
     )
-    operations.set_shadow("bu_list", 100)
+    writes.set_shadow("bu_list", 100)
     flags.invalidate()

@@ -13,14 +13,9 @@ FLAG_DEFAULTS = {
     "everyone": None,
     "percent": 0,
     "percent_key": "person",
-    "people": [],
-    "people_groups": [],
-    "sites": [],
-    "clients": [],
-    "excluded_people": [],
-    "excluded_people_groups": [],
-    "excluded_sites": [],
-    "excluded_clients": [],
+    "cohorts": {},
+    "exclusions": {},
+    "killed_by": "",
     "shadow_percent": 0,
     "fallback": True,
     "superusers": False,
@@ -31,20 +26,26 @@ FLAG_DEFAULTS = {
 }
 
 
-def committed(function, *args, **kwargs):
-    """Run in another thread on its own connection, committed when it returns."""
+def started(function, *args, **kwargs):
+    """Start it in another thread on its own connection (committed when it returns): (thread, outcome)."""
     outcome = {}
 
     def run():
         try:
             outcome["value"] = function(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller
+        except BaseException as exc:  # noqa: BLE001 — re-raised or inspected by the caller
             outcome["error"] = exc
         finally:
             connections.close_all()
 
     thread = threading.Thread(target=run)
     thread.start()
+    return thread, outcome
+
+
+def committed(function, *args, **kwargs):
+    """Run in another thread on its own connection, committed when it returns."""
+    thread, outcome = started(function, *args, **kwargs)
     thread.join()
     if "error" in outcome:
         raise outcome["error"]

@@ -1,11 +1,14 @@
+import html
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 import rollout
-from rollout import operations
+from query_backends.models import BusinessUnit
 from rollout.actors import Actor
 from rollout.background import background
+from rollout.flags import writes
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 
 pytestmark = pytest.mark.django_db
@@ -23,16 +26,14 @@ FORM = {
     "guard_max_discrepancy_rate": "0.01",
     "guard_max_error_rate": "0.05",
     "guard_max_latency_ratio": "3.0",
-    "people": "",
-    "people_groups": "",
-    "sites": "5,6",
-    "clients": "",
-    "excluded_people": "",
-    "excluded_people_groups": "",
-    "excluded_sites": "",
-    "excluded_clients": "",
-    "users": "",
 }
+
+
+@pytest.fixture
+def form(bu_flag):
+    """The flag form as posted: two existing sites added (the resolver refuses ids that do not exist)."""
+    sites = sorted(BusinessUnit.objects.values_list("id", flat=True)[:2])
+    return {**FORM, "cohort__site": ",".join(map(str, sites)), "seen_version": bu_flag.version}, sites
 
 
 def flag_url(flag, action="change"):
@@ -54,30 +55,31 @@ def test_flag_pages_render_for_staff_and_are_refused_to_others(admin_client, cli
     assert client.get(flag_url(None, "changelist")).status_code == 302
 
 
-def test_a_flag_change_through_the_admin_writes_history_with_the_user(admin_client, admin_user, bu_flag):
-    response = admin_client.post(flag_url(bu_flag), FORM)
+def test_a_flag_change_through_the_admin_writes_history_with_the_user(admin_client, admin_user, bu_flag, form):
+    data, sites = form
+    response = admin_client.post(flag_url(bu_flag), data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     bu_flag.refresh_from_db()
-    assert bu_flag.sites == [5, 6]
+    assert bu_flag.cohorts == {"site": sites}
     change = FlagChange.objects.filter(flag_name="orm.bu_list", source="admin").get()
-    assert change.user == admin_user and change.changes["sites"] == [[], [5, 6]]
+    assert change.user == admin_user and change.changes["cohorts"] == [{}, {"site": sites}]
     page = admin_client.get(flag_url(bu_flag))
-    assert b"sites: [] \xe2\x86\x92 [5, 6]" in page.content
+    assert html.escape(f"cohorts: {{}} → {{'site': {sites}}}").encode() in page.content
 
 
-def test_staff_without_change_permission_can_look_but_not_change(client, bu_flag):
+def test_staff_without_change_permission_can_look_but_not_change(client, bu_flag, form):
     viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_queryflag"))
     client.login(username="viewer", password="pw")
     assert client.get(flag_url(bu_flag)).status_code == 200
-    client.post(flag_url(bu_flag), FORM)
+    client.post(flag_url(bu_flag), form[0])
     client.post(flag_url(None, "changelist"), {"action": "kill", "_selected_action": [bu_flag.pk]})
     bu_flag.refresh_from_db()
-    assert bu_flag.sites == [] and bu_flag.everyone is None
+    assert bu_flag.cohorts == {} and bu_flag.everyone is None
 
 
 def test_kill_action_sends_the_selected_flags_back(admin_client, admin_user, bu_flag):
-    operations.enable(["bu_list"])
+    writes.enable(["bu_list"])
     response = admin_client.post(flag_url(None, "changelist"), {"action": "kill", "_selected_action": [bu_flag.pk]})
     assert response.status_code == 302
     bu_flag.refresh_from_db()
@@ -87,7 +89,7 @@ def test_kill_action_sends_the_selected_flags_back(admin_client, admin_user, bu_
 
 @pytest.fixture
 def recorded(broken_bu_list):
-    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
+    rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1, fmt="array")
     background.drain()
     return Discrepancy.objects.get(query="bu_list")
 

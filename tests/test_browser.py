@@ -49,7 +49,7 @@ def demo_server(tmp_path):
                     kind="mismatch",
                     served_backend="pg",
                     candidate_backend="orm",
-                    actor={"person_id": 1},
+                    actor={"person": [1]},
                     params={"bu_id": 1, "up": True, "down": True, "fmt": "text"},
                     difference=REGISTRY.get("bu_list").compare("1 2 3", "1 2"),
                     control=Observation("pg", value="1 2 3", duration=0.001),
@@ -147,12 +147,12 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         page.screenshot(path=str(ARTIFACTS / "dashboard-query.png"))
         flag = committed(lambda: QueryFlag.objects.get(name="orm.bu_list").pk)
         page.goto(f"{base}/admin/rollout/queryflag/{flag}/change/")
-        page.fill("#id_sites", "4242")
+        page.fill("#id_cohort__site", "1")
         page.click("input[name=_save]")
         page.wait_for_selector(".messagelist")
         page.screenshot(path=str(ARTIFACTS / "flag-saved.png"))
         page.goto(f"{base}/admin/rollout/dashboard/")
-        assert "4242" in page.locator("#row-bu_list td.serving").inner_text()
+        assert "site [1]" in page.locator("#row-bu_list td.serving").inner_text()
         page.goto(f"{base}/admin/rollout/discrepancy/{discrepancy}/change/")
         diff = page.locator("table.rollout-diff")
         assert "function (control)" in diff.inner_text() and "1 2 3" in diff.inner_text()
@@ -162,4 +162,4 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         page.screenshot(path=str(ARTIFACTS / "discrepancy.png"), full_page=True)
         browser.close()
     change = committed(lambda: FlagChange.objects.filter(flag_name="orm.bu_list", source="admin").latest("id"))
-    assert change.changes["sites"] == [[], [4242]] and change.user_id is not None
+    assert change.changes["cohorts"] == [{}, {"site": [1]}] and change.user_id is not None

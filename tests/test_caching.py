@@ -12,10 +12,10 @@ import rollout
 from query_backends import caching
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout import operations
 from rollout.actors import Actor
 from rollout.background import background
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
 from tests.conftest import rolled_back
@@ -23,7 +23,7 @@ from tests.legacy_world import bu, capability, person
 from tests.rollout_helpers import committed, database_url, python_process
 
 pytestmark = pytest.mark.django_db
-ALICE = Actor(person_id=1)
+ALICE = Actor(person=1)
 
 
 def caps(root_id):
@@ -258,7 +258,7 @@ def test_an_unreachable_redis_makes_the_cache_a_no_op(settings):
 
 
 def test_the_router_serves_the_candidate_through_the_cache_and_counts_hits():
-    operations.enable(["bu_list"])
+    writes.enable(["bu_list"])
     flags.invalidate()
     answers = [rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array") for _ in range(3)]
     assert answers[0] == answers[1] == answers[2] and rollout.last_decision().cache_hit is True
@@ -268,8 +268,8 @@ def test_the_router_serves_the_candidate_through_the_cache_and_counts_hits():
 
 @pytest.mark.usefixtures("no_discrepancies")
 def test_a_stale_cached_answer_is_caught_as_a_stale_cache_discrepancy():
-    operations.enable(["bu_list"])
-    operations.set_shadow("bu_list", 100)
+    writes.enable(["bu_list"])
+    writes.set_shadow("bu_list", 100)
     flags.invalidate()
     definition = REGISTRY.get("bu_list")
     served = rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")  # miss: now cached
@@ -306,7 +306,7 @@ def test_dispatch_many_answers_like_one_call_per_person():
     people = sorted(
         {row.people_id, *m.People.objects.filter(client_id=row.client_id).values_list("id", flat=True)[:30]}
     )
-    operations.enable(["job_needs"])
+    writes.enable(["job_needs"])
     flags.invalidate()
     many = rollout.dispatch_many(
         "job_needs", actor=ALICE, vary="people_id", values=people, bu_id=row.bu_id, client_id=row.client_id
@@ -333,13 +333,13 @@ def test_the_person_lookup_is_cached_and_retired_by_a_membership_change(django_a
     user = User(username="lookup-me")
     try:
         first = resolve_user(user)
-        assert first["person_id"] == someone and first["group_ids"] == set()
+        assert first["person"] == someone and first["people_group"] == set()
         with django_assert_num_queries(1):  # inside the test's transaction: only the has-it-written check
             assert resolve_user(user) == first
         group = committed(lambda: m.PeopleGroup.objects.create(groupname="G", client_id=client_id).id)
         committed(lambda: m.GroupMembership.objects.create(pgroup_id=group, people_id=someone))
         wait_until_heard("pgbelonging")
-        assert resolve_user(user)["group_ids"] == {group}
+        assert resolve_user(user)["people_group"] == {group}
     finally:
 
         def cleanup():

@@ -19,6 +19,13 @@ def flag(query):
     return QueryFlag.objects.get(name=f"orm.{query}")
 
 
+def sites(n):
+    """Ids of sites that exist (the resolver refuses the others)."""
+    from query_backends.models import BusinessUnit
+
+    return sorted(BusinessUnit.objects.exclude(id=-1).values_list("id", flat=True)[:n])
+
+
 def test_status_lists_every_query_as_a_table_and_as_json():
     table = rollout("status")
     assert table.splitlines()[0].split()[:3] == ["query", "serving", "percent"]
@@ -49,8 +56,9 @@ def test_each_reply_says_what_changed():
     assert rollout("shadow", "bu_list", "100").startswith("bu_list: shadow 100 %")
     assert rollout("shadow", "bu_list", "25.5").startswith("bu_list: shadow 25.5 %")
     assert rollout("percent", "bu_list", "10").startswith("bu_list: 10 % by person")
-    assert rollout("cohort", "bu_list", "--add-sites", "3", "4").startswith("bu_list: sites +[3, 4]")
-    assert rollout("cohort", "bu_list", "--exclude", "--add-sites", "4").startswith("bu_list: excluded sites +[4]")
+    a, b = sites(2)
+    assert rollout("cohort", "bu_list", "--add", f"site={a},{b}").startswith(f"bu_list: site +[{a}, {b}]")
+    assert rollout("cohort", "bu_list", "--exclude", "--add", f"site={b}").startswith(f"bu_list: excluded site +[{b}]")
     assert rollout("kill", "bu_list").startswith("bu_list: killed, the control serves everyone")
     assert rollout("enable", "bu_list").startswith("bu_list: candidate for everyone")
     reply = json.loads(rollout("--json", "disable", "bu_list"))
@@ -90,23 +98,27 @@ def test_forget_removes_what_a_retired_query_left_and_refuses_a_registered_one()
         rollout("forget", "bu_list")
 
 
-def test_cohort_add_remove_and_exclude_in_both_spellings():
-    rollout("cohort", "bu_list", "--add-site", "3", "4", "--add-clients", "9", "--add-person", "7")
+def test_cohort_add_remove_and_exclude_of_several_declared_cohorts():
+    from query_backends.models import People, PeopleGroup
+
+    a, b = sites(2)
+    person = People.objects.exclude(id=-1).values_list("id", flat=True).first()
+    team = PeopleGroup.objects.exclude(id=-1).values_list("id", flat=True).first()
+    rollout("cohort", "bu_list", "--add", f"site={a},{b}", f"client={a}", f"person={person}")
+    assert flag("bu_list").cohorts == {"site": sorted([a, b]), "client": [a], "person": [person]}
+    rollout("cohort", "bu_list", "--remove", f"site={a}", "--add", f"people_group={team}")
+    rollout("cohort", "bu_list", "--exclude", "--add", f"site={b}")
     f = flag("bu_list")
-    assert (f.sites, f.clients, f.people) == ([3, 4], [9], [7])
-    rollout("cohort", "bu_list", "--remove-sites", "3", "--add-people-groups", "5")
-    rollout("cohort", "bu_list", "--exclude", "--add-sites", "4")
-    f = flag("bu_list")
-    assert (f.sites, f.people_groups, f.excluded_sites) == ([4], [5], [4])
+    assert (f.cohorts["site"], f.cohorts["people_group"], f.exclusions) == ([b], [team], {"site": [b]})
     assert FlagChange.objects.filter(flag_name="orm.bu_list", source="cli").count() == 3  # one per command
 
 
 def test_clear_guard_forgets_a_trip():
-    f = flag("bu_list")
-    f.everyone, f.guard_reason = False, "tripped in a test"
-    f.guard_tripped_at = f.modified
-    f.save()
+    from rollout.flags import writes
+
+    writes.trip("orm.bu_list", "tripped in a test")
     rollout("clear-guard", "bu_list")
+    f = flag("bu_list")
     f.refresh_from_db()
     assert f.guard_tripped_at is None and f.guard_reason == "" and f.everyone is False
 
@@ -121,6 +133,9 @@ def test_clear_guard_forgets_a_trip():
         (["percent", "bu_list", "-1"], "not between 0 and"),
         (["shadow", "bu_list", "101"], "not between 0 and 100"),
         (["cohort", "bu_list"], "give at least one id"),
+        (["cohort", "bu_list", "--add", "region=1"], "cohort: region is not one of person, people_group, site, client"),
+        (["cohort", "bu_list", "--add", "site=x"], "--add: 'site=x' is not COHORT=ID"),
+        (["rescue", "bu_list", "on", "--after", "-3"], "after: -3 is not a whole number"),
         (["replay", "999999"], "no discrepancy 999999"),
         (["purge", "--older-than", "-1"], "DAYS must be 0 or more"),
     ],
@@ -130,7 +145,10 @@ def test_bad_requests_are_one_line_errors(args, message):
         rollout(*args)
 
 
-def test_waffles_own_flag_command_still_works_on_query_flags():
-    call_command("waffle_flag", "orm.bu_list", "--everyone", stdout=io.StringIO())
-    assert flag("bu_list").everyone is True
-    assert FlagChange.objects.filter(flag_name="orm.bu_list", changes__everyone=[None, True]).exists()
+def test_waffles_own_flag_command_works_on_the_hosts_flags_and_leaves_query_flags_alone():
+    from waffle.models import Flag
+
+    before = FlagChange.objects.count()
+    call_command("waffle_flag", "host_feature", "--everyone", "--create", stdout=io.StringIO())
+    assert Flag.objects.get(name="host_feature").everyone is True
+    assert FlagChange.objects.count() == before and not QueryFlag.objects.filter(name="host_feature").exists()

@@ -12,16 +12,16 @@ from query_backends.models import Asset, BusinessUnit, Capability, JobNeed, Peop
 from query_backends.registry import REGISTRY
 from query_backends.twins import compiled
 from query_backends.twins.compiled import _UNCOMPILABLE, CompiledQuery
-from rollout import operations
 from rollout.actors import Actor
 from rollout.background import background
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
 from tests.rollout_helpers import committed, reset_flags
 
 pytestmark = pytest.mark.django_db
-ALICE = Actor(person_id=1)
+ALICE = Actor(person=1)
 
 
 def plain(queryset, columns):
@@ -130,9 +130,9 @@ def test_adispatch_and_shadow_worker_threads_run_the_compiled_twins_side_by_side
             for b in BusinessUnit.objects.filter(id__gt=0).values_list("id", flat=True)[:10]
         ],
     }
-    committed(operations.enable, list(queries))
+    committed(writes.enable, list(queries))
     for name in queries:
-        committed(operations.set_shadow, name, 100)
+        committed(writes.set_shadow, name, 100)
     flags.invalidate()
     calls = [(name, params) for name, many in queries.items() for params in many] * 3
 

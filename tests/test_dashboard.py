@@ -25,7 +25,7 @@ def row(html, query):
 @pytest.mark.smoke
 def test_the_overview_has_one_row_per_query_for_staff_only(admin_client, client):
     for _ in range(3):
-        rollout.dispatch("web_capabilities", actor=Actor(person_id=1), root_id=1)
+        rollout.dispatch("web_capabilities", actor=Actor(person=1), root_id=1)
     page = admin_client.get(reverse("rollout-dashboard") + "?range=15m")
     assert page.status_code == 200
     html = page.content.decode()
@@ -41,7 +41,7 @@ def test_the_overview_has_one_row_per_query_for_staff_only(admin_client, client)
 @pytest.fixture
 def compared(broken_bu_list):
     for _ in range(4):
-        rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
+        rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1, fmt="array")
     background.drain()
 
 

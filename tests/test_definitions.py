@@ -16,9 +16,9 @@ from query_backends.floor import Floor
 from query_backends.functions import BIGINT, TEXT, LegacyFunction
 from query_backends.params import Param
 from query_backends.registry import REGISTRY, QueryDefinition
-from rollout import operations
 from rollout.checks import flags_exist
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +113,7 @@ def test_a_tenth_query_gets_validation_benchmark_flag_api_and_dashboard(tenth_qu
     assert {"function", "twin", "floor", "redis_hit"} <= set(result["sides"])
     assert result["twin/function"] > 0 and result["redis_hit/function"] > 0
 
-    assert operations.ensure_flags() == ["child_units"]  # what `migrate` runs
+    assert writes.ensure_flags() == ["child_units"]  # what `migrate` runs
     assert not [w for w in flags_exist() if "child_units" in w.msg]
 
     person = m.People.objects.filter(loginid__isnull=False, client_id__isnull=False).order_by("id").first()
@@ -124,7 +124,7 @@ def test_a_tenth_query_gets_validation_benchmark_flag_api_and_dashboard(tenth_qu
     response = client.get(reverse("api-query", args=["child_units"]), {"bu_id": person.client_id})
     assert response.status_code == 200 and response.json()["result"] == expected
     assert response["X-Rollout-Backend"] == "pg"
-    operations.enable(["child_units"])
+    writes.enable(["child_units"])
     flags.invalidate()
     response = client.get(reverse("api-query", args=["child_units"]), {"bu_id": person.client_id})
     assert response["X-Rollout-Backend"] == "orm" and response.json()["result"] == expected

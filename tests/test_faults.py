@@ -24,13 +24,14 @@ from query_backends.registry import REGISTRY
 from rollout import operations
 from rollout.actors import Actor
 from rollout.background import background
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
 from tests.rollout_helpers import committed
 
 pytestmark = pytest.mark.django_db
-ALICE = Actor(person_id=1, client_id=1, site_id=1)
+ALICE = Actor(person=1, client=1, site=1)
 DEAD_REDIS = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -48,11 +49,11 @@ def expected(query, **params):
 def test_redis_unreachable_then_lost_then_back(settings):
     """Answers stay right (cache bypassed, flags from the database), nothing raises, metrics keep counting."""
     live = settings.CACHES
-    operations.change_cohort("bu_list", "people", add=[1])
+    writes.change_cohort("bu_list", "site", add=[1])
     settings.CACHES = DEAD_REDIS
     flags.invalidate()
     assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1) == expected("bu_list", bu_id=1)
-    assert rollout.last_decision().rule == "people"  # the flag came from the database
+    assert rollout.last_decision().rule == "cohorts"  # the flag came from the database
     assert metrics.snapshot()[("bu_list", "orm")]["calls"] == 1  # metrics live in PostgreSQL
     settings.CACHES = live
     flags.invalidate()
@@ -79,8 +80,8 @@ def test_a_dropped_legacy_function_is_named_and_the_twin_keeps_serving():
             transaction.atomic(),
         ):
             rollout.dispatch("web_capabilities", root_id=1)
-        operations.enable(["web_capabilities"])
-        operations.set_shadow("web_capabilities", 100)
+        writes.enable(["web_capabilities"])
+        writes.set_shadow("web_capabilities", 100)
         flags.invalidate()
         answer = rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
         assert answer and rollout.last_decision().backend == "orm"
@@ -129,7 +130,7 @@ def test_a_backend_killed_mid_request_fails_cleanly_and_the_next_request_succeed
 
 
 def test_a_flag_deleted_while_serving_leaves_the_control_serving():
-    operations.enable(["bu_list"])
+    writes.enable(["bu_list"])
     flags.invalidate()
     rollout.dispatch("bu_list", actor=ALICE, bu_id=1)
     assert rollout.last_decision().backend == "orm"

@@ -56,7 +56,7 @@ def test_every_grafana_panel_expression_is_valid_promql(tmp_path):
 
 @pytest.mark.django_db
 def test_the_rules_and_the_dashboard_read_only_series_that_metrics_exposes(client):
-    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1)
+    rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1)
     exposed = set(re.findall(r"^(rollout_\w+?)(?:\{| )", client.get("/metrics").content.decode(), re.M))
     texts = [(MONITORING / "rules.yml").read_text(), *dashboard_expressions()]
     used = {name for text in texts for name in re.findall(r"\brollout_\w+", text)}
@@ -80,5 +80,5 @@ def test_metrics_expose_the_guard_state_and_the_open_discrepancies(client, recor
 def recorded_discrepancy(broken_bu_list):
     from rollout.background import background
 
-    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1, fmt="array")
+    rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1, fmt="array")
     background.drain()

@@ -9,22 +9,22 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
-from waffle import flag_is_active
 
 import rollout
 from query_backends.errors import InvalidQueryParams, UnknownQuery
+from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY
-from rollout import operations
 from rollout.actors import Actor, actor_for_user
 from rollout.checks import flags_exist
-from rollout.flag_cache import flags
-from rollout.flag_state import FlagState, bucket
+from rollout.flags import writes
+from rollout.flags.cache import flags
+from rollout.flags.state import FlagState, bucket
 from rollout.metrics import metrics
 from rollout.middleware import ActorMiddleware
 from rollout.models import FlagChange, QueryFlag
 from tests.rollout_helpers import committed, python_process, reset_flags
 
-ALICE = Actor(person_id=1, client_id=10, site_id=100, group_ids=frozenset({7}))
+ALICE = Actor(person=1, client=10, site=100, people_group=frozenset({7}))
 
 
 # --- the rule chain -------------------------------------------------------------------------------------
@@ -34,10 +34,10 @@ ALICE = Actor(person_id=1, client_id=10, site_id=100, group_ids=frozenset({7}))
 @pytest.mark.parametrize(
     "rules,rule",
     [
-        ({"people": frozenset({1})}, "people"),
-        ({"people_groups": frozenset({7})}, "people_groups"),
-        ({"sites": frozenset({100})}, "sites"),
-        ({"clients": frozenset({10})}, "clients"),
+        ({"cohorts": {"person": frozenset({1})}}, "cohorts"),
+        ({"cohorts": {"people_group": frozenset({7})}}, "cohorts"),
+        ({"cohorts": {"site": frozenset({100})}}, "cohorts"),
+        ({"cohorts": {"client": frozenset({10})}}, "cohorts"),
         ({"everyone": True}, "everyone"),
         ({"percent": 100.0}, "percent"),
     ],
@@ -45,7 +45,7 @@ ALICE = Actor(person_id=1, client_id=10, site_id=100, group_ids=frozenset({7}))
 def test_each_cohort_rule_alone_turns_the_candidate_on_for_its_actor_only(rules, rule):
     state = FlagState("orm.q", **rules)
     assert state.decide(ALICE) == (True, rule)
-    stranger = Actor(person_id=2, client_id=11, site_id=101, group_ids=frozenset({8}))
+    stranger = Actor(person=2, client=11, site=101, people_group=frozenset({8}))
     assert state.is_active_for(stranger) is (rule in ("everyone", "percent"))
 
 
@@ -57,7 +57,7 @@ def test_no_rule_means_the_control():
 
 @pytest.mark.smoke
 def test_everyone_off_beats_every_rule():
-    state = FlagState("orm.q", everyone=False, people=frozenset({1}), sites=frozenset({100}), percent=100.0)
+    state = FlagState("orm.q", everyone=False, cohorts={"person": {1}, "site": {100}}, percent=100.0)
     assert state.decide(ALICE) == (False, "everyone_off")
 
 
@@ -65,33 +65,30 @@ def test_everyone_off_beats_every_rule():
 @pytest.mark.parametrize(
     "exclusion",
     [
-        {"excluded_people": frozenset({1})},
-        {"excluded_sites": frozenset({100})},
-        {"excluded_clients": frozenset({10})},
-        {"excluded_people_groups": frozenset({7})},
+        {"person": frozenset({1})},
+        {"site": frozenset({100})},
+        {"client": frozenset({10})},
+        {"people_group": frozenset({7})},
     ],
 )
 def test_an_exclusion_beats_every_inclusion_and_everyone_on(exclusion):
     state = FlagState(
         "orm.q",
         everyone=True,
-        people=frozenset({1}),
-        sites=frozenset({100}),
-        clients=frozenset({10}),
-        people_groups=frozenset({7}),
+        cohorts={"person": {1}, "site": {100}, "client": {10}, "people_group": {7}},
         percent=100.0,
-        **exclusion,
+        exclusions=exclusion,
     )
     assert state.decide(ALICE) == (False, "exclusions")
-    assert state.decide(Actor(person_id=2, client_id=11, site_id=101))[0] is True
+    assert state.decide(Actor(person=2, client=11, site=101))[0] is True
 
 
 @pytest.mark.smoke
-def test_combined_rules_read_top_to_bottom():
-    state = FlagState("orm.q", sites=frozenset({100}), clients=frozenset({10}), percent=0.0)
-    assert state.decide(ALICE) == (True, "sites")
-    assert state.decide(Actor(client_id=10, site_id=999)) == (True, "clients")
-    assert state.decide(Actor(client_id=11, site_id=999)) == (False, "default")
+def test_an_actor_in_any_of_the_flags_cohorts_gets_the_candidate():
+    state = FlagState("orm.q", cohorts={"site": {100}, "client": {10}}, percent=0.0)
+    assert state.decide(ALICE) == (True, "cohorts")
+    assert state.decide(Actor(client=10, site=999)) == (True, "cohorts")
+    assert state.decide(Actor(client=11, site=999)) == (False, "default")
 
 
 @pytest.mark.smoke
@@ -112,18 +109,18 @@ def test_waffle_user_rules_apply_to_the_django_user_behind_the_actor():
 @pytest.mark.smoke
 @pytest.mark.parametrize("target", [5, 10, 25, 50, 90])
 def test_percentage_lands_within_two_points_over_ten_thousand_actors(target):
-    state = FlagState("orm.job_needs", percent=float(target))
-    share = sum(state.is_active_for(Actor(person_id=i)) for i in range(10_000)) / 100
+    state = FlagState("orm.job_needs", percent=float(target), percent_key="person")
+    share = sum(state.is_active_for(Actor(person=i)) for i in range(10_000)) / 100
     assert abs(share - target) <= 2
 
 
 @pytest.mark.smoke
 def test_raising_the_percentage_only_adds_actors():
-    actors = [Actor(person_id=i) for i in range(10_000)]
+    actors = [Actor(person=i) for i in range(10_000)]
     previous = set()
     for percent in range(0, 101, 5):
-        state = FlagState("orm.job_needs", percent=float(percent))
-        on = {a.person_id for a in actors if state.is_active_for(a)}
+        state = FlagState("orm.job_needs", percent=float(percent), percent_key="person")
+        on = {a.one("person") for a in actors if state.is_active_for(a)}
         assert previous <= on
         previous = on
     assert len(previous) == 10_000
@@ -133,13 +130,13 @@ def test_raising_the_percentage_only_adds_actors():
 def test_percentage_by_site_switches_a_whole_site_together():
     state = FlagState("orm.job_needs", percent=50.0, percent_key="site")
     for site in range(200):
-        verdicts = {state.is_active_for(Actor(person_id=p, site_id=site)) for p in range(20)}
+        verdicts = {state.is_active_for(Actor(person=p, site=site)) for p in range(20)}
         assert len(verdicts) == 1
 
 
 @pytest.mark.django_db
 def test_two_processes_agree_on_every_actors_bucket():
-    code = "from rollout.flag_state import bucket\nprint([bucket('orm.job_needs', f'person:{i}') for i in range(500)])"
+    code = "from rollout.flags.state import bucket\nprint([bucket('orm.job_needs', f'person:{i}') for i in range(500)])"
     out, err = python_process(code).communicate(timeout=60)
     assert json.loads(out) == [bucket("orm.job_needs", f"person:{i}") for i in range(500)], err
 
@@ -169,12 +166,13 @@ def test_a_new_flag_sends_everyone_to_the_control(bu_flag):
 
 @pytest.mark.django_db
 def test_a_site_cohort_gets_the_candidate_and_others_the_control(bu_flag):
-    operations.change_cohort("bu_list", "sites", add=[100])
+    site = BusinessUnit.objects.exclude(id=-1).values_list("id", flat=True).first()
+    writes.change_cohort("bu_list", "site", add=[site])
     refresh()
     expected = REGISTRY.get("bu_list").run("pg", {"bu_id": 1, "up": True, "down": True, "fmt": "jsonb"})
-    assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="jsonb") == expected
-    assert (rollout.last_decision().backend, rollout.last_decision().rule) == ("orm", "sites")
-    rollout.dispatch("bu_list", actor=Actor(site_id=5), bu_id=1, fmt="jsonb")
+    assert rollout.dispatch("bu_list", actor=Actor(site=site), bu_id=1, fmt="jsonb") == expected
+    assert (rollout.last_decision().backend, rollout.last_decision().rule) == ("orm", "cohorts")
+    rollout.dispatch("bu_list", actor=Actor(site=5), bu_id=1, fmt="jsonb")
     assert rollout.last_decision().backend == "pg"
 
 
@@ -201,7 +199,7 @@ def broken_twin(monkeypatch):
 
 @pytest.mark.django_db
 def test_fallback_serves_the_functions_answer_when_the_twin_raises(bu_flag, broken_twin):
-    operations.enable(["bu_list"])
+    writes.enable(["bu_list"])
     refresh()
     answer = rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array")
     assert answer == broken_twin.run("pg", {"bu_id": 1, "up": True, "down": True, "fmt": "array"})
@@ -231,13 +229,14 @@ def test_a_missing_flag_serves_the_control_and_the_system_check_warns(bu_flag):
 
 
 @pytest.mark.django_db
-def test_model_and_waffle_helper_answer_by_the_same_rules(bu_flag, rf):
-    operations.change_cohort("bu_list", "clients", add=[10])
+def test_the_model_and_the_router_answer_by_the_same_rules(bu_flag):
+    client = BusinessUnit.objects.exclude(id=-1).values_list("id", flat=True).first()
+    writes.change_cohort("bu_list", "client", add=[client])
     bu_flag.refresh_from_db()
-    assert bu_flag.is_active_for(ALICE) and not bu_flag.is_active_for(Actor(client_id=11))
-    request = rf.get("/")
-    request.actor = ALICE
-    assert flag_is_active(request, "orm.bu_list")
+    actor = Actor(client=client)
+    assert bu_flag.is_active_for(actor) and not bu_flag.is_active_for(Actor(client=client + 10_000))
+    refresh()
+    assert rollout.decide("bu_list", actor)[0].rule == "cohorts"
 
 
 @pytest.mark.django_db
@@ -250,7 +249,7 @@ def test_the_middleware_resolves_a_users_legacy_person():
     request = RequestFactory().get("/")
     request.user = user
     ActorMiddleware(lambda r: r)(request)
-    assert (request.actor.person_id, request.actor.client_id, request.actor.site_id) == (
+    assert (request.actor.one("person"), request.actor.one("client"), request.actor.one("site")) == (
         person.id,
         person.client_id,
         person.bu_id,
@@ -263,7 +262,7 @@ def test_the_middleware_resolves_a_users_legacy_person():
 
 @pytest.mark.django_db
 def test_kill_command_sends_every_query_back_and_writes_history(capsys):
-    operations.enable(["bu_list", "job_needs"])
+    writes.enable(["bu_list", "job_needs"])
     call_command("rollout", "kill")
     assert set(QueryFlag.objects.values_list("everyone", flat=True)) == {False}
     refresh()
@@ -278,7 +277,7 @@ def test_kill_command_sends_every_query_back_and_writes_history(capsys):
 @pytest.mark.django_db
 def test_a_flag_change_reaches_another_process_within_two_seconds():
     """The other process watches a decision; this one commits a kill. Poll bound: 2 s."""
-    committed(operations.enable, ["web_capabilities"])
+    committed(writes.enable, ["web_capabilities"])
     watcher = python_process(
         "from rollout.router import decide\n"
         "assert decide('web_capabilities')[0].role == 'candidate'\n"
@@ -289,7 +288,7 @@ def test_a_flag_change_reaches_another_process_within_two_seconds():
     )
     try:
         assert watcher.stdout.readline().strip() == "ready", watcher.stderr.read()
-        committed(operations.kill, ["web_capabilities"])
+        committed(writes.kill, ["web_capabilities"])
         watcher.stdin.write("go\n")
         watcher.stdin.flush()
         assert watcher.stdout.readline().strip() == "everyone_off"

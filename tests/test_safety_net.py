@@ -19,16 +19,16 @@ import rollout
 from query_backends.errors import LegacyFunctionMissing
 from query_backends.functions import FUNCTIONS
 from query_backends.registry import REGISTRY
-from rollout import operations
 from rollout.actors import Actor
 from rollout.background import background
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, GuardSample, QueryFlag
 from tests.rollout_helpers import ROOT, committed, database_url, replace_definition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
-ALICE = Actor(person_id=1, client_id=10, site_id=100)
+ALICE = Actor(person=1, client=10, site=100)
 PORTS = iter(range(17810, 17890))
 
 
@@ -126,7 +126,7 @@ def test_redis_killed_while_the_twin_raises_every_caller_gets_the_functions_answ
     }
     definition = REGISTRY.get("bu_list")
     replace_definition(monkeypatch, "bu_list", twin=lambda *args, **kwargs: 1 / 0)
-    operations.enable(["bu_list"])
+    writes.enable(["bu_list"])
     flags.invalidate()
     try:
         assert rollout.dispatch("bu_list", actor=ALICE, bu_id=2) == definition.run("pg", definition.clean({"bu_id": 2}))
@@ -230,7 +230,7 @@ django.setup()
 import rollout
 from rollout.actors import Actor
 for n in range({calls}):
-    rollout.dispatch("toy", actor=Actor(person_id=1), n=n)
+    rollout.dispatch("toy", actor=Actor(person=1), n=n)
 print("dispatched", flush=True)
 """
 
@@ -393,7 +393,7 @@ django.setup()
 import rollout
 from rollout.actors import Actor
 started = time.perf_counter()
-answers = [rollout.dispatch("toy", actor=Actor(person_id=1), n=n) for n in range(20)]
+answers = [rollout.dispatch("toy", actor=Actor(person=1), n=n) for n in range(20)]
 print("answers", answers == [n * 2 for n in range(20)], flush=True)
 """
 

@@ -47,7 +47,7 @@ def test_slow_call_logs_hold_ids_not_secrets(settings, caplog):
     settings.ROLLOUT_SLOW_CALL_SECONDS = 0
     settings.DATABASES["default"]["PASSWORD"] = "db-password-should-never-be-logged"
     with caplog.at_level(logging.DEBUG):
-        rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1)
+        rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1)
     text = caplog.text
     assert "slow call: bu_list" in text and "'bu_id': 1" in text
     assert settings.SECRET_KEY not in text and "db-password" not in text

@@ -13,27 +13,28 @@ import rollout
 from query_backends.errors import LegacyDataError
 from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY, IgnoreRule
-from rollout import comparison, guard, operations
+from rollout import comparison, guard
 from rollout import result as outcome
 from rollout.actors import Actor
 from rollout.background import background
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.observation import Observation
 from rollout.result import Result
 from tests.rollout_helpers import committed, replace_definition
 
-ALICE = Actor(person_id=1, client_id=10, site_id=100)
+ALICE = Actor(person=1, client=10, site=100)
 
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
 
 
 def shadow_all(query, serve_candidate=False):
-    operations.set_shadow(query, 100)
+    writes.set_shadow(query, 100)
     if serve_candidate:
-        operations.enable([query])
+        writes.enable([query])
     flags.invalidate()
 
 
@@ -71,7 +72,7 @@ def test_a_value_mismatch_is_recorded_once_per_fingerprint_with_its_diff(monkeyp
     example = record.latest()
     control = definition.run("pg", definition.clean(example.params, parse=True))
     assert example.diff["missing"] == control[:1] and example.diff["extra"] == []
-    assert example.actor["person_id"] == 1 and example.served_backend == "pg"
+    assert example.actor["person"] == [1] and example.served_backend == "pg"
     assert example.control_duration > 0 and example.candidate_duration > 0
 
 
@@ -109,7 +110,7 @@ def raise_runtime(*args, **kwargs):
 
 def serve_a_raising_twin(monkeypatch):
     replace("web_capabilities", monkeypatch, twin=raise_runtime)
-    operations.enable(["web_capabilities"])
+    writes.enable(["web_capabilities"])
     flags.invalidate()
 
 
@@ -264,12 +265,12 @@ def test_the_guard_does_not_trip_below_its_threshold():
 
 
 def test_the_guard_trips_on_the_latency_ratio_and_never_turns_a_flag_on():
-    flag = guard_flag(guard_max_latency_ratio=3.0, everyone=None, sites=[5])
+    flag = guard_flag(guard_max_latency_ratio=3.0, everyone=None, cohorts={"site": [5]})
     assert feed([False] * 10, control=0.010, candidate=0.029) == [None] * 10
     assert "latency ratio" in feed([False] * 10, control=0.010, candidate=0.030)
     flag.refresh_from_db()
-    assert flag.everyone is False and flag.sites == [5]
-    guard.clear(flag)
+    assert flag.everyone is False and flag.cohorts == {"site": [5]}
+    writes.clear_guard("bu_list")
     flag.refresh_from_db()
     assert flag.guard_tripped_at is None and flag.everyone is False
 

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout import operations
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import ApiToken
 from tests.conftest import rolled_back
@@ -226,7 +226,7 @@ def ask(world, backend, draw):
 @pytest.fixture(params=["pg", "orm"])
 def backend(request):
     if request.param == "orm":
-        operations.enable(REGISTRY.names())
+        writes.enable(REGISTRY.names())
     flags.invalidate()
     return request.param
 

@@ -7,7 +7,7 @@ import rollout
 from rollout.background import background
 from rollout.contract import Experiment, Registry
 from rollout.experiments import registry
-from rollout.flag_cache import flags
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, QueryFlag
 from tests.rollout_helpers import committed

@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from rollout.actors import tenant_of
 from rollout.api.auth import callers
 from rollout.api.errors import ALLOWED_METHODS, error_response, json_error, method_not_allowed
 from rollout.experiments import get_experiment
@@ -67,7 +68,7 @@ def _serve(request, name, served):
         return json_error(404, f"unknown query {name!r}")
     given = {key: request.GET.getlist(key)[-1] for key in request.GET}
     params = experiment.clean(given, parse=True)
-    client_id = caller.actor.client_id
+    client_id = tenant_of(caller.actor)
     if not caller.any_tenant and not experiment.allowed_for(client_id, params):
         return json_error(403, "these parameters point outside your client")
     answer = dispatch(name, actor=caller.actor, **params)

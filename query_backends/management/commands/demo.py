@@ -58,9 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="the port --serve listens on (127.0.0.1)")
 
     def handle(self, *args, scale, calls, skip_seed, serve, port, **options):
-        from rollout import operations
         from rollout.background import background
-        from rollout.flag_cache import flags
+        from rollout.flags import writes
+        from rollout.flags.cache import flags
         from rollout.metrics import metrics
 
         self.say("migrate")
@@ -72,19 +72,19 @@ class Command(BaseCommand):
         pool = self.actor_pool()
         params = {q: [REGISTRY.get(q).clean(p) for p in sample_params(q, 40, seed=1)] for q in QUERIES}
         params = {q: ps for q, ps in params.items() if ps}
-        self.operations, self.flags, self.metrics, self.background = operations, flags, metrics, background
-        operations.ensure_flags("demo")
+        self.flags, self.metrics, self.background = flags, metrics, background
+        writes.ensure_flags("demo")
         names = list(params)
         stages = [
             ("1. PostgreSQL only: the control serves everyone", lambda: None),
-            ("2. shadow 100 %: every call is also compared", lambda: self.each(names, operations.set_shadow, 100)),
+            ("2. shadow 100 %: every call is also compared", lambda: self.each(names, writes.set_shadow, 100)),
             (
                 "3. ORM for one site",
-                lambda: [operations.change_cohort(q, "sites", add=[pool[0].site_id], source="demo") for q in names],
+                lambda: [writes.change_cohort(q, "site", add=[pool[0].one("site")], source="demo") for q in names],
             ),
-            ("4. ORM for 10 %", lambda: self.each(names, operations.set_percent, 10)),
-            ("5. ORM for 50 %", lambda: self.each(names, operations.set_percent, 50)),
-            ("6. ORM for everyone", lambda: operations.enable(names, source="demo")),
+            ("4. ORM for 10 %", lambda: self.each(names, writes.set_percent, 10)),
+            ("5. ORM for 50 %", lambda: self.each(names, writes.set_percent, 50)),
+            ("6. ORM for everyone", lambda: [self.enable_unless_tripped(q) for q in names]),
         ]
         self.reset_flags(names)
         self.stdout.write(LEGEND)
@@ -116,6 +116,15 @@ class Command(BaseCommand):
     @staticmethod
     def each(names, operation, value):
         return [operation(q, value, source="demo") for q in names]
+
+    def enable_unless_tripped(self, query):
+        """A query the guard sent back stays on the control: only clear-guard and an explicit enable undo a trip."""
+        from rollout.flags import writes
+
+        try:
+            writes.enable([query], source="demo")
+        except writes.GuardTripped as refused:
+            self.stdout.write(f"  {query} stays on the control: {refused}")
 
     def admin_login(self):
         """The same login on every run: DEMO_ADMIN_PASSWORD, else a password made once and kept in .data/."""
@@ -152,24 +161,22 @@ class Command(BaseCommand):
             .values_list("people_id", "pgroup_id")
         ):
             groups.setdefault(person, set()).add(group)
-        return [
-            Actor(person_id=p, client_id=c, site_id=s, group_ids=frozenset(groups.get(p, ()))) for p, c, s in people
-        ]
+        return [Actor(person=p, client=c, site=s, people_group=groups.get(p, ())) for p, c, s in people]
 
     def reset_flags(self, names):
         """Every demo flag back to where a fresh install starts: the control for everyone, no shadow."""
-        from rollout import guard
+        from rollout import operations
+        from rollout.flags import writes
 
-        operations = self.operations
         for flag in operations.flags_for(names):
             query = query_name(flag.name)
             if flag.guard_tripped_at:
-                guard.clear(flag, source="demo")
-            operations.disable([query], source="demo")
-            operations.set_percent(query, 0, source="demo")
-            operations.set_shadow(query, 0, source="demo")
-            if flag.sites:
-                operations.change_cohort(query, "sites", remove=flag.sites, source="demo")
+                writes.clear_guard(query, source="demo")
+            writes.disable([query], source="demo")
+            writes.set_percent(query, 0, source="demo")
+            writes.set_shadow(query, 0, source="demo")
+            if flag.cohorts.get("site"):
+                writes.change_cohort(query, "site", remove=flag.cohorts["site"], source="demo")
         self.flags.invalidate()
 
     def drive(self, names, params, pool, calls, rng, title):
@@ -211,17 +218,18 @@ class Command(BaseCommand):
         return f"{statistics.median(values) * 1000:.2f} ms" if values else "-"
 
     def broken_stage(self, params, pool, calls, rng):
+        from rollout import operations
+        from rollout.flags import writes
         from rollout.models import Discrepancy
 
-        operations = self.operations
         definition = dataclasses.replace(REGISTRY.get("bu_list"), name=DEMO_QUERY, twin=broken_twin)
-        operations.forget(DEMO_QUERY, source="demo")  # what an interrupted earlier run left behind
+        writes.forget(DEMO_QUERY, source="demo")  # what an interrupted earlier run left behind
         REGISTRY.register(definition)
         try:
-            operations.ensure_flags("demo")
-            operations.set_guard(DEMO_QUERY, window=50, min_sample=20, source="demo")
-            operations.set_shadow(DEMO_QUERY, 100, source="demo")
-            operations.enable([DEMO_QUERY], source="demo")
+            writes.ensure_flags("demo")
+            writes.set_guard(DEMO_QUERY, window=50, min_sample=20, source="demo")
+            writes.set_shadow(DEMO_QUERY, 100, source="demo")
+            writes.enable([DEMO_QUERY], source="demo")
             title = "7. a broken twin (demo only), rolled out to everyone with shadow 100 %"
             with expected_guard_trip():
                 result = self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title)
@@ -240,7 +248,7 @@ class Command(BaseCommand):
         finally:
             REGISTRY.unregister(DEMO_QUERY)
             self.background.drain()
-            removed = operations.forget(DEMO_QUERY, source="demo")
+            removed = writes.forget(DEMO_QUERY, source="demo")
             self.stdout.write(
                 f"  tidied up: the demo-only query's flag and its {removed['discrepancies']} discrepancy record(s) "
                 "are deleted"

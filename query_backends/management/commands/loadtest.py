@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from query_backends.benchmark import sample_params
 from query_backends.registry import REGISTRY
+from rollout.experiments import query_name
 
 MODES = ("pg", "orm", "shadow")
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,7 +48,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="json_path")
 
     def handle(self, *args, modes, seconds, clients, workers, json_path, **options):
-        from rollout import operations, tokens
+        from rollout import tokens
         from rollout.metrics import metrics
 
         modes = [m.strip() for m in modes.split(",") if m.strip()]
@@ -63,7 +64,7 @@ class Command(BaseCommand):
         report = {}
         try:
             for mode in modes:
-                self.set_mode(operations, names, mode)
+                self.set_mode(names, mode)
                 time.sleep(1.5)  # every worker's flag cache rechecks within a second
                 before = metrics.snapshot()
                 client_side = self.drive(port, token, mix, seconds, clients)
@@ -83,7 +84,7 @@ class Command(BaseCommand):
         finally:
             server.terminate()
             server.wait(10)
-            self.set_mode(operations, names, "pg")
+            self.set_mode(names, "pg")
             tokens.revoke(issued.pk)
         if json_path:
             Path(json_path).write_text(json.dumps(report, indent=2))
@@ -98,17 +99,18 @@ class Command(BaseCommand):
         return tokens.issue(user.get_username())
 
     @staticmethod
-    def set_mode(operations, names, mode):
+    def set_mode(names, mode):
         """pg: the function serves; orm: the twin serves everyone; shadow: the function serves, every call compared."""
-        from rollout import guard
+        from rollout import operations
+        from rollout.flags import writes
 
         for flag in operations.flags_for(names):
             if flag.guard_tripped_at:
-                guard.clear(flag, source="loadtest")
-        (operations.enable if mode == "orm" else operations.disable)(names, source="loadtest")
+                writes.clear_guard(query_name(flag.name), source="loadtest")
+        (writes.enable if mode == "orm" else writes.disable)(names, source="loadtest")
         for name in names:
-            operations.set_percent(name, 0, source="loadtest")
-            operations.set_shadow(name, 100 if mode == "shadow" else 0, source="loadtest")
+            writes.set_percent(name, 0, source="loadtest")
+            writes.set_shadow(name, 100 if mode == "shadow" else 0, source="loadtest")
 
     @staticmethod
     def free_port():

@@ -21,8 +21,8 @@ from django.test.utils import CaptureQueriesContext
 
 from rollout.benchmark import paired
 from rollout.experiments import flag_name, get_experiment
-from rollout.flag_cache import flags
-from rollout.flag_state import FlagState
+from rollout.flags.cache import flags
+from rollout.flags.state import FlagState
 from rollout.models import ApiToken
 
 NOT_FOUND_PATH = "/api/no-such-endpoint"

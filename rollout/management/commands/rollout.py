@@ -4,14 +4,27 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from rollout import guard, operations, reports, tokens
-from rollout.actors import PERCENT_KEYS
+from rollout import reports, tokens
 from rollout.experiments import query_name
-from rollout.flag_state import COHORT_FIELDS, COHORTS
+from rollout.flags import writes
 from rollout.metrics import metrics
 from rollout.operations import OperationError
 from rollout.replay import replay
 from rollout.retention import purge
+
+
+def _cohort_ids(pairs, option):
+    """["site=23,24", "client=4"] → {"site": [23, 24], "client": [4]}."""
+    ids = {}
+    for pair in pairs:
+        name, _, values = pair.partition("=")
+        try:
+            ids.setdefault(name, []).extend(int(v) for v in values.split(",") if v)
+        except ValueError:
+            raise OperationError(f"{option}: {pair!r} is not COHORT=ID[,ID…] with whole-number ids") from None
+        if not name or not values:
+            raise OperationError(f"{option}: {pair!r} is not COHORT=ID[,ID…]")
+    return ids
 
 
 def _number(value):
@@ -20,8 +33,8 @@ def _number(value):
 
 class Command(BaseCommand):
     help = (
-        "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, history, replay, purge, "
-        "clear-guard, forget, token."
+        "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, rescue, history, replay, "
+        "purge, clear-guard, forget, token."
     )
 
     def add_arguments(self, parser):
@@ -36,25 +49,22 @@ class Command(BaseCommand):
         percent = sub.add_parser("percent", help="sticky percentage of actors on the candidate")
         percent.add_argument("query")
         percent.add_argument("percent")
-        percent.add_argument("--key", choices=PERCENT_KEYS)
+        percent.add_argument("--key", help="what the percentage sticks to: user or a declared cohort")
         shadow = sub.add_parser("shadow", help="percentage of calls compared in shadow")
         shadow.add_argument("query")
         shadow.add_argument("percent")
-        cohort = sub.add_parser("cohort", help="add or remove ids of a cohort")
+        cohort = sub.add_parser(
+            "cohort",
+            help="add or remove ids of the cohorts the actor resolver declares: --add site=23 --remove client=4",
+        )
         cohort.add_argument("query")
-        for field in COHORT_FIELDS:
-            plural = field.replace("_", "-")
-            for verb in ("add", "remove"):
-                cohort.add_argument(
-                    f"--{verb}-{plural}",
-                    f"--{verb}-{COHORTS[field].replace(' ', '-')}",
-                    dest=f"{verb}_{field}",
-                    type=int,
-                    nargs="+",
-                    default=[],
-                    metavar="ID",
-                )
-        cohort.add_argument("--exclude", action="store_true", help="change the exclusion lists instead")
+        for verb in ("add", "remove"):
+            cohort.add_argument(f"--{verb}", nargs="+", default=[], metavar="COHORT=ID[,ID…]")
+        cohort.add_argument("--exclude", action="store_true", help="change the exclusions instead")
+        rescue = sub.add_parser("rescue", help="let the candidate serve when the control raises (opt-in)")
+        rescue.add_argument("query")
+        rescue.add_argument("switch", choices=("on", "off"))
+        rescue.add_argument("--after", type=int, metavar="N", help="healthy comparisons the guard must have seen")
         history = sub.add_parser("history", help="flag changes, newest first")
         history.add_argument("query", nargs="?")
         history.add_argument("--limit", type=int, default=50)
@@ -98,30 +108,34 @@ class Command(BaseCommand):
         return "\n".join(f"{query_name(r['flag'])}: {r['changed']} (now: {r['serving']})" for r in rows)
 
     def do_enable(self, queries, **options):
-        return self._changed(operations.enable(queries), options, lambda f: "candidate for everyone")
+        return self._changed(writes.enable(queries), options, lambda f: "candidate for everyone")
 
     def do_disable(self, queries, **options):
-        return self._changed(operations.disable(queries), options, lambda f: "back to the cohort rules")
+        return self._changed(writes.disable(queries), options, lambda f: "back to the cohort rules")
 
     def do_kill(self, queries, **options):
-        return self._changed(operations.kill(queries), options, lambda f: "killed, the control serves everyone")
+        return self._changed(writes.kill(queries), options, lambda f: "killed, the control serves everyone")
 
     def do_percent(self, query, percent, key, **options):
-        flag = operations.set_percent(query, percent, key)
+        flag = writes.set_percent(query, percent, key)
         return self._changed([flag], options, lambda f: f"{_number(f.percent)} % by {f.percent_key}")
 
     def do_shadow(self, query, percent, **options):
-        flag = operations.set_shadow(query, percent)
+        flag = writes.set_shadow(query, percent)
         return self._changed([flag], options, lambda f: f"shadow {_number(f.shadow_percent)} %")
 
-    def do_cohort(self, query, exclude, **options):
-        add = {field: options[f"add_{field}"] for field in COHORT_FIELDS if options[f"add_{field}"]}
-        remove = {field: options[f"remove_{field}"] for field in COHORT_FIELDS if options[f"remove_{field}"]}
-        flag = operations.change_cohorts(query, add, remove, excluded=exclude)
+    def do_cohort(self, query, add, remove, exclude, **options):
+        added, removed = _cohort_ids(add, "--add"), _cohort_ids(remove, "--remove")
+        flag = writes.change_cohorts(query, added, removed, excluded=exclude)
         prefix = "excluded " if exclude else ""
-        changes = [f"{prefix}{field} +{ids}" for field, ids in add.items()]
-        changes += [f"{prefix}{field} -{ids}" for field, ids in remove.items()]
+        changes = [f"{prefix}{name} +{ids}" for name, ids in added.items()]
+        changes += [f"{prefix}{name} -{ids}" for name, ids in removed.items()]
         return self._changed([flag], options, lambda f: ", ".join(changes))
+
+    def do_rescue(self, query, switch, after, **options):
+        flag = writes.set_rescue(query, switch == "on", after)
+        said = f"rescue on, after {flag.rescue_after} healthy comparisons" if flag.rescue else "rescue off"
+        return self._changed([flag], options, lambda f: said)
 
     def do_history(self, query, limit, **options):
         rows = reports.history(query, limit)
@@ -144,12 +158,11 @@ class Command(BaseCommand):
         return {"deleted": deleted} if options["json"] else f"deleted {deleted} metric rollups"
 
     def do_clear_guard(self, query, **options):
-        [flag] = operations.flags_for([query])
-        guard.clear(flag)
+        flag = writes.clear_guard(query)
         return self._changed([flag], options, lambda f: "guard cleared and re-armed; the flag itself is unchanged")
 
     def do_forget(self, query, **options):
-        deleted = operations.forget(query)
+        deleted = writes.forget(query)
         return (
             deleted
             if options["json"]

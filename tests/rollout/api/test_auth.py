@@ -90,8 +90,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rollout.experiments import flag_name
-from rollout.flag_cache import flags
-from rollout.flag_state import FlagState
+from rollout.flags.cache import flags
+from rollout.flags.state import FlagState
 client = Client(HTTP_AUTHORIZATION="Token {key}")
 calls = [("bu_list", {{"bu_id": {person.client_id}, "fmt": "array"}}),
          ("sites_list_web", {{"client_id": {person.client_id}, "people_id": {person.id}}}),

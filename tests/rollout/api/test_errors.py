@@ -3,7 +3,7 @@
 import pytest
 
 from rollout.experiments import registry
-from rollout.flag_cache import flags
+from rollout.flags.cache import flags
 from rollout.models import QueryFlag
 from tests.toy import REGISTRY, ToyNegative
 

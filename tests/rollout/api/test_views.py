@@ -11,9 +11,9 @@ from django.urls import reverse
 import rollout
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout import operations
 from rollout.actors import Actor
-from rollout.flag_cache import flags
+from rollout.flags import writes
+from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import ApiToken
 
@@ -92,7 +92,7 @@ def test_token_and_session_auth_serve_through_the_router_and_name_the_backend(cl
     assert response.status_code == 200 and response["X-Rollout-Backend"] == "pg"
     expected = REGISTRY.get("bu_list").run("pg", {"bu_id": world["own"], "up": True, "down": True, "fmt": "array"})
     assert response.json() == {"query": "bu_list", "backend": "pg", "result": expected}
-    operations.change_cohort("bu_list", "clients", add=[world["own"]])
+    writes.change_cohort("bu_list", "client", add=[world["own"]])
     flags.invalidate()
     client.login(username=world["user"].username, password="pw")
     response = client.get(url("bu_list", bu_id=world["own"], fmt="array"))
@@ -148,7 +148,7 @@ def test_legacy_data_errors_are_422_not_500(client, world):
 
 
 def test_metrics_are_prometheus_text_for_allowed_callers(client, settings):
-    rollout.dispatch("bu_list", actor=Actor(person_id=1), bu_id=1)
+    rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1)
     response = client.get("/metrics")
     assert response.status_code == 200
     body = response.content.decode()
@@ -251,7 +251,7 @@ def test_a_large_answer_is_streamed_with_bounded_memory(client, world, tmp_path)
             " 'ASSET', %s, %s, 0, now(), now() FROM generate_series(1, 20000) AS i",
             [site.id, world["own"]],
         )
-    operations.enable(["asset_details"])
+    writes.enable(["asset_details"])
     flags.invalidate()
     response = client.get(url("asset_details", mdtz=SINCE, site_id=site.id), **token_header(world))
     assert response.status_code == 200 and response.streaming

@@ -9,13 +9,12 @@ empty, so a warm decision is a handful of attribute reads and set lookups.
 
 import hashlib
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
-# The legacy cohorts a flag names by id (field → one member, in words); each has an exclusion list.
-COHORTS = {"people": "person", "people_groups": "people group", "sites": "site", "clients": "client"}
-COHORT_FIELDS = tuple(COHORTS)
-EXCLUDED_FIELDS = tuple(f"excluded_{field}" for field in COHORT_FIELDS)
+from rollout.actors import USER_KEY, cohorts
+
 # waffle's rules about the Django user behind the actor.
 USER_FIELDS = ("users", "groups", "staff", "superusers", "authenticated")
 
@@ -23,10 +22,7 @@ USER_FIELDS = ("users", "groups", "staff", "superusers", "authenticated")
 EVERYONE_OFF = "everyone_off"
 EXCLUSIONS = "exclusions"
 EVERYONE = "everyone"
-PEOPLE = "people"
-PEOPLE_GROUPS = "people_groups"
-SITES = "sites"
-CLIENTS = "clients"
+COHORTS = "cohorts"  # the cohort attributes the host's actor resolver declares (rollout.actors)
 USERS = "users"
 PERCENT = "percent"
 DEFAULT = "default"  # no rule had an opinion: the control serves
@@ -43,15 +39,9 @@ class FlagState:
     name: str
     everyone: bool | None = None
     percent: float = 0.0
-    percent_key: str = "person"
-    people: frozenset = frozenset()
-    people_groups: frozenset = frozenset()
-    sites: frozenset = frozenset()
-    clients: frozenset = frozenset()
-    excluded_people: frozenset = frozenset()
-    excluded_people_groups: frozenset = frozenset()
-    excluded_sites: frozenset = frozenset()
-    excluded_clients: frozenset = frozenset()
+    percent_key: str = USER_KEY
+    cohorts: Mapping = field(default_factory=dict)  # {cohort name: frozenset of ids}
+    exclusions: Mapping = field(default_factory=dict)  # same shape: never the candidate for these
     users: frozenset = frozenset()  # Django user ids
     groups: frozenset = frozenset()  # Django auth group ids
     staff: bool = False
@@ -64,9 +54,6 @@ class FlagState:
     def from_flag(cls, flag):
         """The state of a QueryFlag row; prefetch users and groups to read many without a query each."""
 
-        def ids(field):
-            return frozenset(getattr(flag, field) or ())
-
         def members(field):
             # An unsaved flag has no memberships (and Django refuses to look them up).
             return frozenset(m.pk for m in getattr(flag, field).all()) if flag.pk else frozenset()
@@ -76,7 +63,8 @@ class FlagState:
             everyone=flag.everyone,
             percent=float(flag.percent or 0),
             percent_key=flag.percent_key,
-            **{field: ids(field) for field in COHORT_FIELDS + EXCLUDED_FIELDS},
+            cohorts=_by_cohort(flag.cohorts),
+            exclusions=_by_cohort(flag.exclusions),
             users=members("users"),
             groups=members("groups"),
             staff=flag.staff,
@@ -116,41 +104,17 @@ class FlagState:
         return False if self.killed else None
 
     def _is_active_for_exclusions(self, actor):
-        if actor is None or not (
-            self.excluded_people or self.excluded_people_groups or self.excluded_sites or self.excluded_clients
-        ):
+        if not self.exclusions or actor is None:
             return None
-        if (
-            actor.person_id in self.excluded_people
-            or actor.site_id in self.excluded_sites
-            or actor.client_id in self.excluded_clients
-            or not self.excluded_people_groups.isdisjoint(actor.group_ids)
-        ):
-            return False
-        return None
+        return False if _in_any(self.exclusions, actor) else None
 
     def _is_active_for_everyone(self, actor):
         return True if self.everyone else None
 
-    def _is_active_for_people(self, actor):
-        if not self.people or actor is None:
+    def _is_active_for_cohorts(self, actor):
+        if not self.cohorts or actor is None:
             return None
-        return True if actor.person_id in self.people else None
-
-    def _is_active_for_people_groups(self, actor):
-        if not self.people_groups or actor is None:
-            return None
-        return True if not self.people_groups.isdisjoint(actor.group_ids) else None
-
-    def _is_active_for_sites(self, actor):
-        if not self.sites or actor is None:
-            return None
-        return True if actor.site_id in self.sites else None
-
-    def _is_active_for_clients(self, actor):
-        if not self.clients or actor is None:
-            return None
-        return True if actor.client_id in self.clients else None
+        return True if _in_any(self.cohorts, actor) else None
 
     def _is_active_for_users(self, actor):
         if not (self.users or self.groups or self.staff or self.superusers or self.authenticated):
@@ -179,6 +143,15 @@ class FlagState:
         return self.shadow_percent > 0 and random.random() * 100 < self.shadow_percent
 
 
+def _by_cohort(stored):
+    """A flag's stored {name: [ids]} as {name: frozenset}, empty lists left out (an empty rule has no opinion)."""
+    return MappingProxyType({name: frozenset(ids) for name, ids in (stored or {}).items() if ids})
+
+
+def _in_any(ids_by_cohort, actor):
+    return any(not ids.isdisjoint(actor.ids(name)) for name, ids in ids_by_cohort.items())
+
+
 @dataclass(frozen=True)
 class Rule:
     """One link of the chain: its name, its check, what it answers when it matches, and what it reads."""
@@ -201,6 +174,13 @@ class Rule:
 
 
 def _describe(state, field, value):
+    if isinstance(value, Mapping):  # cohorts, labelled as the resolver declares them
+        declared = cohorts()
+        order = {name: i for i, name in enumerate(declared)}
+        return ", ".join(
+            f"{declared[name].label if name in declared else name} {sorted(value[name])}"
+            for name in sorted(value, key=lambda name: (order.get(name, len(order)), name))
+        )
     if isinstance(value, frozenset):
         return f"{field} {sorted(value)}"
     if isinstance(value, float):
@@ -211,12 +191,9 @@ def _describe(state, field, value):
 # First rule with an opinion wins. The kill switch beats everything; an exclusion beats every inclusion.
 PRECEDENCE = (
     Rule(EVERYONE_OFF, FlagState._is_active_for_everyone_off, False, ("killed",), ("everyone",), for_everyone=True),
-    Rule(EXCLUSIONS, FlagState._is_active_for_exclusions, False, EXCLUDED_FIELDS, EXCLUDED_FIELDS),
+    Rule(EXCLUSIONS, FlagState._is_active_for_exclusions, False, ("exclusions",), ("exclusions",)),
     Rule(EVERYONE, FlagState._is_active_for_everyone, True, ("everyone",), ("everyone",), for_everyone=True),
-    Rule(PEOPLE, FlagState._is_active_for_people, True, ("people",), ("people",)),
-    Rule(PEOPLE_GROUPS, FlagState._is_active_for_people_groups, True, ("people_groups",), ("people_groups",)),
-    Rule(SITES, FlagState._is_active_for_sites, True, ("sites",), ("sites",)),
-    Rule(CLIENTS, FlagState._is_active_for_clients, True, ("clients",), ("clients",)),
+    Rule(COHORTS, FlagState._is_active_for_cohorts, True, ("cohorts",), ("cohorts",)),
     Rule(USERS, FlagState._is_active_for_users, True, USER_FIELDS, USER_FIELDS),
     Rule(PERCENT, FlagState._is_active_for_percent, True, ("percent",), ("percent", "percent_key")),
 )

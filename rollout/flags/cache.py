@@ -1,13 +1,15 @@
 """Flag states cached in-process, re-validated against a version at most every FLAG_RECHECK_SECONDS.
 
-The version is a fingerprint of the flag table (count, last modification),
+The version is a fingerprint of the flag table (count, top id, sum of the rows' versions, last
+modification: every save bumps its row's version and modification time, and so does every membership
+change, here),
 kept in the default cache for half a recheck interval. A committed flag change
 deletes it, so with Redis every process sees the change at its next recheck;
 with local memory (or Redis down) each process recomputes the fingerprint from
 the database when its own copy expires. Either way: within two seconds.
 
-How a change reaches other processes lives here, on its own model signals:
-the audit log (history.py) can change or go without breaking it.
+How a change reaches this process lives here, on its own model signals, from either side of a
+membership (flag.users.add(user), user.queryflag_set.remove(flag)).
 """
 
 import contextlib
@@ -17,12 +19,12 @@ import time
 
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max, Sum
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from rollout.conf import get_setting
-from rollout.flag_state import FlagState
+from rollout.flags.state import FlagState
 from rollout.outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,11 @@ class FlagCache:
     def _fingerprint():
         from rollout.models import QueryFlag
 
-        stats = QueryFlag.objects.aggregate(count=Count("id"), modified=Max("modified"), top=Max("id"))
-        return f"{stats['count']}:{stats['top']}:{stats['modified'].isoformat() if stats['modified'] else ''}"
+        stats = QueryFlag.objects.aggregate(
+            count=Count("id"), versions=Sum("version"), top=Max("id"), modified=Max("modified")
+        )
+        modified = stats["modified"].isoformat() if stats["modified"] else ""
+        return f"{stats['count']}:{stats['top']}:{stats['versions']}:{modified}"
 
     @staticmethod
     def _load():
@@ -97,22 +102,46 @@ def _flag_saved_or_deleted(sender, **kwargs):
     transaction.on_commit(flags.invalidate)
 
 
-def _flag_members_changed(sender, instance, action, **kwargs):
+MEMBERSHIP_CHANGES = ("post_add", "post_remove", "post_clear")
+
+
+def flags_touched(field, instance, action, reverse, pk_set):
+    """The pks of the flags a membership change touches, from the flag's side (instance: a flag) or the
+    member's (instance: a user or group, pk_set: flags); empty for a signal that changes nothing."""
     from rollout.models import QueryFlag
 
-    if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, QueryFlag):
-        return
-    # A membership change leaves the flag row alone; the fingerprint other processes compare is its
-    # modification time, so touch it.
-    QueryFlag.objects.filter(pk=instance.pk).update(modified=timezone.now())
-    transaction.on_commit(flags.invalidate)
+    if action == "pre_clear" and reverse:  # post_clear from the member's side does not say which flags
+        instance._rollout_cleared_flags = set(
+            QueryFlag.objects.filter(**{field: instance}).values_list("pk", flat=True)
+        )
+    if action not in MEMBERSHIP_CHANGES:
+        return set()
+    if not reverse:
+        return {instance.pk}
+    return set(pk_set) if pk_set is not None else getattr(instance, "_rollout_cleared_flags", set())
+
+
+def _members_changed(field):
+    def handler(sender, instance, action, reverse, pk_set, **kwargs):
+        from rollout.models import QueryFlag
+
+        touched = flags_touched(field, instance, action, reverse, pk_set)
+        if touched:
+            # The row is left alone by a membership change; bump its version, which the fingerprint sums.
+            QueryFlag.objects.filter(pk__in=touched).update(version=F("version") + 1, modified=timezone.now())
+            transaction.on_commit(flags.invalidate)
+
+    return handler
 
 
 def watch_flag_changes():
     """Invalidate the flag cache on commit of any change to a flag: its row, its users, its groups."""
     from rollout.models import QueryFlag
 
-    post_save.connect(_flag_saved_or_deleted, sender=QueryFlag, dispatch_uid="rollout.flag_cache.save")
-    post_delete.connect(_flag_saved_or_deleted, sender=QueryFlag, dispatch_uid="rollout.flag_cache.delete")
-    for through in (QueryFlag.users.through, QueryFlag.groups.through):
-        m2m_changed.connect(_flag_members_changed, sender=through, dispatch_uid="rollout.flag_cache.members")
+    post_save.connect(_flag_saved_or_deleted, sender=QueryFlag, dispatch_uid="rollout.flags.cache.save")
+    post_delete.connect(_flag_saved_or_deleted, sender=QueryFlag, dispatch_uid="rollout.flags.cache.delete")
+    for field in ("users", "groups"):
+        through = getattr(QueryFlag, field).through
+        m2m_changed.connect(
+            _members_changed(field), sender=through, weak=False, dispatch_uid=f"rollout.flags.cache.{field}"
+        )

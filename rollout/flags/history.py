@@ -1,7 +1,9 @@
 """The audit log: every flag change — who, when, what, from what to what — recorded through Django's model signals.
 
-Only the record lives here. How a committed change reaches other processes is
-the flag cache's own concern (flag_cache.watch_flag_changes).
+Only the record lives here: flags.writes saves inside a transaction, so the record commits with the change.
+How a committed change reaches other processes is the flag cache's own concern (flags.cache).
+Memberships are recorded from either side: flag.users.add(user) and user.queryflag_set.remove(flag)
+(the flag cache bumps the flags' versions).
 """
 
 import contextlib
@@ -12,13 +14,15 @@ from decimal import Decimal
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from rollout.flags.cache import flags_touched
 from rollout.models import FlagChange, QueryFlag
 
 # What an operator can change on a flag's row; users and groups are recorded as their memberships change.
 TRACKED_FIELDS = tuple(
     field.name
     for field in QueryFlag._meta.concrete_fields
-    if field.name not in ("id", "name", "created", "modified", *QueryFlag.NOT_READ)
+    # killed_by only explains `everyone = No` in the status; the change to `everyone` is what is recorded.
+    if field.name not in ("id", "name", "created", "modified", "version", "killed_by")
 )
 
 _author = ContextVar("rollout_change_author", default=(None, "code", ""))
@@ -41,6 +45,8 @@ def _plain(value):
         return value.isoformat()
     if isinstance(value, (list, tuple, set, frozenset)):
         return sorted(value)
+    if isinstance(value, dict):
+        return {key: _plain(ids) for key, ids in sorted(value.items())}
     return value
 
 
@@ -48,32 +54,35 @@ def values_of(flag):
     return {field: _plain(getattr(flag, field)) for field in TRACKED_FIELDS}
 
 
-def record_change(flag_name, changes, reason=None):
+def record_change(flag_name, changes, version=None, reason=None):
     user, source, default_reason = _author.get()
     FlagChange.objects.create(
         flag_name=flag_name,
         user=user,
         source=source,
         changes=changes,
+        version=version,
         reason=default_reason if reason is None else reason,
     )
 
 
 @receiver(pre_save, sender=QueryFlag)
 def _remember_before(sender, instance, **kwargs):
+    if hasattr(instance, "_rollout_before"):  # flags.writes read it under the row lock
+        return
     before = QueryFlag.objects.filter(pk=instance.pk).first() if instance.pk else None
     instance._rollout_before = values_of(before) if before else None
 
 
 @receiver(post_save, sender=QueryFlag)
 def _record_save(sender, instance, created, **kwargs):
-    before = getattr(instance, "_rollout_before", None) or {}
+    before = instance.__dict__.pop("_rollout_before", None) or {}
     after = values_of(instance)
     changes = {field: [before.get(field), value] for field, value in after.items() if before.get(field) != value}
     if created:
         changes = {"created": [None, instance.name], **changes}
     if changes:
-        record_change(instance.name, changes)
+        record_change(instance.name, changes, instance.version)
 
 
 @receiver(post_delete, sender=QueryFlag)
@@ -81,19 +90,27 @@ def _record_delete(sender, instance, **kwargs):
     record_change(instance.name, {"deleted": [instance.name, None]})
 
 
+VERBS = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}
+
+
 def _record_membership(field):
-    def handler(sender, instance, action, pk_set, **kwargs):
-        if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, QueryFlag):
-            return
-        verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]
-        record_change(instance.name, {field: [verb, sorted(pk_set or ())]})
+    """A membership change from either side: flag.users.add(user) or user.queryflag_set.remove(flag)."""
+
+    def handler(sender, instance, action, reverse, pk_set, **kwargs):
+        touched = flags_touched(field, instance, action, reverse, pk_set)
+        members = [instance.pk] if reverse else sorted(pk_set or ())
+        for name in QueryFlag.objects.filter(pk__in=touched).values_list("name", flat=True):
+            record_change(name, {field: [VERBS[action], members]})
 
     return handler
 
 
 m2m_changed.connect(
-    _record_membership("users"), sender=QueryFlag.users.through, weak=False, dispatch_uid="rollout.history.users"
+    _record_membership("users"), sender=QueryFlag.users.through, weak=False, dispatch_uid="rollout.flags.history.users"
 )
 m2m_changed.connect(
-    _record_membership("groups"), sender=QueryFlag.groups.through, weak=False, dispatch_uid="rollout.history.groups"
+    _record_membership("groups"),
+    sender=QueryFlag.groups.through,
+    weak=False,
+    dispatch_uid="rollout.flags.history.groups",
 )

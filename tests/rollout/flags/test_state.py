@@ -1,5 +1,6 @@
-"""Cohort precedence is written once (flag_state.PRECEDENCE): the router, the status line, the admin and the docs
-read it from there. The audit log and the flag-cache invalidation are separate; waffle's `testing` is not read."""
+"""Cohort precedence is written once (flags.state.PRECEDENCE): the router, the status line, the admin and the docs
+read it from there; the cohorts are the ones the actor resolver declares. The audit log and the flag-cache
+invalidation are separate."""
 
 import contextlib
 import io
@@ -12,26 +13,25 @@ from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
-from django.test import RequestFactory
 from django.urls import reverse
-from waffle import flag_is_active
 
-from rollout import history, operations
 from rollout.actors import Actor, actor_for_user
-from rollout.flag_cache import VERSION_KEY, flags
-from rollout.flag_state import PRECEDENCE, FlagState
+from rollout.admin import _rule_lines
+from rollout.flags import history, writes
+from rollout.flags.cache import VERSION_KEY, flags
+from rollout.flags.state import PRECEDENCE, FlagState
 from rollout.models import FlagChange, QueryFlag
-from tests.legacy_world import SENTINEL, group, member, person
+from tests.legacy_world import SENTINEL, bu, group, member, person
 from tests.rollout_helpers import ROOT
 
 pytestmark = pytest.mark.django_db
 
 # An actor every rule can match: a legacy person in a group, at a site, of a client, and a staff Django user.
 EVERYTHING = Actor(
-    person_id=1,
-    client_id=10,
-    site_id=100,
-    group_ids=frozenset({7}),
+    person=1,
+    client=10,
+    site=100,
+    people_group=frozenset({7}),
     user_id=5,
     user_group_ids=frozenset({3}),
     is_authenticated=True,
@@ -41,12 +41,9 @@ EVERYTHING = Actor(
 # A rule added to the chain without an entry here fails the tests.
 MATCHING = {
     "everyone_off": (False, {"everyone": False}),
-    "exclusions": (False, {"excluded_sites": frozenset({100})}),
+    "exclusions": (False, {"exclusions": {"site": frozenset({100})}}),
     "everyone": (True, {"everyone": True}),
-    "people": (True, {"people": frozenset({1})}),
-    "people_groups": (True, {"people_groups": frozenset({7})}),
-    "sites": (True, {"sites": frozenset({100})}),
-    "clients": (True, {"clients": frozenset({10})}),
+    "cohorts": (True, {"cohorts": {"people_group": frozenset({7})}}),
     "users": (True, {"users": frozenset({5})}),
     "percent": (True, {"percent": 100.0}),
 }
@@ -112,46 +109,53 @@ def test_a_flag_on_only_for_chosen_django_users_and_groups_says_so(bu_flag, admi
     assert f"candidate for users [{ana.pk}], groups [{testers.pk}], staff" in changelist
 
 
-def test_exclusions_show_before_what_they_beat(bu_flag):
-    operations.change_cohorts("bu_list", {"sites": [3], "people": [8]})
-    operations.change_cohorts("bu_list", {"sites": [4], "people_groups": [9]}, excluded=True)
-    operations.set_percent("bu_list", 10, "site")
+@pytest.fixture
+def world_ids():
+    """Ids that exist in the legacy world: the resolver refuses the others."""
+    client = bu(kind="CLIENT")
+    site = bu(parent=client.id)
+    team, worker = group(client), person(client, site, loginid="someone")
+    return {"people_group": team.id, "person": worker.id, "site": site.id, "client": client.id}
+
+
+def test_exclusions_show_before_what_they_beat(bu_flag, world_ids):
+    ids = world_ids
+    writes.change_cohorts("bu_list", {"site": [ids["site"]], "person": [ids["person"]]})
+    writes.change_cohorts("bu_list", {"people_group": [ids["people_group"]]}, excluded=True)
+    writes.set_percent("bu_list", 10, "site")
+    # Labelled and ordered as the resolver declares its cohorts.
     assert status_of("bu_list") == (
-        "control for excluded_people_groups [9], excluded_sites [4]; candidate for people [8], sites [3], 10% by site"
+        f"control for people group [{ids['people_group']}]; "
+        f"candidate for person [{ids['person']}], site [{ids['site']}], 10% by site"
     )
-    operations.enable(["bu_list"])  # everyone=Yes makes the inclusions unreachable: they are not listed
-    assert status_of("bu_list") == "control for excluded_people_groups [9], excluded_sites [4]; candidate for everyone"
-    operations.kill(["bu_list"])
+    writes.enable(["bu_list"])  # everyone=Yes makes the inclusions unreachable: they are not listed
+    assert status_of("bu_list") == f"control for people group [{ids['people_group']}]; candidate for everyone"
+    writes.kill(["bu_list"])
     assert status_of("bu_list") == "control for everyone (killed)"
 
 
-def test_only_exclusions_serve_no_one_the_candidate(bu_flag):
-    operations.change_cohorts("bu_list", {"clients": [2]}, excluded=True)
-    assert status_of("bu_list") == "control for excluded_clients [2]"
-    operations.change_cohorts("bu_list", remove={"clients": [2]}, excluded=True)
+def test_only_exclusions_serve_no_one_the_candidate(bu_flag, world_ids):
+    writes.change_cohorts("bu_list", {"client": [world_ids["client"]]}, excluded=True)
+    assert status_of("bu_list") == f"control for client [{world_ids['client']}]"
+    writes.change_cohorts("bu_list", remove={"client": [world_ids["client"]]}, excluded=True)
     assert status_of("bu_list") == "control (no rule)"
+
+
+def test_a_cohort_the_resolver_does_not_declare_or_an_id_that_does_not_exist_is_refused(bu_flag, world_ids):
+    with pytest.raises(writes.OperationError, match="cohort: region is not one of person, people_group, site, client"):
+        writes.change_cohorts("bu_list", {"region": [1]})
+    with pytest.raises(writes.OperationError, match="cohort site: no site 987654321"):
+        writes.change_cohorts("bu_list", {"site": [world_ids["site"], 987654321]})
+    assert QueryFlag.objects.get(name="orm.bu_list").cohorts == {}
 
 
 def test_the_admin_form_shows_the_rules_in_chain_order(admin_client, bu_flag):
     page = admin_client.get(reverse("admin:rollout_queryflag_change", args=[bu_flag.pk])).content.decode()
-    fields = [f for rule in PRECEDENCE for f in rule.form]
+    fields = [f for line in _rule_lines() for f in line]
+    assert "exclude__site" in fields and "cohort__person" in fields  # one box per declared cohort
     positions = [page.index(f'name="{field}"') for field in dict.fromkeys(fields)]
     assert positions == sorted(positions)
-
-
-# --- waffle's testing field: not read, not shown, not recorded ------------------------------------------------
-
-
-def test_testing_mode_cannot_pick_the_backend_and_is_neither_shown_nor_recorded(admin_client, bu_flag):
-    bu_flag.testing = True
-    bu_flag.save()
-    assert not FlagChange.objects.filter(flag_name="orm.bu_list", changes__has_key="testing").exists()
-    request = RequestFactory().get("/", {"dwft_orm.bu_list": "1"}, HTTP_DWFT_ORM_BU_LIST="1")
-    request.COOKIES["dwft_orm.bu_list"] = "True"
-    request.user = User.objects.create_user("tester")
-    assert flag_is_active(request, "orm.bu_list") is False
-    page = admin_client.get(reverse("admin:rollout_queryflag_change", args=[bu_flag.pk])).content.decode()
-    assert 'name="testing"' not in page and 'name="users"' in page
+    assert "excluded site ids" in page and "people group ids" in page and "Legacy" not in page
 
 
 # --- the flag cache is invalidated without the audit log ------------------------------------------------------
@@ -168,7 +172,7 @@ def audit_log_disconnected():
         assert signal.disconnect(receiver, sender=QueryFlag)
     for field in ("users", "groups"):
         through = getattr(QueryFlag, field).through
-        assert m2m_changed.disconnect(sender=through, dispatch_uid=f"rollout.history.{field}")
+        assert m2m_changed.disconnect(sender=through, dispatch_uid=f"rollout.flags.history.{field}")
     try:
         yield
     finally:
@@ -179,7 +183,7 @@ def audit_log_disconnected():
                 history._record_membership(field),
                 sender=getattr(QueryFlag, field).through,
                 weak=False,
-                dispatch_uid=f"rollout.history.{field}",
+                dispatch_uid=f"rollout.flags.history.{field}",
             )
 
 
@@ -188,24 +192,38 @@ def test_a_committed_change_reaches_the_cache_with_the_audit_log_gone(
 ):
     settings.ROLLOUT_FLAG_RECHECK_SECONDS = 3600  # only an invalidation can refresh the states in this test
     ana = User.objects.create_user("ana")
-    assert flags.get("orm.bu_list").sites == frozenset()
+    assert flags.get("orm.bu_list").cohorts == {}
     with audit_log_disconnected():
         before = FlagChange.objects.count()
         cache.set(VERSION_KEY, "what other processes compare")
         with django_capture_on_commit_callbacks(execute=True):
-            bu_flag.sites = [3]
+            bu_flag.cohorts = {"site": [3]}
             bu_flag.save()
         assert cache.get(VERSION_KEY) is None  # every other process reloads at its next recheck
-        assert flags.get("orm.bu_list").sites == frozenset({3})
-        modified = QueryFlag.objects.get(pk=bu_flag.pk).modified
+        assert flags.get("orm.bu_list").cohorts == {"site": frozenset({3})}
+        fingerprint = flags._fingerprint()
         with django_capture_on_commit_callbacks(execute=True):
             bu_flag.users.add(ana)
         assert flags.get("orm.bu_list").users == frozenset({ana.pk})
-        # Processes without the shared cache recompute the fingerprint, whose part is the modification time.
-        assert QueryFlag.objects.get(pk=bu_flag.pk).modified > modified
+        # Processes without the shared cache recompute the fingerprint: a membership change moves it.
+        assert flags._fingerprint() != fingerprint
+        with django_capture_on_commit_callbacks(execute=True):
+            ana.queryflag_set.remove(bu_flag)  # from the user's side
+        assert flags.get("orm.bu_list").users == frozenset()
         assert FlagChange.objects.count() == before
-    bu_flag.users.remove(ana)
-    assert FlagChange.objects.filter(flag_name="orm.bu_list", changes__users=["removed", [ana.pk]]).exists()
+    # With the audit log: a membership changed from either side is recorded.
+    bu_flag.users.add(ana)
+    ana.queryflag_set.remove(bu_flag)
+    testers = Group.objects.create(name="testers")
+    testers.queryflag_set.add(bu_flag)
+    testers.queryflag_set.clear()
+    recorded = [c.changes for c in FlagChange.objects.filter(flag_name="orm.bu_list").order_by("id")][-4:]
+    assert recorded == [
+        {"users": ["added", [ana.pk]]},
+        {"users": ["removed", [ana.pk]]},
+        {"groups": ["added", [testers.pk]]},
+        {"groups": ["cleared", [testers.pk]]},
+    ]
 
 
 # --- a person's groups leave out the sentinel ------------------------------------------------------------------
@@ -217,4 +235,4 @@ def test_the_actor_of_a_user_has_the_persons_real_groups_only():
     for group_id in (team.id, SENTINEL, None):
         member(group_id, worker.id)
     actor = actor_for_user(User.objects.create_user("worker"))
-    assert actor.person_id == worker.id and actor.group_ids == frozenset({team.id})
+    assert actor.one("person") == worker.id and actor.ids("people_group") == frozenset({team.id})
