@@ -57,7 +57,7 @@ class Difference:
             "extra": list(self.extra),
             "changed": [vars(c) for c in self.changed],
             "reordered": self.reordered,
-            "value": list(self.value) if self.value else None,
+            "value": {"control": self.value[0], "candidate": self.value[1]} if self.value else None,
             "errors": list(self.errors) if self.errors else None,
         }
 

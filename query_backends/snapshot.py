@@ -40,12 +40,3 @@ def snapshot(using=DEFAULT_DB_ALIAS):
             yield
     finally:
         _reading.reset(token)
-
-
-def run_isolated(function, *args, using=DEFAULT_DB_ALIAS, **kwargs):
-    """Run inside a savepoint: a failure (returned, not raised) leaves the snapshot usable."""
-    try:
-        with transaction.atomic(using=using):
-            return function(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 — the outcome of a backend is its value or its error
-        return exc

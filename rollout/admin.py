@@ -17,7 +17,7 @@ from rollout.flags import writes
 from rollout.flags.history import changed_by
 from rollout.flags.state import PRECEDENCE
 from rollout.models import ApiToken, Discrepancy, QueryFlag
-from rollout.replay import replay
+from rollout.shadow.replay import replay
 
 
 @admin.action(description="Send back to the control (kill)", permissions=["change"])
@@ -241,6 +241,21 @@ def _set_status(status):
     return action
 
 
+def _detail_rows(details):
+    """Table rows of an experiment's JSON details: a part holding "control" and "candidate" shows them side by
+    side; any other part (each item of a list) on a row of its own, under its name."""
+    for name, part in details.items():
+        if part in (None, False, [], {}, ""):
+            continue
+        for item in part if isinstance(part, list) else [part]:
+            if isinstance(item, dict) and {"control", "candidate"} <= item.keys():
+                rest = {k: v for k, v in item.items() if k not in ("control", "candidate")}
+                label = " · ".join([name, *map(str, rest.values())])
+                yield label, item["control"], item["candidate"]
+            else:
+                yield name, item, ""
+
+
 @admin.register(Discrepancy)
 class DiscrepancyAdmin(admin.ModelAdmin):
     list_display = ("id", "query", "kind", "status", "occurrences", "first_seen", "last_seen")
@@ -284,17 +299,9 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         diff = example.diff
         control, candidate = sides(discrepancy.query)
         rows = [("parameters", example.params, ""), ("actor", example.actor, "")]
-        rows += [(f"missing from the {candidate.label}", row, "") for row in diff.get("missing", [])]
-        rows += [(f"extra in the {candidate.label}", "", row) for row in diff.get("extra", [])]
-        rows += [(f"{c['key']} · {c['field']}", c["control"], c["candidate"]) for c in diff.get("changed", [])]
-        if diff.get("value"):
-            rows.append(("value", *diff["value"]))
-        if diff.get("errors"):
+        if example.control_error or example.candidate_error:
             rows.append(("errors", example.control_error or "-", example.candidate_error or "-"))
-        if diff.get("reordered"):
-            rows.append(("order", "differs", ""))
-        if diff.get("cut"):
-            rows.append(("left out", diff["cut"], ""))
+        rows += list(_detail_rows(diff))
         return format_html(
             '<table class="rollout-diff"><tr><th></th><th>{} (control)</th><th>{} (candidate)</th></tr>{}</table>',
             control.label,

@@ -15,9 +15,9 @@ class RolloutConfig(AppConfig):
     def ready(self):
         from rollout import checks  # noqa: F401 — registers the system check
         from rollout.api.auth import watch_caller_changes
-        from rollout.background import install_shutdown_hooks
         from rollout.flags import history  # noqa: F401 — registers the audit log's signals
         from rollout.flags.cache import watch_flag_changes
+        from rollout.shadow.queue import install_shutdown_hooks
 
         watch_flag_changes()
         watch_caller_changes()

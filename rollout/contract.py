@@ -10,18 +10,14 @@ from typing import Any, Protocol, runtime_checkable
 
 
 class Difference(Protocol):
-    """What compare() returns. `errors` is (control kind | None, candidate kind | None) when either raised."""
+    """What compare() returns: whether the two outcomes are equal, and the experiment's own account of how
+    they differ. rollout reads nothing else: whether a side raised it knows from the call itself."""
 
     equal: bool
-    errors: tuple | None
-    missing: tuple
-    extra: tuple
-    changed: tuple  # items with a `.field`
-    reordered: bool
-    value: tuple | None
     shape: str  # what makes two differences the same one (which parts, fields, error kinds — not the data)
 
-    def as_dict(self) -> dict: ...
+    def as_dict(self) -> dict:
+        """The details, as a JSON object; lists in it are cut to SHADOW_DIFF_ROWS items when recorded."""
 
 
 @runtime_checkable
@@ -48,7 +44,8 @@ class Experiment(Protocol):
     def cached_answer(self, backend: str, params: Mapping) -> tuple[bool, Any]:
         """(found, answer) the cache holds now."""
 
-    def compare(self, control: Any, candidate: Any) -> Difference: ...
+    def compare(self, control: Any, candidate: Any) -> Difference:
+        """control and candidate are each an answer or the exception the side raised."""
 
     def ignored(self, control: Any, candidate: Any, difference: Difference) -> str | None:
         """The reason of an accepted difference, or None."""

@@ -15,7 +15,7 @@ METRICS_RETENTION_HOURS = 48
 SLOW_CALL_SECONDS = 0.5
 # The candidate serves through the experiment's never-stale cache (run_cached) when it has one.
 CACHE_CANDIDATE = True
-# Shadow comparisons, fallback and rescue records (shadow.py, background.py, comparison.py).
+# Shadow comparisons, fallback and rescue records (rollout/shadow/).
 # "celery": judged by Celery workers through the broker; "thread": by SHADOW_WORKERS threads in this process.
 SHADOW_BACKEND = "thread"
 SHADOW_WORKERS = 2

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from rollout.flags.state import FlagState
+from rollout.shadow.result import RECORDED_CHOICES
 
 
 class QueryFlag(models.Model):
@@ -130,14 +131,7 @@ class FlagChange(models.Model):
 class Discrepancy(models.Model):
     """One kind of difference between control and candidate for one query, grouped by fingerprint."""
 
-    KINDS = [
-        ("mismatch", "value mismatch"),
-        ("candidate_error", "candidate error"),
-        ("control_error", "control error"),
-        ("different_errors", "different errors"),
-        ("stale_cache", "stale cache"),
-        ("rescued", "control error, candidate served"),
-    ]
+    KINDS = RECORDED_CHOICES
     STATUSES = [("new", "new"), ("acknowledged", "acknowledged"), ("fixed", "fixed"), ("ignored", "ignored")]
 
     query = models.CharField(max_length=100, db_index=True)

@@ -1,6 +1,6 @@
 """Read-side views of the rollout for the CLI, the admin, the API and the dashboard: status and history.
 
-Nothing here writes or runs a query: replay is in replay.py, purge in retention.py.
+Nothing here writes or runs a query: replay is in shadow/replay.py, purge in retention.py.
 """
 
 from collections import Counter

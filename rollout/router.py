@@ -10,15 +10,15 @@ import logging
 from contextvars import ContextVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections
 
-from rollout import guard, shadow
 from rollout.conf import get_setting
 from rollout.decision import Decision
 from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
 from rollout.metrics import metrics
-from rollout.observation import Observation
+from rollout.shadow import guard, job
+from rollout.shadow.observation import Observation, observe
 
 logger = logging.getLogger(__name__)
 _last_decision = ContextVar("rollout_last_decision", default=None)
@@ -42,19 +42,6 @@ def decide(query, actor=None, experiment=None):
     return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled()), state
 
 
-def _observe(backend, behaviour, *args):
-    """Run one backend. Inside a caller's transaction it gets a savepoint: its failure must not poison the
-    transaction for the fallback (or the rescue) that follows."""
-    if not connection.in_atomic_block:
-        return Observation.of(backend, behaviour, *args)
-
-    def in_savepoint(*args):
-        with transaction.atomic():
-            return behaviour(*args)
-
-    return Observation.of(backend, in_savepoint, *args)
-
-
 def _through_cache(experiment, decision, params):
     """The candidate's answer through the experiment's never-stale cache."""
     hits = []
@@ -64,7 +51,7 @@ def _through_cache(experiment, decision, params):
         hits.append(hit)
         return value
 
-    served = _observe(decision.backend, run, decision.backend, params)
+    served = observe(decision.backend, run, decision.backend, params)
     if hits:
         metrics.increment(decision.query, decision.backend, "cache_hits" if hits[0] else "cache_misses")
         decision = dataclasses.replace(decision, cache_hit=bool(hits[0]))
@@ -85,21 +72,21 @@ def _serve(experiment, decision, state, answer, params, actor):
     if decision.role == "candidate" and answer.cacheable and get_setting("CACHE_CANDIDATE"):
         decision, served = _through_cache(experiment, decision, params)
     else:
-        served = _observe(decision.backend, answer, decision.backend)
+        served = observe(decision.backend, answer, decision.backend)
     if served.raised and decision.role == "candidate" and state.fallback:
         logger.warning("candidate of %s raised %r; serving the control", decision.query, served.exception)
         metrics.increment(decision.query, decision.backend, "fallbacks")
         failed, decision = served, decision.with_fallback(experiment.control)
-        served = _observe(decision.backend, answer, decision.backend)
-        shadow.fallback(experiment, decision, answer.params_of_record, served, failed, actor)
+        served = observe(decision.backend, answer, decision.backend)
+        job.fallback(experiment, decision, answer.params_of_record, served, failed, actor)
     elif _rescuable(decision, served):
-        rescued = _observe(experiment.candidate, answer, experiment.candidate)
+        rescued = observe(experiment.candidate, answer, experiment.candidate)
         if not rescued.raised:
             logger.warning(
                 "control of %s raised %r; the candidate's answer was served", decision.query, served.exception
             )
             metrics.increment(decision.query, experiment.candidate, "rescues")
-            shadow.rescue(experiment, decision, answer.params_of_record, served, rescued, actor)
+            job.rescue(experiment, decision, answer.params_of_record, served, rescued, actor)
             served = rescued
             decision = dataclasses.replace(decision, backend=experiment.candidate, role="candidate", rescued=True)
     return decision, served
@@ -158,7 +145,7 @@ def _dispatch(experiment, query_name, answer, actor):
     if decision.shadow and not (decision.fell_back or decision.rescued):
         samples = [(answer.params_of_record, served)] if served.raised else answer.samples(served)
         for params, observation in samples:
-            shadow.sample(experiment, decision, params, observation, actor)
+            job.sample(experiment, decision, params, observation, actor)
     _last_decision.set(decision)
     logger.debug("%s", decision)
     return served.unwrap()

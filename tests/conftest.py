@@ -49,7 +49,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     """Every test database holds the generated tiny world, read-only by convention.
 
     Background work and metrics are flushed before the test database goes, not at exit after it."""
-    from rollout.background import background
+    from rollout.shadow.queue import background
 
     with django_db_blocker.unblock():
         generator.load("tiny", seed=WORLD_SEED, progress_factory=quiet_progress)
@@ -105,8 +105,8 @@ def _mark_owned():
 def no_discrepancies():
     """Discrepancy records are committed by the recorder's own connection; clear them before the test
     (after it, the test's transaction may still hold locks on them) and let no write leak into the next."""
-    from rollout.background import background
     from rollout.models import Discrepancy, GuardSample
+    from rollout.shadow.queue import background
     from tests.rollout_helpers import committed
 
     committed(lambda: (Discrepancy.objects.all().delete(), GuardSample.objects.all().delete()))

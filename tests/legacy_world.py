@@ -3,11 +3,11 @@
 import itertools
 from datetime import timedelta
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from query_backends.snapshot import run_isolated
+from rollout.shadow.judge import sides
 
 _codes = itertools.count(1)
 SENTINEL = m.SENTINEL_ID
@@ -77,9 +77,7 @@ def capability(parent=None, cfor="WEB", code=None):
 def both(query, **params):
     """Run both backends in one snapshot and return (control, candidate, difference)."""
     definition = REGISTRY.get(query)
-    cleaned = definition.clean(params)
-    control = run_isolated(definition.run, "pg", cleaned)
-    candidate = run_isolated(definition.run, "orm", cleaned)
+    control, candidate = (side.outcome for side in sides(definition, definition.clean(params), DEFAULT_DB_ALIAS))
     return control, candidate, definition.compare(control, candidate)
 
 

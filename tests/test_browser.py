@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from query_backends.registry import REGISTRY
 from rollout.models import Discrepancy, FlagChange, QueryFlag
-from rollout.observation import Observation
-from rollout.recorder import write
-from rollout.result import Result
+from rollout.shadow.observation import Observation
+from rollout.shadow.recorder import write
+from rollout.shadow.result import Result
 from tests.rollout_helpers import ROOT, committed, database_url, reset_flags
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -13,11 +13,11 @@ from query_backends import caching
 from query_backends import models as m
 from query_backends.registry import REGISTRY
 from rollout.actors import Actor
-from rollout.background import background
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
+from rollout.shadow.queue import background
 from tests.conftest import rolled_back
 from tests.legacy_world import bu, capability, person
 from tests.rollout_helpers import committed, database_url, python_process

@@ -7,11 +7,11 @@ from django.urls import reverse
 
 import rollout
 from query_backends.registry import REGISTRY
-from rollout import guard
 from rollout.actors import Actor
-from rollout.background import background
 from rollout.models import QueryFlag
 from rollout.reports import discrepancy_rate
+from rollout.shadow import guard
+from rollout.shadow.queue import background
 
 pytestmark = pytest.mark.django_db
 

@@ -23,11 +23,11 @@ from query_backends.functions import FUNCTIONS, LegacyFunction
 from query_backends.registry import REGISTRY
 from rollout import operations
 from rollout.actors import Actor
-from rollout.background import background
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
+from rollout.shadow.queue import background
 from tests.rollout_helpers import committed
 
 pytestmark = pytest.mark.django_db

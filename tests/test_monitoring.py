@@ -66,8 +66,8 @@ def test_the_rules_and_the_dashboard_read_only_series_that_metrics_exposes(clien
 
 @pytest.mark.django_db
 def test_metrics_expose_the_guard_state_and_the_open_discrepancies(client, recorded_discrepancy):
-    from rollout import guard
     from rollout.models import QueryFlag
+    from rollout.shadow import guard
 
     guard.trip(QueryFlag.objects.get(name="orm.bu_list"), "in a test")
     body = client.get("/metrics").content.decode()
@@ -78,7 +78,7 @@ def test_metrics_expose_the_guard_state_and_the_open_discrepancies(client, recor
 
 @pytest.fixture
 def recorded_discrepancy(broken_bu_list):
-    from rollout.background import background
+    from rollout.shadow.queue import background
 
     rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1, fmt="array")
     background.drain()

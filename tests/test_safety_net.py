@@ -20,11 +20,11 @@ from query_backends.errors import LegacyFunctionMissing
 from query_backends.functions import FUNCTIONS
 from query_backends.registry import REGISTRY
 from rollout.actors import Actor
-from rollout.background import background
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, GuardSample, QueryFlag
+from rollout.shadow.queue import background
 from tests.rollout_helpers import ROOT, committed, database_url, replace_definition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
@@ -345,12 +345,12 @@ import django
 django.setup()
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
-from rollout.comparison import observe_both
+from rollout.shadow.judge import both_sides
 from rollout.experiments import get_experiment
 
 experiment = get_experiment("bu_list")
 with CaptureQueriesContext(connections["default"]) as primary, CaptureQueriesContext(connections["replica"]) as replica:
-    control, candidate = observe_both(experiment, experiment.clean({"bu_id": 2}))
+    control, candidate = both_sides(experiment, experiment.clean({"bu_id": 2}))
 print(control.value == candidate.value and not control.raised)
 print(sum("fn_get_bulist" in q["sql"] for q in replica.captured_queries), len(primary.captured_queries))
 """
@@ -417,7 +417,7 @@ def test_with_the_broker_down_callers_get_their_answers_and_samples_are_counted_
 def test_a_publish_that_loses_its_connection_is_retried_and_nothing_is_lost(monkeypatch):
     from django.db import OperationalError
 
-    from rollout import recorder
+    from rollout.shadow import recorder
 
     claim, failures = recorder.claim, []
 

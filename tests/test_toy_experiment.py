@@ -4,12 +4,12 @@ import pytest
 from django.urls import reverse
 
 import rollout
-from rollout.background import background
 from rollout.contract import Experiment, Registry
 from rollout.experiments import registry
 from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, QueryFlag
+from rollout.shadow.queue import background
 from tests.rollout_helpers import committed
 from tests.toy import REGISTRY
 

@@ -23,12 +23,10 @@ class ToyInvalidParams(ValueError):
 
 @dataclass(frozen=True)
 class ToyDifference:
+    """The contract asks only `equal`, `shape` and JSON details of a difference."""
+
     value: tuple | None = None
     errors: tuple | None = None
-    missing: tuple = ()
-    extra: tuple = ()
-    changed: tuple = ()
-    reordered: bool = False
 
     @property
     def equal(self):
@@ -39,14 +37,7 @@ class ToyDifference:
         return f"errors:{self.errors}" if self.errors else "value"
 
     def as_dict(self):
-        return {
-            "missing": [],
-            "extra": [],
-            "changed": [],
-            "reordered": False,
-            "value": self.value,
-            "errors": self.errors,
-        }
+        return {"value": {"control": self.value[0], "candidate": self.value[1]} if self.value else None}
 
 
 class ToyNegative(Exception):

@@ -58,10 +58,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="the port --serve listens on (127.0.0.1)")
 
     def handle(self, *args, scale, calls, skip_seed, serve, port, **options):
-        from rollout.background import background
         from rollout.flags import writes
         from rollout.flags.cache import flags
         from rollout.metrics import metrics
+        from rollout.shadow.queue import background
 
         self.say("migrate")
         call_command("migrate", interactive=False, verbosity=0)
@@ -258,7 +258,7 @@ class Command(BaseCommand):
 @contextlib.contextmanager
 def expected_guard_trip():
     """The guard logs a trip as an error; here the trip is the point of the stage, reported in the demo's words."""
-    guard_logger = logging.getLogger("rollout.guard")
+    guard_logger = logging.getLogger("rollout.shadow.guard")
 
     def not_the_trip(record):
         return not record.getMessage().startswith("guard tripped")

@@ -12,17 +12,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Sum
 
-from rollout import shadow
-from rollout.background import background
-from rollout.experiments import flag_name, get_experiment, registry
+from rollout.experiments import get_experiment, registry
 from rollout.models import Discrepancy
-from rollout.observation import Observation
 from rollout.router import decide
+from rollout.shadow import job
+from rollout.shadow.observation import Observation
+from rollout.shadow.queue import background
 
 
 class Command(BaseCommand):
@@ -64,21 +63,13 @@ class Command(BaseCommand):
         target = occurrences() + count
         control = Observation(experiment.control, exception=RuntimeError("benchmark: the control failed"))
         candidate = Observation(experiment.candidate, value=[], duration=0.001)
+        decision = decide(query, None, experiment)[0]
         started = time.perf_counter()
         for _ in range(count):
-            job = {
-                "id": str(uuid.uuid4()),
-                "source": "rescue",
-                "query": query,
-                "flag": flag_name(query),
-                "served_backend": experiment.candidate,
-                "params": {},
-                "actor": {},
-                "cache_hit": False,
-                "control": control.as_payload(False, 1),
-                "candidate": candidate.as_payload(False, 1),
-            }
-            while not background.submit(job, query, experiment.candidate):
+            rescue = job.Job.of(
+                job.RESCUE, experiment, decision, {}, None, experiment.candidate, control=control, candidate=candidate
+            )
+            while not background.submit(rescue):
                 time.sleep(0.001)  # the local queue is full: wait for room rather than count a drop
         background.drain()
         while occurrences() < target:
@@ -89,7 +80,7 @@ class Command(BaseCommand):
         )
 
     def sample(self, count, query, pairs):
-        """Time shadow.sample for one served answer of the query."""
+        """Time job.sample for one served answer of the query."""
         if any("=" not in pair for pair in pairs):
             raise CommandError("--param: give NAME=VALUE")
         try:
@@ -102,7 +93,7 @@ class Command(BaseCommand):
         timings = []
         for i in range(count):
             started = time.perf_counter()
-            shadow.sample(experiment, decision, params, served, None)
+            job.sample(experiment, decision, params, served, None)
             timings.append(time.perf_counter() - started)
             if i % 500 == 499:
                 background.drain()  # keep the queue from filling: a full queue would time a drop instead

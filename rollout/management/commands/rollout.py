@@ -9,8 +9,8 @@ from rollout.experiments import query_name
 from rollout.flags import writes
 from rollout.metrics import metrics
 from rollout.operations import OperationError
-from rollout.replay import replay
 from rollout.retention import purge
+from rollout.shadow.replay import replay
 
 
 def _cohort_ids(pairs, option):

@@ -1,7 +1,9 @@
-"""What one backend did for one call: its value or its exception, and how long it took."""
+"""What one side did for one call: its value or its exception, and how long it took."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 
 class ReportedError(Exception):
@@ -36,7 +38,7 @@ class Observation:
         started = time.perf_counter()
         try:
             value = behaviour(*args)
-        except Exception as exc:  # noqa: BLE001 — an exception is part of what a backend did
+        except Exception as exc:  # noqa: BLE001 — an exception is part of what a side did
             return cls(backend, exception=exc, duration=time.perf_counter() - started)
         return cls(backend, value=value, duration=time.perf_counter() - started)
 
@@ -46,7 +48,7 @@ class Observation:
 
     @property
     def outcome(self):
-        """The value, or the exception, as the equality function compares them."""
+        """The value, or the exception, as the experiment's compare() takes them."""
         return self.exception if self.raised else self.value
 
     @property
@@ -62,25 +64,24 @@ class Observation:
             raise self.exception
         return self.value
 
-    def as_payload(self, infrastructure, max_size):
-        """A JSON-able form for a comparison worker; answers larger than max_size (len) are omitted."""
-        payload = {"backend": self.backend, "duration": self.duration}
+    def shippable(self, infrastructure, max_size):
+        """This observation as a worker will see it: the exception reduced to a ReportedError, an answer longer
+        than max_size (rows, or characters) left behind."""
         if self.raised:
-            error = ReportedError.of(self.exception, infrastructure)
-            payload["error"] = {"kind": error.kind, "message": str(error), "infrastructure": error.infrastructure}
-        elif hasattr(self.value, "__len__") and len(self.value) > max_size:
-            payload["omitted"] = True
-        else:
-            payload["value"] = self.value
-        return payload
+            return replace(self, exception=ReportedError.of(self.exception, infrastructure))
+        if hasattr(self.value, "__len__") and len(self.value) > max_size:
+            return replace(self, value=None, value_omitted=True)
+        return self
 
-    @classmethod
-    def from_payload(cls, payload):
-        error = payload.get("error")
-        return cls(
-            payload["backend"],
-            value=payload.get("value"),
-            exception=ReportedError(**error) if error else None,
-            duration=payload["duration"],
-            value_omitted=payload.get("omitted", False),
-        )
+
+def observe(backend, behaviour, *args, using=DEFAULT_DB_ALIAS):
+    """Run one side. Inside a transaction it gets a savepoint: its failure must not poison the transaction for
+    what follows (the other side of a comparison, a fallback, a rescue)."""
+
+    def in_savepoint(*args):
+        if not connections[using].in_atomic_block:
+            return behaviour(*args)
+        with transaction.atomic(using=using):
+            return behaviour(*args)
+
+    return Observation.of(backend, in_savepoint, *args)

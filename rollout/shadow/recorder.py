@@ -50,14 +50,15 @@ def jsonable(value):
 
 
 def bounded_diff(difference, limit=None):
-    """The difference as JSON, at most `limit` rows of each list; "cut" counts what was left out."""
+    """The experiment's details of a difference (a JSON object), at most `limit` items of each list in it;
+    "cut" counts what was left out of each."""
     limit = limit or get_setting("SHADOW_DIFF_ROWS")
-    full = difference.as_dict()
+    full = dict(difference.as_dict())
     cut = {}
-    for name in ("missing", "extra", "changed"):
-        if len(full[name]) > limit:
-            cut[name] = len(full[name]) - limit
-            full[name] = full[name][:limit]
+    for name, part in full.items():
+        if isinstance(part, list | tuple) and len(part) > limit:
+            cut[name] = len(part) - limit
+            full[name] = list(part[:limit])
     full["cut"] = cut
     return full
 

@@ -1,4 +1,4 @@
-"""Work that leaves the request path: judging and publishing results, on Celery workers or in this process.
+"""The shadow queue: Jobs leave the request path here, to be judged and published on Celery workers or threads.
 
 The request path only ever does a `put_nowait` into a bounded in-process queue
 (full → the job is dropped and counted as a drop). Behind it:
@@ -77,14 +77,14 @@ class Background:
             for thread in self._threads:
                 thread.start()
 
-    def submit(self, payload, query, backend):
-        """Queue a job; False (and a counted drop) when the queue is full. Never blocks."""
+    def submit(self, job):
+        """Queue a Job; False (and a counted drop) when the queue is full. Never blocks."""
         self._ensure_started()
         try:
-            self._queue.put_nowait((payload, query, backend))
+            self._queue.put_nowait(job)
             return True
         except queue.Full:
-            metrics.increment(query, backend, "drops")
+            metrics.increment(job.query, job.candidate_backend, "drops")
             return False
 
     @staticmethod
@@ -100,16 +100,17 @@ class Background:
         return batch
 
     def _run_jobs(self, jobs):
-        from rollout import comparison
-        from rollout.publish import publish
+        # Imported here: the request path, which imports this module, never loads the worker's side.
+        from rollout.shadow.judge import judge_all
+        from rollout.shadow.publish import publish
 
         while True:
             batch = self._take_batch(jobs)
-            keys = Counter((query, backend) for _, query, backend in batch)
+            keys = _keys(batch)
             with self._lock:
                 self._judging.update(keys)
             try:
-                results = comparison.judge_all([payload for payload, _, _ in batch])
+                results = judge_all(batch)
                 with self._lock:
                     self._judging.subtract(keys)
                     if self._closing:  # shutdown has counted these jobs as dropped
@@ -135,7 +136,7 @@ class Background:
                     jobs.task_done()
 
     def _publish_jobs(self, jobs):
-        from rollout.tasks import judge
+        from rollout.shadow.tasks import judge
 
         while True:
             # Publishing costs the web process CPU (and the GIL): a few publishes a second, not one per sample.
@@ -144,7 +145,7 @@ class Background:
                 if self._broker_full():
                     self._count_drops(batch)
                     continue
-                judge.apply_async(args=[[payload for payload, _, _ in batch]], retry=False)
+                judge.apply_async(args=[[job.to_wire() for job in batch]], retry=False)
                 self.broker.succeeded()
             except Exception as exc:  # noqa: BLE001 — a broker outage drops samples, never the caller
                 self.broker.failed(exc)
@@ -155,7 +156,7 @@ class Background:
 
     @staticmethod
     def _count_drops(batch):
-        for (query, backend), n in Counter((query, backend) for _, query, backend in batch).items():
+        for (query, backend), n in _keys(batch).items():
             metrics.increment(query, backend, "drops", n)
 
     def _broker_full(self):
@@ -173,10 +174,10 @@ class Background:
             dropped = Counter({key: n for key, n in self._judging.items() if n})
         while True:
             try:
-                _, query, backend = self._queue.get_nowait()
+                job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            dropped[(query, backend)] += 1
+            dropped[(job.query, job.candidate_backend)] += 1
         for (query, backend), n in dropped.items():
             metrics.increment(query, backend, "drops", n)
         logger.warning("shutting down with %d background jobs unfinished; counted as drops", sum(dropped.values()))
@@ -207,6 +208,11 @@ class Background:
             metrics.flush(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
         except Exception:  # noqa: BLE001 — at exit with the database gone: the counts go with the process
             logger.warning("could not flush the metrics at shutdown")
+
+
+def _keys(batch):
+    """How many jobs of the batch each (query, candidate backend) has: the keys its counts go under."""
+    return Counter((job.query, job.candidate_backend) for job in batch)
 
 
 def broker_depth():

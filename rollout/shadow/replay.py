@@ -1,10 +1,12 @@
-"""Replay a recorded discrepancy: run the control and the candidate again, now, with its parameters."""
+"""Replay a recorded discrepancy: run the control and the candidate again, now, with its parameters.
 
-from rollout.comparison import observe_both
+Both sides run in the judge's snapshot, which never commits: a replay writes nothing."""
+
 from rollout.experiments import get_experiment
 from rollout.models import Discrepancy
 from rollout.operations import OperationError
-from rollout.recorder import bounded_diff
+from rollout.shadow.judge import both_sides
+from rollout.shadow.recorder import bounded_diff
 
 
 def replay(discrepancy_id):
@@ -20,7 +22,7 @@ def replay(discrepancy_id):
             f"id: discrepancy {discrepancy_id} is of {discrepancy.query!r}, which is no longer registered"
         ) from None
     params = experiment.clean(example.params, parse=True)
-    control, candidate = observe_both(experiment, params)
+    control, candidate = both_sides(experiment, params)
     difference = experiment.compare(control.outcome, candidate.outcome)
     text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {example.params}:\n" + (
         "the control and the candidate now agree"

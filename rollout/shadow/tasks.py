@@ -12,24 +12,25 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections, connection
 
-from rollout.comparison import count_failures, judge_all
-from rollout.publish import publish
+from rollout.shadow.judge import count_failures, judge_all
+from rollout.shadow.publish import publish
 
 logger = logging.getLogger(__name__)
 RETRIES = 5
 
 
 @shared_task(bind=True, name="rollout.judge", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def judge(self, payloads):
+def judge(self, jobs):
+    """jobs: the wire forms (Job.to_wire) of a batch."""
     close_old_connections()  # a connection broken by an earlier task is not reused
     try:
-        publish(judge_all(payloads))
+        publish(judge_all(jobs))
     except Exception as exc:
         connection.close()
         if self.request.retries < RETRIES:
-            logger.warning("could not publish %d results (%s); retrying", len(payloads), exc)
+            logger.warning("could not publish %d results (%s); retrying", len(jobs), exc)
             raise self.retry(exc=exc, countdown=2**self.request.retries) from None
         logger.exception(
-            "could not publish %d results after %d retries; counted as record_failures", len(payloads), RETRIES
+            "could not publish %d results after %d retries; counted as record_failures", len(jobs), RETRIES
         )
-        count_failures(payloads)
+        count_failures(jobs)

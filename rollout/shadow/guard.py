@@ -40,7 +40,7 @@ def add_samples(results):
         [
             GuardSample(
                 flag=r.flag,
-                discrepancy=r.discrepancy,
+                discrepancy=r.against_candidate,
                 candidate_error=r.candidate.raised,
                 control_duration=r.control.duration,
                 candidate_duration=r.candidate.duration,

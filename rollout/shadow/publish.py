@@ -15,24 +15,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from rollout import guard, recorder
-from rollout import result as outcome
 from rollout.metrics import metrics
+from rollout.shadow import guard, recorder
 
 logger = logging.getLogger(__name__)
 CLAIMS_KEPT = timedelta(days=1)
-COUNTERS = {
-    outcome.MATCHED: ("comparisons", "matches"),
-    outcome.IGNORED: ("comparisons", "matches"),
-    outcome.MISMATCH: ("comparisons", "discrepancies"),
-    outcome.CANDIDATE_ERROR: ("comparisons", "discrepancies"),
-    outcome.CONTROL_ERROR: ("comparisons", "control_errors"),
-    outcome.DIFFERENT_ERRORS: ("comparisons", "control_errors"),
-    outcome.STALE_CACHE: ("comparisons", "discrepancies"),
-    outcome.NOISE: ("comparisons", "noise"),
-    outcome.INFRASTRUCTURE: ("infrastructure",),
-    outcome.RESCUED: ("control_errors",),
-}
 
 
 def publish(results):
@@ -40,12 +27,12 @@ def publish(results):
     with transaction.atomic():
         fresh = recorder.claim([r.comparison_id for r in results])
         results = [r for r in results if r.comparison_id in fresh]
-        recorder.write([r for r in results if r.mismatched])
+        recorder.write([r for r in results if r.recorded])
         judged = guard.add_samples(results)
         # Counted with the claim: a worker killed after the commit loses no count, a redelivery adds none.
         counts = Counter()
         for result in results:
-            for name in COUNTERS[result.kind]:
+            for name in result.counters:
                 counts[(result.query, result.candidate_backend, name)] += 1
         metrics.add_now(counts)
     for result in judged:
