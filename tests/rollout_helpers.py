@@ -63,12 +63,13 @@ def reset_flags():
         flag.groups.clear()
 
 
-def database_url():
+def database_url(name=None):
+    """The test database's URL, or that of another database `name` on the same server."""
     settings = connection.settings_dict
-    host = settings["HOST"] or "127.0.0.1"
+    host, name = settings["HOST"] or "127.0.0.1", name or settings["NAME"]
     if host.startswith("/"):
-        return f"postgresql://{settings['USER']}@/{settings['NAME']}?host={host}"
-    return f"postgresql://{settings['USER']}@{host}:{settings['PORT'] or 5432}/{settings['NAME']}"
+        return f"postgresql://{settings['USER']}@/{name}?host={host}"
+    return f"postgresql://{settings['USER']}@{host}:{settings['PORT'] or 5432}/{name}"
 
 
 def python_process(code):
