@@ -47,18 +47,20 @@ JOB_COLUMNS = """jn.id, jn.jobdesc, jn.plandatetime, jn.expirydatetime, jn.grace
 CURRENT = """((jn.plandatetime + jn.ctzoffset * interval '1 minute')::date BETWEEN current_date AND current_date + 1
        OR now() BETWEEN jn.plandatetime AND jn.expirydatetime)"""
 # = ANY(ARRAY(subquery)) is evaluated once, before the scan, so the OR can use every FK index (BitmapOr).
+# `client_id + 0`: no index answers it, so a generic plan cannot AND the whole client's bitmap (a tenth to a
+# sixtieth of jobneed) into the person's few rows; it is checked on those rows instead.
 INVOLVED = """(jn.people_id = %(p)s OR jn.cuser_id = %(p)s OR jn.muser_id = %(p)s OR jn.pgroup_id = ANY(ARRAY(
        SELECT pb.pgroup_id FROM pgbelonging pb WHERE pb.people_id = %(p)s AND pb.pgroup_id <> -1)))"""
 
 JOB_NEEDS = Floor(
     sql=f"""SELECT {JOB_COLUMNS}, jn.other_info ->> 'istimebound', jn.ticket_id, jn.remarkstype_id
-        FROM jobneed jn WHERE {CURRENT} AND jn.bu_id = %(bu)s AND jn.client_id = %(c)s
+        FROM jobneed jn WHERE {CURRENT} AND jn.bu_id = %(bu)s AND jn.client_id + 0 = %(c)s
         AND jn.identifier NOT IN ('TICKET', 'EXTERNALTOUR') AND {INVOLVED}""",
     arguments={"p": "people_id", "bu": "bu_id", "c": "client_id"},
 )
 EXTERNAL_TOUR_JOB_NEEDS = Floor(
     sql=f"""SELECT {JOB_COLUMNS} FROM jobneed jn WHERE {CURRENT}
-        AND jn.client_id = %(c)s AND jn.identifier = 'EXTERNALTOUR' AND {INVOLVED}""",
+        AND jn.client_id + 0 = %(c)s AND jn.identifier = 'EXTERNALTOUR' AND {INVOLVED}""",
     arguments={"p": "people_id", "c": "client_id"},
 )
 SCHEDULE_FOR_ADHOC = Floor(
@@ -90,7 +92,7 @@ CODES = {
 BULIST_BY_IDENTIFIER = Floor(
     sql="""WITH RECURSIVE t AS (
             SELECT id, identifier_id FROM bt WHERE id = %(bu)s AND parent_id = -1
-            UNION SELECT b.id, b.identifier_id FROM bt b JOIN t ON b.parent_id = t.id)
+            UNION SELECT b.id, b.identifier_id FROM t JOIN bt b ON b.parent_id = ANY(ARRAY[t.id]))
         SELECT string_agg(t.id::text, ' ' ORDER BY t.id) FROM t JOIN typeassist ta ON ta.id = t.identifier_id
         WHERE ta.tacode = ANY(%(codes)s)""",
     arguments={"bu": "bu_id", "codes": lambda p: CODES[(p["customers"], p["sites"])]},
@@ -127,7 +129,7 @@ WEB_CAPABILITIES = Floor(
             c.capscode::text AS path, c.id::text AS xpath FROM capability c WHERE c.id = %(root)s AND c.cfor = 'WEB'
             UNION ALL SELECT c.id, c.capsname, c.capscode, c.parent_id, c.cfor, caps.depth + 1,
             caps.path || '->' || c.capscode, caps.xpath || '>' || c.id || (caps.depth + 1)
-            FROM capability c JOIN caps ON c.parent_id = caps.id)
+            FROM caps JOIN capability c ON c.parent_id = ANY(ARRAY[caps.id]))
         SELECT * FROM caps ORDER BY xpath, id""",
     arguments={"root": "root_id"},
 )

@@ -90,8 +90,8 @@ def busy_site():
 
 
 EXPECTED_QUERIES = {
-    "job_needs": 2,
-    "external_tour_job_needs": 2,
+    "job_needs": 1,
+    "external_tour_job_needs": 1,
     "schedule_for_adhoc": 1,
     "bu_list": 1,
     "bulist_by_identifier": 1,

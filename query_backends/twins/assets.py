@@ -11,6 +11,7 @@ from django.db.models.sql.constants import LOUTER
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, Asset, BusinessUnit, QuestionSet
+from query_backends.twins import one_value
 from query_backends.twins.compiled import CompiledQuery
 from query_backends.twins.postgres import Unnest
 
@@ -48,30 +49,25 @@ def _top_level_questionsets(site_id):
     return QuestionSet.objects.filter(parent_id=SENTINEL_ID, bu_id=site_id)
 
 
-def _names(site_id, asset_id):
-    return _top_level_questionsets(site_id).filter(assetincludes__contains=[asset_id]).order_by("qsetname").distinct()
+def _packed(site_id, asset_id, name):
+    """One row, built by the database as the function builds it: the distinct names sorted in its collation
+    and joined by "~", or the distinct ids as text sorted as text and joined by spaces."""
+    rows = _top_level_questionsets(site_id).filter(assetincludes__contains=[asset_id])
+    if name:
+        return one_value(rows, StringAgg("qsetname", "~", distinct=True, order_by="qsetname"))
+    idtext = Cast("id", TextField())
+    return one_value(rows.annotate(idtext=idtext), StringAgg("idtext", " ", distinct=True, order_by="idtext"))
 
 
-def _ids(site_id, asset_id):
-    return (
-        _top_level_questionsets(site_id)
-        .filter(assetincludes__contains=[asset_id])
-        .annotate(idtext=Cast("id", TextField()))
-        .order_by("idtext")
-        .distinct()
-    )
-
-
-_NAMES, _IDS = CompiledQuery(_names), CompiledQuery(_ids)
+_PACKED = CompiledQuery(_packed)
 
 
 def asset_questionsets(site_id, asset_id, type=""):
     if len(asset_id) > ASSETINCLUDES_LENGTH:
         # No varchar(50) element can equal it; Django's varchar(50)[] cast would truncate it into a match.
         return ""
-    if type.lower() == "name":
-        return "~".join(r["qsetname"] for r in _NAMES.rows(("qsetname",), site_id=site_id, asset_id=asset_id))
-    return " ".join(r["idtext"] for r in _IDS.rows(("idtext",), site_id=site_id, asset_id=asset_id))
+    [row] = _PACKED.rows(("answer",), site_id=site_id, asset_id=asset_id, name=type.lower() == "name")
+    return row["answer"] or ""
 
 
 def _details(mdtz, site_id):

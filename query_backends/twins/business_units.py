@@ -14,7 +14,6 @@ from django.db.models import (
     BigIntegerField,
     Exists,
     F,
-    IntegerField,
     OuterRef,
     Subquery,
     TextField,
@@ -25,11 +24,13 @@ from django.db.models.functions import Cast
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
+from query_backends.twins import one_value
 from query_backends.twins.clock import today
 from query_backends.twins.compiled import CompiledQuery
 from query_backends.twins.postgres import (
     ArrayToString,
     EqualsAny,
+    InArrayOf,
     JSONBuildObject,
     JSONObjectAgg,
     StringToArray,
@@ -90,9 +91,7 @@ def _related(bu_id, up, down):
 
 
 def _one_value(walks, related, rows, aggregate):
-    # An aggregate with no GROUP BY: exactly one row, NULL over no units.
-    grouped = rows.annotate(one=Value(1, output_field=IntegerField())).values("one")
-    return with_cte(*walks, related, select=grouped.annotate(answer=aggregate).values_list("answer"))
+    return with_cte(*walks, related, select=one_value(rows, aggregate))
 
 
 def _ids_text(bu_id, up, down):
@@ -128,13 +127,16 @@ def bu_list(bu_id, up=True, down=True, fmt="text"):
 
 
 def _units_of_kind(bu_id, codes):
-    """A top-level client's tree, filtered by identifier on the walk's own rows: no join back to bt."""
+    """A top-level client's tree, filtered by identifier on the walk's own rows: no join back to bt. Each
+    level probes bt's parent_id index per unit of the walk (InArrayOf) and carries the identifier along."""
 
     def make(cte):
         return (
             BusinessUnit.objects.filter(id=bu_id, parent_id=SENTINEL_ID)
             .values("id", "identifier_id")
-            .union(cte.join(BusinessUnit, parent_id=cte.col.id).values("id", "identifier_id"), all=False)
+            .union(
+                cte.join(BusinessUnit, InArrayOf(F("parent_id"), cte.col.id)).values("id", "identifier_id"), all=False
+            )
         )
 
     tree = CTE.recursive(make, name="bu_kind")

@@ -1,11 +1,12 @@
 """Twin of fn_get_web_caps: the web menu tree as one recursive CTE."""
 
-from django.db.models import ExpressionWrapper, IntegerField, TextField, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models import ExpressionWrapper, F, IntegerField, TextField, Value
+from django.db.models.functions import Cast
 from django_cte import CTE, with_cte
 
 from query_backends.models import Capability
 from query_backends.twins.compiled import CompiledQuery
+from query_backends.twins.postgres import Glue, InArrayOf
 
 CAPABILITY_COLUMNS = ("id", "capsname", "capscode", "parent_id", "cfor", "depth", "path", "xpath")
 FIELDS = ("id", "capsname", "capscode", "parent_id", "cfor")
@@ -20,18 +21,14 @@ def _tree(root_id):
             xpath=Cast("id", TextField()),
         )
         child_depth = ExpressionWrapper(cte.col.depth + Value(1), output_field=IntegerField())
-        children = cte.join(Capability, parent_id=cte.col.id).values(
+        # Each level probes capability's parent_id index once per row of the walk (InArrayOf), whatever
+        # the size of capability: the plain join hashed a sequential scan of the whole table per level.
+        children = cte.join(Capability, InArrayOf(F("parent_id"), cte.col.id)).values(
             *FIELDS,
             depth=child_depth,
-            path=Concat(cte.col.path, Value("->"), "capscode", output_field=TextField()),
+            path=Glue(cte.col.path, Value("->"), "capscode"),
             # The legacy xpath runs the child id and its depth together: "1>52" is child 5 at depth 2.
-            xpath=Concat(
-                cte.col.xpath,
-                Value(">"),
-                Cast("id", TextField()),
-                Cast(child_depth, TextField()),
-                output_field=TextField(),
-            ),
+            xpath=Glue(cte.col.xpath, Value(">"), Cast("id", TextField()), Cast(child_depth, TextField())),
         )
         return root.union(children, all=True)
 

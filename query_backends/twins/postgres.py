@@ -7,6 +7,15 @@ class ArrayToString(Func):
     function = "array_to_string"
 
 
+class Glue(Func):
+    """a || b || …: text concatenation as the legacy SQL writes it (NULL if any part is NULL). Django's Concat
+    wraps every part in COALESCE, which both changes that meaning and costs a call per part per row."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " || "
+    output_field = TextField()
+
+
 class StringToArray(Func):
     function = "string_to_array"
 
@@ -23,10 +32,20 @@ class EqualsAny(Func):
     a handful of rows to hundreds of thousands — unlike a join planned from a guessed row count."""
 
     output_field = BooleanField()
+    array = "{}"  # how the second expression becomes the array
 
     def as_sql(self, compiler, connection, **extra_context):
         (column, column_params), (array, array_params) = (compiler.compile(e) for e in self.get_source_expressions())
-        return f"({column} = ANY({array}))", (*column_params, *array_params)
+        return f"({column} = ANY({self.array.format(array)}))", (*column_params, *array_params)
+
+
+class InArrayOf(EqualsAny):
+    """column = ANY(ARRAY[value]): equality that cannot be hashed or merged. As the join condition of a
+    recursive walk it leaves the planner one plan, a nested loop probing the column's index once per row of
+    the walk: a generic plan guesses ten rows per step, for which it would otherwise hash a whole
+    sequential scan of the table at every level (docs/performance.md)."""
+
+    array = "ARRAY[{}]"
 
 
 class JSONObjectAgg(Aggregate):

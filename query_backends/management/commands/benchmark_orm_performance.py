@@ -59,6 +59,13 @@ class Command(BaseCommand):
         parser.add_argument("--plot", dest="plot_path", help="PNG chart of the ratios (needs matplotlib)")
         parser.add_argument("--skip-router", action="store_true", help="skip the router and shadow measurements")
         parser.add_argument(
+            "--explain",
+            action="store_true",
+            help="instead: print EXPLAIN (ANALYZE, BUFFERS) of the generic plans of function, twin and floor for "
+            "one sampled parameter set per query (--seed picks which)",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="which parameter sets are sampled (default 0)")
+        parser.add_argument(
             "--shape",
             action="append",
             default=[],
@@ -82,6 +89,8 @@ class Command(BaseCommand):
         unknown = [n for n in names if n not in REGISTRY]
         if unknown:
             raise CommandError(f"--queries: unknown query {', '.join(unknown)}")
+        if options["explain"]:
+            return self.explain(names, options["seed"])
         previous = self.read_report(baseline, "--baseline") if baseline else None
         scale, jobneeds = loaded_scale()
         self.stdout.write(
@@ -90,7 +99,7 @@ class Command(BaseCommand):
         )
         results = []
         for name in tqdm(names, desc="queries", file=sys.stderr, disable=None):
-            result = measure(name, iterations, warmup, param_sets)
+            result = measure(name, iterations, warmup, param_sets, seed=options["seed"])
             if result is None:
                 self.stdout.write(f"{name}: no parameters to sample in this dataset")
             else:
@@ -116,6 +125,21 @@ class Command(BaseCommand):
                 json.dump(report, handle, indent=2, default=str)
         if options["plot_path"]:
             self.plot(results, options["plot_path"], scale)
+
+    def explain(self, names, seed):
+        from query_backends.explain import plans
+
+        for name in names:
+            definition = REGISTRY.get(name)
+            sampled = definition.sample(1, seed)
+            if not sampled:
+                self.stdout.write(f"{name}: no parameters to sample in this dataset")
+                continue
+            params = definition.clean(sampled[0])
+            self.stdout.write(f"== {name} {params}")
+            for side, lines in plans(definition, params).items():
+                self.stdout.write(f"-- {side}")
+                self.stdout.write("\n".join(lines))
 
     def read_report(self, path, option):
         try:
