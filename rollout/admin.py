@@ -69,6 +69,8 @@ class QueryFlagForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["percent_key"] = forms.ChoiceField(choices=[(k, k) for k in percent_keys()])
         self.fields["seen_version"].initial = self.instance.version
+        # Without the version seen, a save could undo a change made since the form was opened.
+        self.fields["seen_version"].required = self.instance.pk is not None
         for name, cohort in cohorts().items():
             for excluded, stored in ((False, self.instance.cohorts), (True, self.instance.exclusions)):
                 self.fields[_cohort_field(name, excluded)] = forms.CharField(

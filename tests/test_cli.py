@@ -137,7 +137,12 @@ def test_clear_guard_forgets_a_trip():
         (["cohort", "bu_list", "--add", "site=x"], "--add: 'site=x' is not COHORT=ID"),
         (["rescue", "bu_list", "on", "--after", "-3"], "after: -3 is not a whole number"),
         (["replay", "999999"], "no discrepancy 999999"),
-        (["purge", "--older-than", "-1"], "DAYS must be 0 or more"),
+        (["percent", "bu_list", "0.05"], "percent: 0.05 has more than one decimal place"),
+        (["purge", "--older-than", "-1"], "--older-than: -1 is not between 0 and 36500"),
+        (["purge", "--older-than", "99999999999"], "--older-than: 99999999999 is not between 0 and 36500"),
+        (["purge-metrics", "--older-than", "nan"], "--older-than: nan is not between 0 and 876000"),
+        (["history", "bu_list", "--limit", "-1"], "--limit: -1 is not between 1 and 100000"),
+        (["history", "bu_list", "--limit", "99999999999999999999"], "--limit: 99999999999999999999 is not between"),
     ],
 )
 def test_bad_requests_are_one_line_errors(args, message):

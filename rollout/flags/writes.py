@@ -20,6 +20,7 @@ from rollout.models import FlagChange, QueryFlag
 from rollout.operations import OperationError, flag_names
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's lock_timeout error
+QUERY_CANCELED = "57014"  # statement_timeout: the lock wait outlasted the statement's own limit
 
 
 class FlagBusy(OperationError):
@@ -58,9 +59,9 @@ def write(names, change, *, user=None, source="code", reason="", expected_versio
                     flag.save(update_fields=fields)  # and the version, bumped
                 saved[name] = flag
     except OperationalError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        if getattr(exc.__cause__, "sqlstate", None) in (LOCK_NOT_AVAILABLE, QUERY_CANCELED):
             raise FlagBusy(
-                f"flag {', '.join(sorted(set(names)))}: another change held it for more than "
+                f"flag {', '.join(sorted({query_name(name) for name in names}))}: another change held it for more than "
                 f"{get_setting('FLAG_LOCK_TIMEOUT_SECONDS'):g} s; nothing was changed, try again"
             ) from None
         raise
@@ -70,11 +71,14 @@ def write(names, change, *, user=None, source="code", reason="", expected_versio
 def _limit_lock_wait():
     from django.db import connection
 
+    lock_ms = int(get_setting("FLAG_LOCK_TIMEOUT_SECONDS") * 1000)
     with connection.cursor() as cursor:
-        # Local to this transaction: a lock wait past it is LockNotAvailable, not a hang.
+        # Local to this transaction: a lock wait past it is LockNotAvailable, not a hang. The statement's own
+        # limit (the service's statement_timeout, often the same few seconds) is raised above it here, so the
+        # wait ends as the lock timeout it is rather than as a cancelled statement.
         cursor.execute(
-            "SELECT set_config('lock_timeout', %s, true)",
-            [f"{int(get_setting('FLAG_LOCK_TIMEOUT_SECONDS') * 1000)}ms"],
+            "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+            [f"{lock_ms}ms", f"{lock_ms + 5000}ms"],
         )
 
 
@@ -111,8 +115,23 @@ def _set(**values):
 
 
 def kill(queries=(), user=None, source="cli", reason="kill switch"):
-    """Every named query (or all) back to the control for everyone; cohorts are kept for later."""
-    return _by_query(queries, _set(everyone=False, killed_by=source), user, source, reason)
+    """Every named query (or all) back to the control for everyone; cohorts are kept for later.
+
+    Each flag in a transaction of its own: a row another writer holds must not keep the others from being
+    killed. The busy ones are named afterwards (FlagBusy) once every other flag is killed."""
+    killed, busy = [], []
+    for name in flag_names(queries):
+        try:
+            killed += write([name], _set(everyone=False, killed_by=source), user=user, source=source, reason=reason)
+        except FlagBusy:
+            busy.append(query_name(name))
+    if busy:
+        done = f"; the others were killed: {', '.join(query_name(f.name) for f in killed)}" if killed else ""
+        raise FlagBusy(
+            f"flag {', '.join(busy)}: another change held it for more than "
+            f"{get_setting('FLAG_LOCK_TIMEOUT_SECONDS'):g} s; it was NOT killed, run the kill again{done}"
+        )
+    return killed
 
 
 def enable(queries, user=None, source="cli"):
@@ -131,6 +150,8 @@ def _percentage(value, name, top=Decimal(100), hint=""):
         raise OperationError(f"{name}: {value!r} is not a number") from None
     if not number.is_finite() or not 0 <= number <= top:
         raise OperationError(f"{name}: {value} is not between 0 and {top}{hint}")
+    if number != number.quantize(Decimal("0.1")):  # stored with one decimal, as waffle does: never round silently
+        raise OperationError(f"{name}: {value} has more than one decimal place")
     return number
 
 

@@ -27,6 +27,21 @@ def _cohort_ids(pairs, option):
     return ids
 
 
+def _within(kind, low, high, what):
+    """An argparse type: a number of `kind` between low and high, or a one-line error naming what it is."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
 def _number(value):
     return f"{float(value):g}"
 
@@ -67,13 +82,20 @@ class Command(BaseCommand):
         rescue.add_argument("--after", type=int, metavar="N", help="healthy comparisons the guard must have seen")
         history = sub.add_parser("history", help="flag changes, newest first")
         history.add_argument("query", nargs="?")
-        history.add_argument("--limit", type=int, default=50)
+        history.add_argument("--limit", type=_within(int, 1, 100_000, "whole number"), default=50)
         sub.add_parser("replay", help="run a recorded discrepancy again").add_argument("id", type=int)
         purge = sub.add_parser("purge", help="delete discrepancies not seen for DAYS days")
-        purge.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+        purge.add_argument(
+            "--older-than", type=_within(int, 0, 36_500, "whole number of days"), required=True, metavar="DAYS"
+        )
         sub.add_parser("clear-guard", help="forget a guard trip").add_argument("query")
         metrics_purge = sub.add_parser("purge-metrics", help="delete metric rollups older than HOURS hours")
-        metrics_purge.add_argument("--older-than", type=float, metavar="HOURS", help="default: the retention setting")
+        metrics_purge.add_argument(
+            "--older-than",
+            type=_within(float, 0, 876_000, "number of hours"),
+            metavar="HOURS",
+            help="default: the retention setting",
+        )
         sub.add_parser(
             "forget", help="delete the flag and discrepancies of a query that is no longer registered"
         ).add_argument("query")
@@ -146,14 +168,10 @@ class Command(BaseCommand):
         return outcome if options["json"] else outcome["text"]
 
     def do_purge(self, older_than, **options):
-        if older_than < 0:
-            raise CommandError("--older-than: DAYS must be 0 or more")
         deleted = purge(older_than)
         return {"deleted": deleted} if options["json"] else f"deleted {deleted} discrepancies"
 
     def do_purge_metrics(self, older_than, **options):
-        if older_than is not None and older_than < 0:
-            raise CommandError("--older-than: HOURS must be 0 or more")
         deleted = metrics.purge(older_than)
         return {"deleted": deleted} if options["json"] else f"deleted {deleted} metric rollups"
 

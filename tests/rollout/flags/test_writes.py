@@ -102,8 +102,33 @@ def test_a_lock_held_past_the_timeout_is_a_one_line_error_and_changes_nothing(se
     with RowHolder(), pytest.raises(CommandError) as error:
         call_command("rollout", "kill", "bu_list", stdout=io.StringIO())
     message = str(error.value)
-    assert message == ("flag orm.bu_list: another change held it for more than 0.2 s; nothing was changed, try again")
+    assert message == "flag bu_list: another change held it for more than 0.2 s; it was NOT killed, run the kill again"
     assert QueryFlag.objects.get(name=FLAG).everyone is not False
+
+
+def test_a_lock_wait_past_a_shorter_statement_timeout_is_still_the_one_line_error(settings, committed_flag):
+    settings.ROLLOUT_FLAG_LOCK_TIMEOUT_SECONDS = 0.5
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '100ms'")  # the service's own limit, shorter than the lock's
+    with (
+        RowHolder(),
+        pytest.raises(
+            CommandError, match=r"^flag bu_list: another change held it for more than 0\.5 s; nothing was changed"
+        ),
+    ):
+        call_command("rollout", "percent", "bu_list", "20", stdout=io.StringIO())
+
+
+def test_a_kill_of_every_query_kills_all_it_can_and_names_the_busy_one(settings, committed_flag):
+    settings.ROLLOUT_FLAG_LOCK_TIMEOUT_SECONDS = 0.2
+    others = ["job_needs", "asset_details"]
+    writes.enable(others)
+    with RowHolder(), pytest.raises(CommandError) as error:
+        call_command("rollout", "kill", stdout=io.StringIO())
+    message = str(error.value)
+    assert message.startswith("flag bu_list: another change held it for more than 0.2 s; it was NOT killed")
+    assert "job_needs" in message and "asset_details" in message
+    assert all(f.everyone is False for f in QueryFlag.objects.filter(name__in=[f"orm.{q}" for q in others]))
 
 
 # --- the admin ------------------------------------------------------------------------------------------------
@@ -168,6 +193,16 @@ def test_the_admin_writes_only_the_fields_the_operator_changed(admin_client):
     assert list(change.changes) == ["shadow_percent"] and change.source == "admin"
     flag.refresh_from_db()
     assert float(flag.shadow_percent) == 25.0 and change.version == flag.version
+
+
+def test_a_form_posted_without_the_version_it_was_opened_at_is_refused(admin_client):
+    flag = QueryFlag.objects.get(name=FLAG)
+    opened = form_data(admin_client.get(change_url(flag)))
+    del opened["seen_version"]
+    response = admin_client.post(change_url(flag), {**opened, "shadow_percent": "25"})
+    assert response.status_code == 200 and "seen_version" in response.context["adminform"].form.errors
+    flag.refresh_from_db()
+    assert float(flag.shadow_percent) != 25.0
 
 
 def test_an_unchanged_stale_form_is_refused_too_and_names_who_changed_what(admin_client, admin_user):
