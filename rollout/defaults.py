@@ -23,6 +23,9 @@ SHADOW_QUEUE_SIZE = 1000  # jobs waiting in this process; beyond it a sample is 
 SHADOW_PUBLISH_LINGER_SECONDS = 0.1  # a publisher waits this long for more jobs to send in the same task
 SHADOW_BATCH = 200  # at most this many queued jobs are judged and published together (one task, one transaction)
 SHADOW_BROKER_MAX_QUEUE = 10_000  # messages waiting in the broker; beyond it a sample is dropped and counted
+# A batch handed to the broker and neither published nor refused after this long is counted as dropped
+# (shadow/ledger.py): longer than a redelivery takes (the Redis visibility timeout, 300 s) plus a backlog.
+SHADOW_LEDGER_SECONDS = 900.0
 SHADOW_DRAIN_SECONDS = 10.0  # at shutdown, how long queued jobs may take before the rest count as drops
 SHADOW_MAX_ANSWER_SIZE = 10_000  # a served answer longer than this (rows, or characters) is not shipped
 SHADOW_DATABASE = "default"  # the database alias comparisons read (a replica, say); records go to default

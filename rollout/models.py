@@ -238,3 +238,12 @@ class ApiToken(models.Model):
     def user_for_digest(cls, digest):
         token = cls.objects.select_related("user").filter(digest=digest).first()
         return token.user if token and token.user.is_active else None
+
+
+class SentBatch(models.Model):
+    """A batch of shadow jobs handed to the broker and not yet settled (shadow/ledger.py): a worker that publishes
+    it deletes the row with its results; a row left past SHADOW_LEDGER_SECONDS is counted as dropped."""
+
+    id = models.UUIDField(primary_key=True)
+    sent_at = models.DateTimeField(db_index=True)
+    jobs = models.JSONField()  # [[query, candidate backend, number of jobs], ...]

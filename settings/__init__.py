@@ -109,6 +109,7 @@ ROLLOUT_SHADOW_BATCH = env_int(_env, "ROLLOUT_SHADOW_BATCH", 200, minimum=1)
 ROLLOUT_SHADOW_PUBLISH_LINGER_SECONDS = env_float(_env, "ROLLOUT_SHADOW_PUBLISH_LINGER_SECONDS", 0.1, minimum=0.0)
 ROLLOUT_SHADOW_BROKER_MAX_QUEUE = env_int(_env, "ROLLOUT_SHADOW_BROKER_MAX_QUEUE", 10_000, minimum=1)
 ROLLOUT_SHADOW_DRAIN_SECONDS = env_float(_env, "ROLLOUT_SHADOW_DRAIN_SECONDS", 10.0, minimum=0.0)
+ROLLOUT_SHADOW_LEDGER_SECONDS = env_float(_env, "ROLLOUT_SHADOW_LEDGER_SECONDS", 900.0, minimum=1.0)
 ROLLOUT_SHADOW_DATABASE = _env.get("ROLLOUT_SHADOW_DATABASE", "default")
 ROLLOUT_METRICS_RETENTION_HOURS = env_float(_env, "ROLLOUT_METRICS_RETENTION_HOURS", 48, minimum=0.1)
 
@@ -131,6 +132,10 @@ CELERY_DB_REUSE_MAX = env_int(_env, "CELERY_DB_REUSE_MAX", 10_000, minimum=1)
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float(_env, "CELERY_BROKER_CONNECTION_TIMEOUT", 1.0, minimum=0.01)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker outlives a broker outage of any length: it reconnects for ever (Celery's default gives up after 100
+# attempts) and cancels the tasks it holds when the connection goes — unacknowledged, they are delivered again.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redis: an unacknowledged task of a dead worker is delivered again after this long.
     "visibility_timeout": env_int(_env, "CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from django.db import connection, connections
@@ -109,3 +110,13 @@ def replace_definition(monkeypatch, query, **changes):
     definition = REGISTRY.get(query)
     monkeypatch.setitem(REGISTRY._definitions, query, dataclasses.replace(definition, **changes))
     return definition
+
+
+def wait_for(condition, seconds):
+    """Whether condition() became true within `seconds` (asked every 0.2 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False

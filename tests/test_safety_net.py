@@ -25,7 +25,7 @@ from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, GuardSample, QueryFlag
 from rollout.shadow.queue import background
-from tests.rollout_helpers import ROOT, committed, database_url, replace_definition
+from tests.rollout_helpers import ROOT, committed, database_url, replace_definition, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
 ALICE = Actor(person=1, client=10, site=100)
@@ -253,15 +253,6 @@ def worker(env, log):
         "warning",
     ]
     return start(args, env, module=True, output=log.open("ab"))
-
-
-def wait_for(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture

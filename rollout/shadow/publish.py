@@ -16,15 +16,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from rollout.metrics import metrics
-from rollout.shadow import guard, recorder
+from rollout.shadow import guard, ledger, recorder
 
 logger = logging.getLogger(__name__)
 CLAIMS_KEPT = timedelta(days=1)
 
 
-def publish(results):
-    """Record, count and judge a batch of results; returns those published for the first time."""
+def publish(results, batch=None):
+    """Record, count and judge a batch of results; returns those published for the first time.
+
+    batch: its id in the broker's ledger; a batch settled already (published, or counted as dropped) publishes
+    nothing."""
     with transaction.atomic():
+        if batch is not None and not ledger.settle(batch):
+            return []
         fresh = recorder.claim([r.comparison_id for r in results])
         results = [r for r in results if r.comparison_id in fresh]
         recorder.write([r for r in results if r.recorded])

@@ -88,9 +88,13 @@ class Background:
             return False
 
     @staticmethod
-    def _take_batch(jobs, linger=0.0):
-        """The next job (waiting for it) and what else comes within `linger` seconds, up to SHADOW_BATCH jobs."""
-        batch = [jobs.get()]
+    def _take_batch(jobs, linger=0.0, idle=None):
+        """The next job (waiting for it, at most `idle` seconds: [] then) and what else comes within `linger`
+        seconds, up to SHADOW_BATCH jobs."""
+        try:
+            batch = [jobs.get(timeout=idle)]
+        except queue.Empty:
+            return []
         deadline = time.monotonic() + linger
         while len(batch) < get_setting("SHADOW_BATCH"):
             try:
@@ -136,23 +140,47 @@ class Background:
                     jobs.task_done()
 
     def _publish_jobs(self, jobs):
+        from rollout.shadow import ledger
         from rollout.shadow.tasks import judge
 
         while True:
             # Publishing costs the web process CPU (and the GIL): a few publishes a second, not one per sample.
-            batch = self._take_batch(jobs, linger=get_setting("SHADOW_PUBLISH_LINGER_SECONDS"))
+            # Waking when idle too: a batch the broker lost is counted even when no sample follows it.
+            idle = get_setting("SHADOW_LEDGER_SECONDS") / 10
+            batch = self._take_batch(jobs, linger=get_setting("SHADOW_PUBLISH_LINGER_SECONDS"), idle=idle)
             try:
-                if self._broker_full():
-                    self._count_drops(batch)
-                    continue
-                judge.apply_async(args=[[job.to_wire() for job in batch]], retry=False)
-                self.broker.succeeded()
-            except Exception as exc:  # noqa: BLE001 — a broker outage drops samples, never the caller
-                self.broker.failed(exc)
-                self._count_drops(batch)
+                if batch:
+                    self._publish(judge, ledger, batch, _keys(batch))
             finally:
                 for _ in batch:
                     jobs.task_done()
+            ledger.maybe_reconcile()
+
+    def _publish(self, judge, ledger, batch, keys):
+        """Send one batch, written down in the ledger first; whatever fails, its jobs are counted once."""
+        try:
+            full = self._broker_full()
+        except Exception as exc:  # noqa: BLE001 — a broker outage drops samples, never the caller
+            self.broker.failed(exc)
+            full = True
+        if full:
+            self._count_drops(batch)
+            return
+        try:
+            sent = ledger.open_batch(keys)
+        except Exception as exc:  # noqa: BLE001 — what could not be written down is not sent: dropped, counted
+            logger.warning("could not write a shadow batch down (%s); %d jobs counted as drops", exc, len(batch))
+            self._count_drops(batch)
+            return
+        try:
+            judge.apply_async(args=[[job.to_wire() for job in batch]], kwargs={"batch": sent}, retry=False)
+            self.broker.succeeded()
+        except Exception as exc:  # noqa: BLE001 — a broker outage drops samples, never the caller
+            self.broker.failed(exc)
+            try:
+                ledger.cancel(sent, keys)
+            except Exception:  # noqa: BLE001 — the row stays: the ledger counts the batch as dropped later
+                logger.warning("could not cancel shadow batch %s; the ledger will count it as dropped", sent)
 
     @staticmethod
     def _count_drops(batch):
