@@ -95,6 +95,12 @@ def measure(query, iterations=100, warmup=10, param_sets=50, seed=0, registry=RE
     sets = [definition.clean(p) for p in definition.sample(min(param_sets, iterations), seed)]
     if not sets:
         return None
+    fewer = None
+    if len(sets) == iterations < param_sets:
+        fewer = f"{iterations} rounds need no more"
+    elif len(sets) < param_sets:
+        sampler = getattr(definition.samples, "__name__", "samples")
+        fewer = f"the data holds only {len(sets)} for its sampler ({sampler})"
     rounds = math.ceil(iterations / len(sets)) * len(sets)  # every side runs every set equally often
     present, absent = _sides(definition)
     for params in sets:  # every answer in the cache, so its columns time hits
@@ -119,6 +125,8 @@ def measure(query, iterations=100, warmup=10, param_sets=50, seed=0, registry=RE
     result = {
         "query": query,
         "param_sets": len(sets),
+        "param_sets_asked": param_sets,
+        "fewer_param_sets": fewer,  # why fewer sets than asked, or None
         "rounds": rounds,
         "repeats_back_to_back": sum(a[1] == b[1] for a, b in itertools.pairwise(plan)),
         "queries_per_twin_call": len(queries),

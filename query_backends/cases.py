@@ -173,7 +173,10 @@ def bu_list_samples(sampling):
 
 
 def bulist_by_identifier_samples(sampling):
-    return [{"bu_id": b} for (b,) in sampling.pick("SELECT id FROM bt WHERE parent_id = -1")]
+    """Top-level clients with each choice of customers and sites: a world has few clients (20 on medium)."""
+    clients = sampling.pick("SELECT id FROM bt WHERE parent_id = -1")
+    sets = [{"bu_id": b, "customers": c, "sites": s} for (b,) in clients for c in (True, False) for s in (True, False)]
+    return sampling.rng.sample(sets, min(sampling.n, len(sets)))
 
 
 def sites_list_web_samples(sampling):

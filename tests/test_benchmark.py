@@ -144,3 +144,21 @@ def test_the_growth_table_orders_datasets_by_size_and_divides_step_by_step(tmp_p
         "3.00",
         "(2.00)",
     ]
+
+
+def test_fewer_parameter_sets_than_asked_are_reported_with_the_reason():
+    scarce = measure("web_capabilities", iterations=60, warmup=0, param_sets=50)
+    assert scarce["param_sets_asked"] == 50 and scarce["param_sets"] < 50
+    assert scarce["fewer_param_sets"] == (
+        f"the data holds only {scarce['param_sets']} for its sampler (web_capability_samples)"
+    )
+    short = measure("bu_list", iterations=3, warmup=0, param_sets=50)
+    assert (short["param_sets"], short["fewer_param_sets"]) == (3, "3 rounds need no more")
+    plenty = measure("bu_list", iterations=6, warmup=0, param_sets=6)
+    assert plenty["param_sets"] == 6 and plenty["fewer_param_sets"] is None
+
+
+def test_the_table_says_why_a_query_had_fewer_parameter_sets(capsys):
+    call_command("benchmark_orm_performance", "--queries", "web_capabilities", "--iterations", "60", "--skip-router")
+    out = capsys.readouterr().out
+    assert "web_capabilities: " in out and " of 50 parameter sets: the data holds only " in out

@@ -14,13 +14,13 @@ from django.db.models import (
     BigIntegerField,
     Exists,
     F,
-    OuterRef,
-    Subquery,
+    Q,
     TextField,
     Value,
 )
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
+from django.db.models.lookups import Exact
 from django_cte import CTE, with_cte
 
 from query_backends.models import SENTINEL_ID, BusinessUnit, GroupMembership, People, SitePeople, TypeAssist
@@ -46,37 +46,35 @@ IDENTIFIER_CODES = {
 }
 
 
-# The walks' recursive terms read bt through correlated subqueries, never through a join. A generic plan
-# guesses ten rows per step, for which a hash join with a full scan of bt looks cheaper than index probes;
-# a subquery per row can only probe the index (parent_id for the way down, the primary key for the way up),
-# so a step costs what it yields, whatever the size of bt (docs/performance.md).
+# Each step of a walk joins bt on `= ANY(ARRAY[walk column])` (InArrayOf): no hash or merge join can answer
+# it, so the one plan left probes an index per row of the walk (parent_id on the way down, the primary key
+# on the way up). A generic plan guesses ten rows per step, for which it would otherwise hash a scan of all
+# of bt at every level; this way a step costs what it yields, whatever the size of bt (docs/performance.md).
 
 
 def _ancestors(bu_id):
     """bu_id and its ancestors; the walk stops at a NULL parent or at the sentinel, which is not added."""
-    start = BusinessUnit.objects.filter(id=bu_id).values("id", "parent_id")
-    shape = CTE(start, name="bu_up")  # gives the recursive term below the walk's columns
 
-    def parent(column):
-        return Subquery(BusinessUnit.objects.filter(id=OuterRef("parent_id")).values(column))
+    def make(cte):
+        start = BusinessUnit.objects.filter(id=bu_id).values("id", "parent_id")
+        steps = (
+            cte.join(BusinessUnit, InArrayOf(F("id"), cte.col.parent_id))
+            .filter(~Q(Exact(cte.col.parent_id, SENTINEL_ID)))  # the stop is on the walk's row, as the function's
+            .values("id", "parent_id")
+        )
+        return start.union(steps, all=False)
 
-    steps = (
-        shape.queryset()
-        .exclude(parent_id=SENTINEL_ID)
-        .annotate(up_id=parent("id"), up_parent_id=parent("parent_id"))
-        .filter(up_id__isnull=False)
-        .values("up_id", "up_parent_id")
-    )
-    return CTE(start.union(steps, all=False), name="bu_up")
+    return CTE.recursive(make, name="bu_up")
 
 
-def _descendants(bu_id, start=None):
-    """bu_id and its descendants; `start` (a values("id") QuerySet) may narrow where the walk begins."""
-    start = BusinessUnit.objects.filter(id=bu_id).values("id") if start is None else start
-    shape = CTE(start, name="bu_down")
-    children = ArraySubquery(BusinessUnit.objects.filter(parent_id=OuterRef("id")).values("id"))
-    steps = shape.queryset().annotate(child=Unnest(children, output_field=BigIntegerField())).values("child")
-    return CTE(start.union(steps, all=False), name="bu_down")
+def _descendants(bu_id):
+    """bu_id and its descendants."""
+
+    def make(cte):
+        start = BusinessUnit.objects.filter(id=bu_id).values("id")
+        return start.union(cte.join(BusinessUnit, InArrayOf(F("parent_id"), cte.col.id)).values("id"), all=False)
+
+    return CTE.recursive(make, name="bu_down")
 
 
 def _related(bu_id, up, down):

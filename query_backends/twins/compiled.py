@@ -105,6 +105,8 @@ class CompiledQuery:
             fetched = cursor.fetchall()
         if plan.converters:
             fetched = [_converted(row, plan.converters, connection) for row in fetched]
+        if plan.order == tuple(range(len(columns))):  # the usual case: the columns come in the order asked
+            return [dict(zip(columns, row)) for row in fetched]
         return [dict(zip(columns, (row[i] for i in plan.order))) for row in fetched]
 
     def _plan(self, columns, values):

@@ -190,6 +190,11 @@ class Command(BaseCommand):
             for side, why in r["not_measured"].items():
                 reasons.setdefault((side, why), []).append(r["query"])
         lines += [f"n/a {side} ({', '.join(queries)}): {why}" for (side, why), queries in reasons.items()]
+        lines += [
+            f"{r['query']}: {r['param_sets']} of {r['param_sets_asked']} parameter sets: {r['fewer_param_sets']}"
+            for r in results
+            if r.get("fewer_param_sets")
+        ]
         return "\n".join(lines)
 
     def plot(self, results, path, scale):
