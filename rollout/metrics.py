@@ -275,6 +275,25 @@ class Metrics:
             by_minute[minute][(query, backend)] = {**{k: int(v) for k, v in counts.items()}, "p50": p50, "p95": p95}
         return [(minute, by_minute.get(minute, {})) for minute in minutes]
 
+    def totals_since(self, query, since_minute):
+        """{backend: {counter: n, …}} of one query from a minute on (minutes since the epoch), summed over every
+        process; every counter the rollups hold, the per-cohort ones (`comparisons@site=3`) too.
+
+        Read on the caller's connection (the autopilot's): it sees what its own transaction counted, and a
+        failure is the caller's error, not an empty answer that would read as "no evidence"."""
+        self.flush()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""SELECT backend, key, sum(value::bigint) FROM {TABLE}, jsonb_each_text(counts)
+                    WHERE query = %s AND minute >= %s GROUP BY 1, 2""",
+                [query, since_minute],
+            )
+            rows = cursor.fetchall()
+        result = defaultdict(dict)
+        for backend, name, n in rows:
+            result[backend][name] = int(n)
+        return result
+
     def _read(self, work, empty):
         try:
             result = self._on_writer(work)

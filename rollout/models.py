@@ -83,6 +83,24 @@ class QueryFlag(models.Model):
     # Who last turned the flag off for everyone ("guard" after a trip): the status says why it is off.
     killed_by = models.CharField(max_length=20, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Where this flag is used.")
+    # The lifecycle (rollout.lifecycle): the query's plan, where it stands in it, and its retirement.
+    plan = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="The rollout plan: its stages and their gates."
+    )
+    plan_stage = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The plan stage the flag is at (0 = the first); empty: not started.",
+    )
+    plan_paused = models.BooleanField(default=False, editable=False, help_text="The autopilot leaves it alone.")
+    plan_paused_reason = models.TextField(blank=True, editable=False)
+    # When the lifecycle stage (or the plan stage) last changed: set by flags.writes, read as "time in stage".
+    stage_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set by a retirement migration: the candidate serves everyone, no decision, no shadow, no fallback.
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The flag's values before retirement: migrating back restores them.
+    retired_from = models.JSONField(default=dict, blank=True, editable=False)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     modified = models.DateTimeField(default=timezone.now)
     # Bumped by every write (flags.writes): a form opened at version N is refused once the row is past N.

@@ -8,11 +8,12 @@ from collections import Counter
 from django.db.models import Q
 
 from rollout.experiments import flag_name, get_experiment, registry
-from rollout.flags.state import EVERYONE_OFF, FlagState
+from rollout.flags.state import EVERYONE_OFF, RETIRED, FlagState
+from rollout.lifecycle import stages
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 
-STATUS_COLUMNS = ("query", "serving", "percent", "shadow", "calls", "discrepancy_rate", "guard")
+STATUS_COLUMNS = ("query", "stage", "in_stage", "serving", "percent", "shadow", "calls", "discrepancy_rate", "guard")
 HISTORY_COLUMNS = ("when", "flag", "by", "changes")
 
 
@@ -25,6 +26,8 @@ def serving(flag):
     rules = state.rules_in_force()
     if not rules:
         return "control (no rule)"
+    if rules[0].name == RETIRED:
+        return "candidate for everyone (function retired)"
     if rules[0].name == EVERYONE_OFF:
         return "control for everyone" + _why_off(flag)
     segments = []  # [role, [who…]]: consecutive rules that serve the same side read as one
@@ -68,8 +71,12 @@ def open_discrepancies():
 
 
 def flag_summary(flag):
+    life = stages.summary(flag)
     return {
         "flag": flag.name,
+        "stage": life["stage"],
+        "stage_since": life["stage_since"],
+        "in_stage": life["time_in_stage_text"],
         "serving": serving(flag),
         "percent": float(flag.percent or 0),
         "percent_key": flag.percent_key,
@@ -91,6 +98,7 @@ def status():
             rows.append(
                 {
                     "query": query,
+                    **_stage_columns(stages.summary(None)),
                     "serving": "control (missing flag)",
                     "percent": 0,
                     "shadow": 0,
@@ -104,6 +112,9 @@ def status():
         rows.append(
             {
                 "query": query,
+                "stage": summary["stage"],
+                "stage_since": summary["stage_since"],
+                "in_stage": summary["in_stage"],
                 "serving": summary["serving"],
                 "percent": summary["percent"],
                 "shadow": summary["shadow"],
@@ -113,6 +124,10 @@ def status():
             }
         )
     return rows
+
+
+def _stage_columns(life):
+    return {"stage": life["stage"], "stage_since": life["stage_since"], "in_stage": life["time_in_stage_text"]}
 
 
 def _cell(value):

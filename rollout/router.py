@@ -73,7 +73,7 @@ def _serve(experiment, decision, state, answer, params, actor):
         decision, served = _through_cache(experiment, decision, params)
     else:
         served = observe(decision.backend, answer, decision.backend)
-    if served.raised and decision.role == "candidate" and state.fallback:
+    if served.raised and decision.role == "candidate" and state.falls_back:
         logger.warning("candidate of %s raised %r; serving the control", decision.query, served.exception)
         metrics.increment(decision.query, decision.backend, "fallbacks")
         failed, decision = served, decision.with_fallback(experiment.control)

@@ -123,6 +123,9 @@ CELERY_TASK_DEFAULT_QUEUE = _env.get("ROLLOUT_CELERY_QUEUE", "rollout")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
+# The autopilot's tick (`celery -A settings beat` beside a worker): advance or pause queries on their plans.
+ROLLOUT_AUTOPILOT_SECONDS = env_float(_env, "ROLLOUT_AUTOPILOT_SECONDS", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {"rollout-autopilot": {"task": "rollout.autopilot", "schedule": ROLLOUT_AUTOPILOT_SECONDS}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int(_env, "CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery closes the database connections — and, under prefork, Django's connection pool — around every task

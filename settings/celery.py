@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
 
 app = Celery("pg_retire")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["rollout.shadow"])
+app.autodiscover_tasks(["rollout.shadow", "rollout.lifecycle"])

@@ -22,7 +22,8 @@ TRACKED_FIELDS = tuple(
     field.name
     for field in QueryFlag._meta.concrete_fields
     # killed_by only explains `everyone = No` in the status; the change to `everyone` is what is recorded.
-    if field.name not in ("id", "name", "created", "modified", "version", "killed_by")
+    # stage_since follows from the fields that changed the stage; retired_from is a copy of them.
+    if field.name not in ("id", "name", "created", "modified", "version", "killed_by", "stage_since", "retired_from")
 )
 
 _author = ContextVar("rollout_change_author", default=(None, "code", ""))
@@ -43,6 +44,8 @@ def _plain(value):
         return float(value)
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, (list, tuple)) and any(isinstance(item, dict) for item in value):
+        return [_plain(item) for item in value]  # a plan's stages: their order is the plan
     if isinstance(value, (list, tuple, set, frozenset)):
         return sorted(value)
     if isinstance(value, dict):

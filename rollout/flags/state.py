@@ -19,6 +19,7 @@ from rollout.actors import USER_KEY, cohorts
 USER_FIELDS = ("users", "groups", "staff", "superusers", "authenticated")
 
 # Rule names, as Decision.rule reports them.
+RETIRED = "retired"  # the function is dropped (a retirement migration): the candidate, whatever else is set
 EVERYONE_OFF = "everyone_off"
 EXCLUSIONS = "exclusions"
 EVERYONE = "everyone"
@@ -49,6 +50,7 @@ class FlagState:
     authenticated: bool = False
     shadow_percent: float = 0.0
     fallback: bool = True
+    retired: bool = False
 
     @classmethod
     def from_flag(cls, flag):
@@ -72,6 +74,7 @@ class FlagState:
             authenticated=flag.authenticated,
             shadow_percent=float(flag.shadow_percent or 0),
             fallback=flag.fallback,
+            retired=flag.retired_at is not None,
         )
 
     @property
@@ -99,6 +102,9 @@ class FlagState:
                 if rule.for_everyone:
                     break
         return in_force
+
+    def _is_active_for_retired(self, actor):
+        return True if self.retired else None
 
     def _is_active_for_everyone_off(self, actor):
         return False if self.killed else None
@@ -140,7 +146,13 @@ class FlagState:
         return (bucket(self.name, key) < self.percent) or None
 
     def shadow_sampled(self):
-        return self.shadow_percent > 0 and random.random() * 100 < self.shadow_percent
+        # A retired query has no control left to compare with.
+        return not self.retired and self.shadow_percent > 0 and random.random() * 100 < self.shadow_percent
+
+    @property
+    def falls_back(self):
+        """Whether the control serves when the candidate raises: not once the control is gone."""
+        return self.fallback and not self.retired
 
 
 def _by_cohort(stored):
@@ -188,8 +200,10 @@ def _describe(state, field, value):
     return field
 
 
-# First rule with an opinion wins. The kill switch beats everything; an exclusion beats every inclusion.
+# First rule with an opinion wins. Retirement beats everything (there is no control left to serve); then the
+# kill switch; an exclusion beats every inclusion.
 PRECEDENCE = (
+    Rule(RETIRED, FlagState._is_active_for_retired, True, ("retired",), (), for_everyone=True),
     Rule(EVERYONE_OFF, FlagState._is_active_for_everyone_off, False, ("killed",), ("everyone",), for_everyone=True),
     Rule(EXCLUSIONS, FlagState._is_active_for_exclusions, False, ("exclusions",), ("exclusions",)),
     Rule(EVERYONE, FlagState._is_active_for_everyone, True, ("everyone",), ("everyone",), for_everyone=True),

@@ -16,6 +16,7 @@ from rollout.actors import cohorts, percent_keys
 from rollout.conf import get_setting
 from rollout.experiments import flag_name, query_name, registry
 from rollout.flags.history import changed_by, values_of
+from rollout.lifecycle.stages import stage_of
 from rollout.models import FlagChange, QueryFlag
 from rollout.operations import OperationError, flag_names
 
@@ -55,6 +56,8 @@ def write(names, change, *, user=None, source="code", reason="", expected_versio
                 fields = [f for f in change(flag) or () if getattr(flag, f) != was[f]]  # a no-op is no new version
                 if fields:
                     _refuse_undoing_a_trip(flag, before)
+                    _refuse_changing_retired(flag, before, fields)
+                    fields += _stamp_stage(flag, before, was)
                     flag._rollout_before = before  # the history's diff, without reading the row again
                     flag.save(update_fields=fields)  # and the version, bumped
                 saved[name] = flag
@@ -88,6 +91,23 @@ def _refuse_undoing_a_trip(flag, before):
             f"{flag.name}: the guard sent it back to the control at {flag.guard_tripped_at:%Y-%m-%d %H:%M:%S} "
             f"({flag.guard_reason}); run `rollout clear-guard {query_name(flag.name)}` first, then enable it"
         )
+
+
+def _refuse_changing_retired(flag, before, fields):
+    """A retired query's function is gone: only its retirement migration (forward or back) changes its flag."""
+    if before["retired_at"] and flag.retired_at and set(fields) - {"note"}:
+        raise OperationError(
+            f"{flag.name}: retired {flag.retired_at:%Y-%m-%d %H:%M:%S}, its function is dropped; migrate the "
+            "retirement back to change its flag"
+        )
+
+
+def _stamp_stage(flag, before, was):
+    """Time in stage starts again when the write moves the flag to another lifecycle or plan stage."""
+    if stage_of(before) == stage_of(values_of(flag)) and flag.plan_stage == was["plan_stage"]:
+        return []
+    flag.stage_since = timezone.now()
+    return ["stage_since"]
 
 
 def _what_changed(flag, seen):

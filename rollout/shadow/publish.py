@@ -15,6 +15,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from rollout.flags.cache import flags
+from rollout.lifecycle.evidence import PER_COHORT, cohort_counter, cohort_counters
 from rollout.metrics import metrics
 from rollout.shadow import guard, ledger, recorder
 
@@ -37,8 +39,12 @@ def publish(results, batch=None):
         # Counted with the claim: a worker killed after the commit loses no count, a redelivery adds none.
         counts = Counter()
         for result in results:
+            in_cohorts = cohort_counters(result, flags.get(result.flag))
             for name in result.counters:
                 counts[(result.query, result.candidate_backend, name)] += 1
+                if name in PER_COHORT:  # a plan's cohort stage shows its numbers per cohort id
+                    for cohort, cohort_id in in_cohorts:
+                        counts[(result.query, result.candidate_backend, cohort_counter(name, cohort, cohort_id))] += 1
         metrics.add_now(counts)
     for result in judged:
         guard.evaluate(result)

@@ -1,14 +1,19 @@
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from rollout import reports, tokens
 from rollout.experiments import query_name
-from rollout.flags import writes
+from rollout.flags import transfer, writes
+from rollout.lifecycle import autopilot, plan
+from rollout.lifecycle.report import plan_report
+from rollout.lifecycle.report import text as plan_text
 from rollout.metrics import metrics
-from rollout.operations import OperationError
+from rollout.operations import OperationError, flags_for
 from rollout.retention import purge
 from rollout.shadow.replay import replay
 
@@ -42,6 +47,26 @@ def _within(kind, low, high, what):
     return parse
 
 
+PLAN_MOVES = {
+    "start": "put the query at its plan's first stage",
+    "pause": "the autopilot leaves it alone until --resume",
+    "resume": "let the autopilot drive again",
+    "skip": "on to the next stage now, whatever the evidence",
+    "back": "back to the previous stage",
+}
+
+
+def _read_json(path, option):
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise OperationError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OperationError(f"{option}: {path} is not JSON: {exc}") from None
+
+
 def _number(value):
     return f"{float(value):g}"
 
@@ -49,7 +74,7 @@ def _number(value):
 class Command(BaseCommand):
     help = (
         "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, rescue, history, replay, "
-        "purge, clear-guard, forget, token."
+        "purge, clear-guard, forget, plan, autopilot, flags, token."
     )
 
     def add_arguments(self, parser):
@@ -99,6 +124,23 @@ class Command(BaseCommand):
         sub.add_parser(
             "forget", help="delete the flag and discrepancies of a query that is no longer registered"
         ).add_argument("query")
+        plan = sub.add_parser(
+            "plan",
+            help="a query's rollout plan, its stage, the evidence against each gate; --export/--apply; moves",
+        )
+        plan.add_argument("query", nargs="?")
+        moves = plan.add_mutually_exclusive_group()
+        moves.add_argument("--export", action="store_true", help="print the plan as JSON (a starting plan if none)")
+        moves.add_argument("--apply", metavar="FILE", help="store the plan in FILE (JSON; - reads stdin)")
+        for move, text in PLAN_MOVES.items():
+            moves.add_argument(f"--{move}", action="store_true", help=text)
+        plan.add_argument("--reason", default="", help="why (with --pause)")
+        sub.add_parser("autopilot", help="advance or pause every query with a started plan, once (for cron)")
+        flags_io = sub.add_parser("flags", help="flags' state as JSON: --export [QUERY…] or --apply FILE")
+        flags_io.add_argument("queries", nargs="*")
+        flags_way = flags_io.add_mutually_exclusive_group(required=True)
+        flags_way.add_argument("--export", action="store_true")
+        flags_way.add_argument("--apply", metavar="FILE", help="JSON of `rollout flags --export` (- reads stdin)")
         token = sub.add_parser("token", help="API tokens: issue USER, list [USER], revoke ID")
         token_sub = token.add_subparsers(dest="token_action", required=True)
         token_sub.add_parser("issue", help="a new key for USER, shown once").add_argument("user")
@@ -186,6 +228,43 @@ class Command(BaseCommand):
             if options["json"]
             else f"{query}: deleted {deleted['flags']} flag and {deleted['discrepancies']} discrepancies"
         )
+
+    def do_plan(self, query, export, apply, reason, **options):
+        if apply:
+            raw = _read_json(apply, "--apply")
+            query = query or (raw.get("query") if isinstance(raw, dict) else None)
+            if not query:
+                raise OperationError('query: name the query, or put "query" in the file')
+            flag = autopilot.set_plan(query, raw)
+            return {"query": query, "applied": flag.plan} if options["json"] else f"{query}: plan applied"
+        if not query:
+            raise OperationError("query: name the query (only --apply FILE can take it from the file)")
+        if export:
+            [flag] = flags_for([query])
+            stored = plan.of(flag) or plan.starting_plan()
+            exported = {"query": query, **stored.as_dict()}
+            return exported if options["json"] else json.dumps(exported, indent=2)
+        for move in PLAN_MOVES:
+            if options[move]:
+                args = (query, reason) if move == "pause" else (query,)
+                getattr(autopilot, move)(*args)
+                break
+        report = plan_report(query)
+        return report if options["json"] else plan_text(report)
+
+    def do_autopilot(self, **options):
+        moves = autopilot.tick()
+        if options["json"]:
+            return [move.as_dict() for move in moves]
+        return "\n".join(map(str, moves)) or "no query has a started, unpaused plan"
+
+    def do_flags(self, queries, export, apply, **options):
+        if export:
+            exported = transfer.export(queries)
+            return exported if options["json"] else json.dumps(exported, indent=2)
+        flags = transfer.apply(_read_json(apply, "--apply"))
+        applied = [query_name(f.name) for f in flags]
+        return {"applied": applied} if options["json"] else f"applied: {', '.join(applied)}"
 
     def do_token(self, token_action, **options):
         return getattr(self, f"token_{token_action}")(**options)

@@ -40,6 +40,7 @@ EVERYTHING = Actor(
 # The precedence, top first: each rule's verdict, and flag data that makes it match EVERYTHING.
 # A rule added to the chain without an entry here fails the tests.
 MATCHING = {
+    "retired": (True, {"retired": True}),
     "everyone_off": (False, {"everyone": False}),
     "exclusions": (False, {"exclusions": {"site": frozenset({100})}}),
     "everyone": (True, {"everyone": True}),

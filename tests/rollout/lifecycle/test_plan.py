@@ -1,0 +1,167 @@
+"""Plans and flags' state as data: validated with a one-line error naming the bad field, exported and applied
+(the plan rehearsed in staging is the one production runs), and `rollout plan QUERY` showing the stage, the
+evidence against each gate, the time in stage and the numbers per cohort."""
+
+import io
+import json
+import uuid
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from query_backends.models import BusinessUnit
+from rollout.shadow import result as outcome
+from rollout.flags import transfer, writes
+from rollout.flags.cache import flags
+from rollout.lifecycle import autopilot, plan
+from rollout.lifecycle.plan import PlanError
+from rollout.models import QueryFlag
+from rollout.shadow.observation import Observation
+from rollout.operations import OperationError
+from rollout.shadow.publish import publish
+from rollout.shadow.result import Result
+
+pytestmark = pytest.mark.django_db
+
+
+def cli(*args):
+    out = io.StringIO()
+    call_command("rollout", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ([], 'plan: is not a JSON object with "stages"'),
+        ({"stages": []}, "stages: a plan needs a list of at least one stage"),
+        ({"stages": [{"shadow": 10}]}, "stages[0].name: a stage needs a name"),
+        ({"stages": [{"name": "a", "shadow": 120}]}, "stages[0].shadow: 120 is not between 0 and 100"),
+        ({"stages": [{"name": "a", "percent": 100}]}, "stages[0].percent: 100 is not between 0 and 99.9"),
+        ({"stages": [{"name": "a", "colour": 1}]}, "stages[0].colour: is not a stage field"),
+        ({"stages": [{"name": "a", "gates": {"max_p95_ratio": "x"}}]}, 'stages[0].gates.max_p95_ratio: "x" is not'),
+        ({"stages": [{"name": "a", "gates": {"min_comparisons": 1.5}}]}, "stages[0].gates.min_comparisons: 1.5 is not"),
+        ({"stages": [{"name": "a", "gates": {"speed": 1}}]}, "stages[0].gates.speed: is not a gate"),
+        ({"stages": [{"name": "a"}, {"name": "a"}]}, "stages[1].name: 'a' is the name of an earlier stage"),
+        ({"stages": [{"name": "a", "cohorts": {"planet": [1]}}]}, "stages[0].cohorts: cohort: planet is not one of"),
+        ({"stages": [{"name": "a", "cohorts": {"site": [987654]}}]}, "stages[0].cohorts: cohort site: no site 987654"),
+        ({"stages": [{"name": "a", "everyone": True, "percent": 5}]}, "stages[0].everyone: a stage for everyone"),
+    ],
+)
+def test_a_bad_plan_is_refused_with_one_line_naming_the_field(raw, message, tmp_path):
+    with pytest.raises(PlanError) as refused:
+        plan.parse(raw)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CommandError, match="^" + message.replace("[", r"\[").replace("(", r"\(")):
+        cli("plan", "bu_list", "--apply", str(path))
+    assert QueryFlag.objects.get(name="orm.bu_list").plan == {}
+
+
+def test_a_plan_exported_and_applied_elsewhere_is_the_same_plan(tmp_path):
+    site = BusinessUnit.objects.filter(identifier__tacode="SITE").values_list("id", flat=True).first()
+    raw = {
+        "query": "bu_list",
+        "stages": [
+            {"name": "shadow", "shadow": 100, "gates": {"min_comparisons": 10}},
+            {"name": "one site", "cohorts": {"site": [site]}, "shadow": 50, "gates": {"max_p95_ratio": 2}},
+            {"name": "everyone", "everyone": True},
+        ],
+    }
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(raw))
+    assert cli("plan", "--apply", str(path)).strip() == "bu_list: plan applied"  # the query from the file
+    exported = json.loads(cli("plan", "bu_list", "--export"))
+    assert plan.parse(exported) == plan.parse(raw)
+    with pytest.raises(CommandError, match="query: the file is the plan of 'bu_list', not of 'job_needs'"):
+        cli("plan", "job_needs", "--apply", str(path))
+
+
+def test_a_new_plan_keeps_a_started_query_at_its_stage_by_name_or_is_refused():
+    autopilot.set_plan("bu_list", {"stages": [{"name": "a"}, {"name": "b", "percent": 5}]})
+    autopilot.start("bu_list")
+    autopilot.skip("bu_list")
+    autopilot.set_plan("bu_list", {"stages": [{"name": "z"}, {"name": "a"}, {"name": "b", "percent": 5}]})
+    assert QueryFlag.objects.get(name="orm.bu_list").plan_stage == 2
+    with pytest.raises(PlanError, match="stages: the flag is at stage 'b', which this plan does not have"):
+        autopilot.set_plan("bu_list", {"stages": [{"name": "a"}]})
+
+
+def test_plan_shows_the_stage_each_gate_against_its_evidence_the_time_in_stage_and_each_cohort():
+    site = BusinessUnit.objects.filter(identifier__tacode="SITE").values_list("id", flat=True).first()
+    autopilot.set_plan(
+        "bu_list",
+        {
+            "stages": [
+                {"name": "one site", "cohorts": {"site": [site]}, "shadow": 100, "gates": {"min_comparisons": 3}},
+                {"name": "everyone", "everyone": True},
+            ]
+        },
+    )
+    autopilot.start("bu_list")
+    flags.invalidate()
+
+    def result(actor_site):
+        return Result(
+            comparison_id=str(uuid.uuid4()),
+            query="bu_list",
+            flag="orm.bu_list",
+            kind=outcome.MATCHED,
+            served_backend="orm",
+            candidate_backend="orm",
+            control=Observation("pg", value="1", duration=0.01),
+            candidate=Observation("orm", value="1", duration=0.01),
+            actor={"site": [actor_site]},
+        )
+
+    def change(flag):  # the stage began two minutes ago: its first whole minute is this one
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        flag.stage_since = timezone.now() - timedelta(minutes=2)
+        return ["stage_since"]
+
+    writes.write(["orm.bu_list"], change)
+    publish([result(site), result(site), result(site + 100000)])
+    shown = cli("plan", "bu_list")
+    assert "lifecycle stage cohorts for 2m" in shown
+    assert f" > 1. one site: candidate for site [{site}], shadow 100 %" in shown
+    assert "[wait] comparisons ≥ 3: 2" not in shown and "[met ] comparisons ≥ 3: 3" in shown
+    assert f"site={site}: 2 comparisons, 0 discrepancies" in shown and f"site={site + 100000}" not in shown
+    report = json.loads(cli("plan", "bu_list", "--json"))
+    assert report["stage"] == "one site" and report["checks"][0]["met"] is True
+    assert report["evidence"]["cohorts"][f"site={site}"]["comparisons"] == 2
+
+
+def test_flags_state_travels_as_json_and_a_bad_field_is_named(tmp_path):
+    writes.set_percent("bu_list", 12.5, key="site")
+    writes.set_shadow("bu_list", 40)
+    autopilot.set_plan("bu_list", {"stages": [{"name": "a", "shadow": 100}]})
+    exported = json.loads(cli("flags", "--export", "bu_list"))
+    assert exported["flags"]["bu_list"]["percent"] == 12.5 and exported["flags"]["bu_list"]["plan"]["stages"]
+    writes.set_percent("bu_list", 0)
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps({"flags": {"bu_list": {**exported["flags"]["bu_list"], "percent": 150}}}))
+    with pytest.raises(CommandError, match=r"^flags\.bu_list\.percent: 150"):
+        cli("flags", "--apply", str(path))
+    assert float(QueryFlag.objects.get(name="orm.bu_list").percent) == 0  # nothing was written
+    path.write_text(json.dumps({"flags": {"bu_list": {"guard_tripped_at": None}}}))
+    with pytest.raises(CommandError, match=r"^flags\.bu_list\.guard_tripped_at: is not a field that travels"):
+        cli("flags", "--apply", str(path))
+    path.write_text(json.dumps(exported))
+    assert cli("flags", "--apply", str(path)).strip() == "applied: bu_list"
+    flag = QueryFlag.objects.get(name="orm.bu_list")
+    assert (float(flag.percent), flag.percent_key, float(flag.shadow_percent)) == (12.5, "site", 40.0)
+    assert transfer.export(["bu_list"]) == exported
+
+
+def test_moves_on_a_query_without_a_started_plan_are_refused_plainly():
+    with pytest.raises(OperationError, match="bu_list: has no plan"):
+        autopilot.start("bu_list")
+    autopilot.set_plan("bu_list", {"stages": [{"name": "a"}]})
+    with pytest.raises(OperationError, match="its plan has not started"):
+        autopilot.skip("bu_list")
+    with pytest.raises(CommandError, match="unknown query nope"):
+        cli("plan", "nope")
