@@ -28,10 +28,11 @@ def sites(n):
 
 def test_status_lists_every_query_as_a_table_and_as_json():
     table = rollout("status")
-    assert table.splitlines()[0].split()[:3] == ["query", "serving", "percent"]
+    assert table.splitlines()[0].split()[:5] == ["query", "stage", "in_stage", "serving", "percent"]
     rows = json.loads(rollout("--json", "status"))
     assert {r["query"] for r in rows} >= {"job_needs", "web_capabilities"}
     assert all(r["serving"] == "control (no rule)" and r["guard"] == "armed" for r in rows)
+    assert all(r["stage"] == "not started" and r["stage_since"] for r in rows)
 
 
 def test_enable_disable_and_kill():
