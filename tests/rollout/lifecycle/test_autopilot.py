@@ -12,16 +12,16 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from query_backends.registry import REGISTRY
-from rollout.shadow import result as outcome
 from rollout.flags import writes
 from rollout.lifecycle import autopilot
 from rollout.lifecycle.autopilot import ADVANCED, PAUSED, RACED, WAITING
+from rollout.lifecycle.tasks import autopilot as autopilot_task
 from rollout.models import FlagChange, QueryFlag
-from rollout.shadow.observation import Observation
 from rollout.operations import OperationError
+from rollout.shadow import result as outcome
+from rollout.shadow.observation import Observation
 from rollout.shadow.publish import publish
 from rollout.shadow.result import Result
-from rollout.lifecycle.tasks import autopilot as autopilot_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
 GATES = {"min_comparisons": 20, "max_discrepancy_rate": 0.05, "max_p95_ratio": 3, "min_minutes": 30}

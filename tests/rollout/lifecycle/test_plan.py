@@ -10,14 +10,14 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from query_backends.models import BusinessUnit
-from rollout.shadow import result as outcome
 from rollout.flags import transfer, writes
 from rollout.flags.cache import flags
 from rollout.lifecycle import autopilot, plan
 from rollout.lifecycle.plan import PlanError
 from rollout.models import QueryFlag
-from rollout.shadow.observation import Observation
 from rollout.operations import OperationError
+from rollout.shadow import result as outcome
+from rollout.shadow.observation import Observation
 from rollout.shadow.publish import publish
 from rollout.shadow.result import Result
 
