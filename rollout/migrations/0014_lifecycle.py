@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rollout", "0012_query_flag_beside_waffle"),
+        ("rollout", "0013_sent_batch_ledger"),
     ]
 
     operations = [
