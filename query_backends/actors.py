@@ -6,9 +6,9 @@ RESOLVER is this project's ROLLOUT_ACTOR_RESOLVER: it declares the legacy cohort
 
 from types import SimpleNamespace
 
-from query_backends import caching
 from query_backends.models import BusinessUnit, GroupMembership, People, PeopleGroup
 from rollout.actors import Cohort
+from rollout.cache import cached
 
 # Cached like a query: retired by any committed write to the tables it reads.
 PERSON_LOOKUP = SimpleNamespace(name="person_of_user", reads=("people", "pgbelonging"), cache="always")
@@ -24,7 +24,7 @@ def _existing(model):
 def resolve_user(user):
     """{person, client, site, people_group} ids for a Django user, or None when no person matches."""
     username = user.get_username()
-    return caching.cached(PERSON_LOOKUP, {"username": username}, lambda: _lookup(username))[0]
+    return cached(PERSON_LOOKUP, {"username": username}, lambda: _lookup(username))[0]
 
 
 def _lookup(username):

@@ -18,10 +18,9 @@ import tracemalloc
 from django.db import connection, reset_queries
 from django.test.utils import CaptureQueriesContext
 
-from query_backends import caching
 from query_backends.registry import REGISTRY
 
-# Each cache tier's hit, timed alone: the column and the tier caching.peek reads (caching.TIERS).
+# Each cache tier's hit, timed alone: the column and the tier rollout.cache.peek reads (rollout.cache.TIERS).
 CACHE_TIERS = {"memory_hit": "memory", "redis_hit": "redis"}
 SIDES = ("function", "twin", "floor", *CACHE_TIERS)
 RATIOS = {
@@ -76,8 +75,8 @@ class _Missed(Exception):
 
 def _hit(definition, tier):
     def read(params):
-        value = caching.peek(definition, {"backend": "orm", **params}, tier)
-        if value is caching.MISS:
+        found, value = definition.cached_answer("orm", params, tier)
+        if not found:
             raise _Missed
         return value
 

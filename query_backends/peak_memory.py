@@ -1,4 +1,4 @@
-"""Peak resident memory of one query call on a shape, measured in a fresh process.
+"""Peak resident memory of one query call on a shape, and a worker's after many cached calls, in a fresh process.
 
 The child loads the shape in its own transaction (never committed), makes one
 call with ids that match nothing (imports, connection, compiled plans), then
@@ -65,6 +65,46 @@ def peak_kib(spec, label, backend, timeout=900):
     context = multiprocessing.get_context("spawn")
     answer = context.Queue()
     child = context.Process(target=_child, args=(spec, label, backend, answer), daemon=True)
+    child.start()
+    try:
+        return answer.get(timeout=timeout)
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+
+
+def _cache_child(site_id, requests, environment, answer):
+    import os
+
+    os.environ.update(environment)  # the cache's budget, read by the settings django.setup() loads
+    import django
+
+    django.setup()
+    import gc
+    from datetime import timedelta
+
+    from query_backends.registry import REGISTRY
+    from query_backends.shape_benchmark import SINCE_EVER
+    from rollout.cache import generations
+
+    definition = REGISTRY.get("asset_details")
+    definition.run_cached("orm", definition.clean({"mdtz": SINCE_EVER, "site_id": 0}))  # imports, plans
+    before = rss_kib()
+    for i in range(requests):  # as mobile sync asks: a new mdtz on every call
+        params = definition.clean({"mdtz": SINCE_EVER + timedelta(seconds=i), "site_id": site_id})
+        definition.run_cached("orm", params)
+    gc.collect()
+    memory = generations.listener.memory
+    answer.put({"before_kib": before, "after_kib": rss_kib(), "kept": len(memory), "kept_bytes": memory.nbytes})
+
+
+def cache_rss(site_id, requests, environment, timeout=1800):
+    """RSS (KiB) of a fresh process before and after `requests` cached asset_details calls with distinct mdtz
+    on a site, the cache configured by `environment` (e.g. QUERY_CACHE_MEMORY_BYTES), and what it kept."""
+    context = multiprocessing.get_context("spawn")
+    answer = context.Queue()
+    child = context.Process(target=_cache_child, args=(site_id, requests, environment, answer), daemon=True)
     child.start()
     try:
         return answer.get(timeout=timeout)

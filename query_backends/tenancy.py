@@ -23,7 +23,6 @@ from types import SimpleNamespace
 from django.db.models import F
 from django_cte import CTE, with_cte
 
-from query_backends import caching
 from query_backends.models import (
     SENTINEL_ID,
     Asset,
@@ -35,6 +34,7 @@ from query_backends.models import (
     PeopleGroup,
     QuestionSet,
 )
+from rollout.cache import cached
 
 NO_ONE = None
 EVERYONE = "everyone"
@@ -113,7 +113,7 @@ def owners(kind, values):
     ids = tuple(sorted({i for i in map(_as_id, values) if i is not None}))
     if not ids:
         return {}
-    found, _ = caching.cached(_LOOKUPS[kind], {"ids": ids}, lambda: _compute_owners(kind, ids))
+    found, _ = cached(_LOOKUPS[kind], {"ids": ids}, lambda: _compute_owners(kind, ids))
     return dict(zip(ids, found, strict=True))
 
 
@@ -211,7 +211,7 @@ def _checklists(call, qset_ids):
     ids = tuple(sorted({i for i in map(_as_id, qset_ids) if i is not None}))
     if not ids:
         return {}
-    named, _ = caching.cached(_QSET_NAMES, {"ids": ids}, lambda: _compute_names(ids))
+    named, _ = cached(_QSET_NAMES, {"ids": ids}, lambda: _compute_names(ids))
     foreign = call.foreign("questionset", ids)
     return {i: (name, i in foreign) for i, name in zip(ids, named, strict=True)}
 
@@ -262,7 +262,7 @@ class AssetQuestionSets:
         if (params.get("type") or "").lower() != "name":
             return IdList("questionset").redact(call, params, answer, whole)
         site, asset = params["site_id"], params["asset_id"]
-        ids, _ = caching.cached(
+        ids, _ = cached(
             _QSET_OF_ASSET,
             {"site_id": site, "asset_id": asset},
             lambda: list(

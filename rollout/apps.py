@@ -15,6 +15,8 @@ class RolloutConfig(AppConfig):
     def ready(self):
         from rollout import checks  # noqa: F401 — registers the system check
         from rollout.api.auth import watch_caller_changes
+        from rollout.cache import checks as cache_checks  # noqa: F401 — registers the trigger check
+        from rollout.cache.triggers import install
         from rollout.flags import history  # noqa: F401 — registers the audit log's signals
         from rollout.flags.cache import watch_flag_changes
         from rollout.shadow.queue import install_shutdown_hooks
@@ -22,4 +24,5 @@ class RolloutConfig(AppConfig):
         watch_flag_changes()
         watch_caller_changes()
         post_migrate.connect(_create_flags, sender=self)
+        post_migrate.connect(install, sender=self, dispatch_uid="rollout.cache.triggers")
         install_shutdown_hooks()

@@ -39,7 +39,9 @@ class Experiment(Protocol):
         """{value: answer} for many values of one parameter."""
 
     def run_cached(self, backend: str, params: Mapping) -> tuple[Any, Any]:
-        """(answer, hit): hit is falsy on a miss (or when the experiment has no cache)."""
+        """(answer, hit): hit is falsy on a miss (or when the experiment has no cache). An experiment that
+        caches through rollout.cache names the tables its answer reads in an attribute `reads` (any table:
+        migrate puts the generation trigger on each)."""
 
     def cached_answer(self, backend: str, params: Mapping) -> tuple[bool, Any]:
         """(found, answer) the cache holds now."""

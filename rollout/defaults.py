@@ -15,6 +15,18 @@ METRICS_RETENTION_HOURS = 48
 SLOW_CALL_SECONDS = 0.5
 # The candidate serves through the experiment's never-stale cache (run_cached) when it has one.
 CACHE_CANDIDATE = True
+# The answer cache (rollout/cache): Redis keeps an answer this long (memory, not correctness: validity comes
+# from the table generations); each process keeps at most CACHE_MEMORY_BYTES of answers, none bigger than
+# CACHE_MEMORY_ENTRY_BYTES (those only in Redis).
+CACHE_TTL_SECONDS = 60
+CACHE_MEMORY_BYTES = 64 * 1024 * 1024
+CACHE_MEMORY_ENTRY_BYTES = 4 * 1024 * 1024
+CACHE_LISTENER_HEARTBEAT_SECONDS = 1.0  # silent for 3x this: the listener is down, the cache bypassed
+CACHE_LISTENER_CONNECT_SECONDS = 2.0
+# Tables cached answers read besides those the registered experiments name (`reads`): each gets the trigger.
+CACHE_READS = ()
+# Part of every cache key with a digest of the computing code: set it per deploy (e.g. the commit id).
+DEPLOY_ID = ""
 # Shadow comparisons, fallback and rescue records (rollout/shadow/).
 # "celery": judged by Celery workers through the broker; "thread": by SHADOW_WORKERS threads in this process.
 SHADOW_BACKEND = "thread"

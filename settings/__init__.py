@@ -149,10 +149,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 ROLLOUT_METRICS_TOKEN = _env.get("ROLLOUT_METRICS_TOKEN", "")
 ROLLOUT_METRICS_ALLOWED_IPS = tuple(env_list(_env, "ROLLOUT_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
-QUERY_CACHE_TTL_SECONDS = env_int(_env, "QUERY_CACHE_TTL_SECONDS", 60, minimum=1)
-QUERY_CACHE_MEMORY_ENTRIES = env_int(_env, "QUERY_CACHE_MEMORY_ENTRIES", 4096, minimum=1)
-QUERY_CACHE_LISTENER_HEARTBEAT_SECONDS = env_float(_env, "QUERY_CACHE_LISTENER_HEARTBEAT_SECONDS", 1.0, minimum=0.05)
-QUERY_CACHE_LISTENER_CONNECT_SECONDS = env_float(_env, "QUERY_CACHE_LISTENER_CONNECT_SECONDS", 2.0, minimum=0.1)
+# The answer cache (rollout/cache); the environment keeps the names operators already use.
+ROLLOUT_CACHE_TTL_SECONDS = env_int(_env, "QUERY_CACHE_TTL_SECONDS", 60, minimum=1)
+ROLLOUT_CACHE_MEMORY_BYTES = env_int(_env, "QUERY_CACHE_MEMORY_BYTES", 64 * 1024 * 1024, minimum=0)
+ROLLOUT_CACHE_MEMORY_ENTRY_BYTES = env_int(_env, "QUERY_CACHE_MEMORY_ENTRY_BYTES", 4 * 1024 * 1024, minimum=0)
+ROLLOUT_CACHE_LISTENER_HEARTBEAT_SECONDS = env_float(_env, "QUERY_CACHE_LISTENER_HEARTBEAT_SECONDS", 1.0, minimum=0.05)
+ROLLOUT_CACHE_LISTENER_CONNECT_SECONDS = env_float(_env, "QUERY_CACHE_LISTENER_CONNECT_SECONDS", 2.0, minimum=0.1)
+# The legacy tables the tenant wall's and the actor's cached lookups read, besides the queries' own `reads`.
+ROLLOUT_CACHE_READS = (
+    *("typeassist", "bt", "people", "pgroup", "pgbelonging", "sitepeople"),
+    *("asset", "questionset", "job", "jobneed", "jobneeddetails", "capability"),
+)
+ROLLOUT_DEPLOY_ID = _env.get("DEPLOY_ID", "")
 ROLLOUT_SLOW_CALL_SECONDS = env_float(_env, "ROLLOUT_SLOW_CALL_SECONDS", 0.5, minimum=0.0)
 
 # Optional profiling: django-silk, when installed and asked for.

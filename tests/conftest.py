@@ -55,9 +55,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
         generator.load("tiny", seed=WORLD_SEED, progress_factory=quiet_progress)
         yield
         background.shutdown()
-        from query_backends import caching
+        from rollout.cache import generations
 
-        caching.listener.stop()  # its connection would keep the test database from being dropped
+        generations.listener.stop()  # its connection would keep the test database from being dropped
 
 
 @contextlib.contextmanager
@@ -76,14 +76,14 @@ def fresh_rollout_state(request, settings):
     """
     from django.core.cache import cache
 
-    from query_backends import caching
+    from rollout.cache import generations
     from rollout.flags.cache import flags
     from rollout.metrics import metrics
 
     settings.ROLLOUT_SHADOW_BACKEND = "thread"
     cache.clear()
     _mark_owned()
-    caching.listener.memory.clear()
+    generations.listener.memory.clear()
     flags.invalidate()
     if request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames):
         metrics.reset()

@@ -1,6 +1,10 @@
 """Helpers for tests that need what other threads and processes see: committed state."""
 
+import contextlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -73,10 +77,10 @@ def database_url(name=None):
     return f"postgresql://{settings['USER']}@{host}:{settings['PORT'] or 5432}/{name}"
 
 
-def python_process(code):
+def python_process(code, **environment):
     """A separate Django process on the test database and the same cache, reading code from -c."""
     prelude = "import django, os, sys, time\ndjango.setup()\n"
-    environ = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "settings"}
+    environ = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "settings", **environment}
     return subprocess.Popen(
         [sys.executable, "-c", prelude + code],
         cwd=ROOT,
@@ -120,3 +124,35 @@ def wait_for(condition, seconds):
             return True
         time.sleep(0.2)
     return False
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def private_redis_server(directory):
+    """(process, port) of a redis-server of the caller's own on a free port, stopped by its pid."""
+    port = free_port()
+    server = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, "the private redis-server did not start"
+            time.sleep(0.05)
+        yield server, port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, signal.SIGCONT)  # a test may have stopped it
+        server.terminate()
+        server.wait(timeout=10)

@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 from django.core.management import CommandError, call_command
 
-from query_backends import benchmark, caching
+from query_backends import benchmark
 from query_backends.benchmark import NEVER_CACHED, measure, schedule, slower_than
+from rollout import cache
 
 pytestmark = pytest.mark.django_db
 SIDES = ("function", "twin", "floor", "memory_hit", "redis_hit")
@@ -44,13 +45,13 @@ def test_a_cached_query_times_each_built_tier_and_names_the_missing_one():
     result = measure("bu_list", iterations=12, warmup=2, param_sets=12)
     assert result["param_sets"] > 1 and result["rounds"] % result["param_sets"] == 0
     assert "redis_hit" in result["sides"] and result["redis_hit/function"] > 0
-    assert set(caching.TIERS) == {"memory", "redis"}
+    assert set(cache.TIERS) == {"memory", "redis"}
     assert "memory_hit" in result["sides"] and result["memory_hit/function"] > 0
     assert result["not_measured"] == {}
 
 
 def test_a_tier_that_misses_is_not_reported_as_a_hit(settings):
-    settings.QUERY_CACHE_TTL_SECONDS = 0  # Django stores nothing with a zero timeout: every read misses
+    settings.ROLLOUT_CACHE_TTL_SECONDS = 0  # Django stores nothing with a zero timeout: every read misses
     result = measure("bu_list", iterations=4, warmup=0, param_sets=4)
     assert "redis_hit" not in result["sides"] and result["redis_hit/function"] is None
     assert "missed" in result["not_measured"]["redis_hit"]

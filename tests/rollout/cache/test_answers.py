@@ -1,6 +1,5 @@
 import os
 import signal
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -9,18 +8,19 @@ import pytest
 import time_machine
 
 import rollout
-from query_backends import caching
 from query_backends import models as m
 from query_backends.registry import REGISTRY
 from rollout.actors import Actor
+from rollout.cache import answers, generations
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
 from rollout.shadow.queue import background
+from settings.environment import cache_config
 from tests.conftest import rolled_back
 from tests.legacy_world import bu, capability, person
-from tests.rollout_helpers import committed, database_url, python_process
+from tests.rollout_helpers import committed, database_url, free_port, private_redis_server, python_process
 
 pytestmark = pytest.mark.django_db
 ALICE = Actor(person=1)
@@ -51,7 +51,7 @@ def wait_until_heard(table, listener=None):
     """Until this process's listener holds the committed generation of `table` (the hang guard is not a timing)."""
     target = committed_generation(table)
     deadline = time.monotonic() + 30
-    while ((listener or caching.listener).generations() or {}).get(table, 0) < target:
+    while ((listener or generations.listener).generations() or {}).get(table, 0) < target:
         assert time.monotonic() < deadline, f"the listener never heard of the write to {table}"
         time.sleep(0.002)
 
@@ -76,34 +76,51 @@ def test_a_hit_comes_from_memory_then_from_redis_in_a_process_that_has_not_seen_
     first = caps(menu)
     assert first == (fresh_caps(menu), False)
     assert caps(menu) == (first[0], "memory")
-    caching.listener.memory.clear()  # as if another process asked
+    generations.listener.memory.clear()  # as if another process asked
     assert caps(menu) == (first[0], "redis")
     assert caps(menu) == (first[0], "memory")
 
 
-def test_an_answer_mutated_by_its_caller_does_not_change_the_cached_one(menu):
+def test_a_cached_answer_is_read_only_and_a_hit_hands_out_the_same_one(menu):
     answer, _ = caps(menu)
-    answer[0]["capscode"] = "MUTATED"
+    with pytest.raises(TypeError, match="read-only"):
+        answer[0]["capscode"] = "MUTATED"
+    with pytest.raises(TypeError, match="read-only"):
+        answer.clear()
     again, hit = caps(menu)
-    assert hit == "memory" and again == fresh_caps(menu) and again[0]["capscode"] != "MUTATED"
-    again.clear()
-    assert caps(menu) == (fresh_caps(menu), "memory")
+    assert hit == "memory" and again is answer and again == fresh_caps(menu)
+    mine = [dict(row, capscode="MINE") for row in again]  # a caller changes a copy
+    assert mine != again and caps(menu) == (fresh_caps(menu), "memory")
 
 
-def test_a_plain_sql_write_is_seen_by_the_next_call_in_another_process(menu):
+@pytest.fixture
+def shared_cache(settings, tmp_path):
+    """The Redis this process and another share: REDIS_URL's, else (the embedded default keeps its cache in
+    process) a redis-server of this test's own, stopped by its pid."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with private_redis_server(tmp_path) as (_, port):
+        url = f"redis://127.0.0.1:{port}/0"
+        settings.CACHES = {"default": cache_config({"REDIS_URL": url})}
+        yield url
+
+
+def test_a_plain_sql_write_is_seen_by_the_next_call_in_another_process(menu, shared_cache):
     caps(menu)  # cached here, and in Redis for the other process
     other = python_process(
         "from query_backends.registry import REGISTRY\n"
-        "from query_backends import caching\n"
+        "from rollout.cache import generations\n"
         "d = REGISTRY.get('web_capabilities')\n"
         f"p = d.clean({{'root_id': {menu}}})\n"
         "print(repr(d.run_cached('orm', p)[1]), flush=True)\n"
         "target = int(sys.stdin.readline())\n"
-        "while (caching.listener.generations() or {}).get('capability', 0) < target:\n"
+        "while (generations.listener.generations() or {}).get('capability', 0) < target:\n"
         "    time.sleep(0.002)\n"
         "value, hit = d.run_cached('orm', p)\n"
         "print(repr(hit), flush=True)\n"
-        "print(sorted(row['capscode'] for row in value), flush=True)\n"
+        "print(sorted(row['capscode'] for row in value), flush=True)\n",
+        REDIS_URL=shared_cache,
     )
     try:
         assert other.stdout.readline().strip() == "'redis'"
@@ -150,13 +167,13 @@ def test_inside_a_transaction_that_has_written_the_database_answers(menu):
 
 def test_a_killed_listener_connection_bypasses_nothing_stale_and_recovers(menu):
     first, _ = caps(menu)
-    old_pid = caching.listener.backend_pid
+    old_pid = generations.listener.backend_pid
     with psycopg.connect(database_url(), autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", [old_pid])
         # Committed while the listener is (about to be) gone: its NOTIFY reaches no one.
         conn.execute("UPDATE capability SET capscode = 'DURING-OUTAGE' WHERE parent_id = %s", [menu])
     deadline = time.monotonic() + 30
-    while caching.listener.backend_pid in (None, old_pid) or caching.listener.generations() is None:
+    while generations.listener.backend_pid in (None, old_pid) or generations.listener.generations() is None:
         assert time.monotonic() < deadline, "the listener did not reconnect"
         time.sleep(0.005)
     after, hit = caps(menu)
@@ -166,10 +183,13 @@ def test_a_killed_listener_connection_bypasses_nothing_stale_and_recovers(menu):
 
 def test_while_the_listener_is_down_every_call_computes_and_nothing_is_stored(menu, monkeypatch):
     caps(menu)
-    down = caching.GenerationListener()
-    # Nothing listens on this private port: the listener cannot connect.
-    monkeypatch.setattr(caching, "_listener_params", lambda: {"host": "127.0.0.1", "port": 17301, "connect_timeout": 1})
-    monkeypatch.setattr(caching, "listener", down)
+    down = generations.GenerationListener()
+    # Nothing listens on a free port: the listener cannot connect.
+    unused = free_port()
+    monkeypatch.setattr(
+        generations, "listener_params", lambda: {"host": "127.0.0.1", "port": unused, "connect_timeout": 1}
+    )
+    monkeypatch.setattr(generations, "listener", down)
     try:
         assert down.generations() is None
         plain_sql("UPDATE capability SET capscode = 'UNHEARD' WHERE parent_id = %s", [menu])
@@ -182,22 +202,9 @@ def test_while_the_listener_is_down_every_call_computes_and_nothing_is_stored(me
 
 
 @pytest.fixture
-def private_redis():
-    """A redis-server of this test's own, on a private port, stopped by its pid."""
-    port = 17310
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 10
-    while (
-        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG"
-    ):
-        assert time.monotonic() < deadline, "private redis-server did not start"
-        time.sleep(0.05)
-    yield server, port
-    os.kill(server.pid, signal.SIGCONT)
-    server.terminate()
-    server.wait(timeout=10)
+def private_redis(tmp_path):
+    with private_redis_server(tmp_path) as server:
+        yield server
 
 
 def test_a_redis_stall_during_a_write_never_serves_the_old_answer(menu, settings, private_redis):
@@ -218,7 +225,7 @@ def test_a_redis_stall_during_a_write_never_serves_the_old_answer(menu, settings
     assert hit is False and during == fresh_caps(menu) and during != first
     assert caps(menu) == (during, "memory")  # the in-process tier carries on
     os.kill(server.pid, signal.SIGCONT)
-    caching.listener.memory.clear()  # a process that only has what Redis kept: the entry from before the write
+    generations.listener.memory.clear()  # a process that only has what Redis kept: the entry from before the write
     after, hit = caps(menu)
     assert hit is False and after == during
 
@@ -253,7 +260,7 @@ def test_an_unreachable_redis_makes_the_cache_a_no_op(settings):
     expected = definition.run("pg", params)
     assert definition.run_cached("orm", params) == (expected, False)
     assert definition.run_cached("orm", params) == (expected, "memory")
-    caching.listener.memory.clear()
+    generations.listener.memory.clear()
     assert definition.run_cached("orm", params) == (expected, False)
 
 
@@ -274,9 +281,10 @@ def test_a_stale_cached_answer_is_caught_as_a_stale_cache_discrepancy():
     definition = REGISTRY.get("bu_list")
     served = rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")  # miss: now cached
     # A cache bug, planted: the entry stays current but holds a different answer.
-    key = caching._memory_key(definition, {"backend": "orm", **definition.clean({"bu_id": 2, "fmt": "array"})})
-    generations, _, _ = caching.listener.memory.get(key)
-    caching.listener.memory.put(key, (generations, [*served, 999_999], list.copy))
+    params = definition.clean({"bu_id": 2, "fmt": "array"})
+    key = answers._key(definition, params, definition._versions["orm"])
+    kept = generations.listener.memory.get(key)
+    generations.listener.memory.put(key, kept._replace(answer=[*served, 999_999]))
     rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")
     assert rollout.last_decision().cache_hit is True
     background.drain()
