@@ -1,4 +1,4 @@
-"""Per-table cache generations kept by PostgreSQL itself (query_backends/caching.py).
+"""Per-table cache generations kept by PostgreSQL itself (now installed by rollout/cache/triggers.py after every migrate).
 
 A statement-level trigger on every legacy table adds one to that table's
 generation and NOTIFYs `query_cache` — for every INSERT, UPDATE, DELETE,
