@@ -2,6 +2,7 @@
 
 import hashlib
 import inspect
+import threading
 import time
 from functools import cache as memoize
 
@@ -46,8 +47,21 @@ def _redis_key(key):
     return f"{PREFIX}:{key[0]}:{hashlib.sha256(repr(key).encode()).hexdigest()}"
 
 
+_thread = threading.local()
+
+
+def _connection():
+    """This thread's default connection. Django keeps one wrapper per thread for its lifetime; looking it
+    up through `connections` costs more than the rest of a hit together (asgiref's Local), so once per thread."""
+    try:
+        return _thread.connection
+    except AttributeError:
+        _thread.connection = connections[DEFAULT_DB_ALIAS]
+        return _thread.connection
+
+
 def _wrote_watched_tables_in_this_transaction():
-    connection = connections[DEFAULT_DB_ALIAS]
+    connection = _connection()
     if not connection.in_atomic_block:
         return False
     with connection.cursor() as cursor:
