@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +157,26 @@ def private_redis_server(directory):
             os.kill(server.pid, signal.SIGCONT)  # a test may have stopped it
         server.terminate()
         server.wait(timeout=10)
+
+
+def plain_sql(statement, params=()):
+    """A committed write through a plain psycopg connection: no Django, no signal."""
+    with psycopg.connect(database_url(), autocommit=True, options="-c lock_timeout=10s") as conn:
+        conn.execute(statement, params)
+
+
+def committed_generation(table):
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        sql = "SELECT coalesce(sum(n), 0) FROM query_cache_generation WHERE table_name = %s"
+        return conn.execute(sql, [table]).fetchone()[0]
+
+
+def wait_until_heard(table, listener=None):
+    """Until this process's listener holds the committed generation of `table` (the hang guard is not a timing)."""
+    from rollout.cache import generations
+
+    target = committed_generation(table)
+    deadline = time.monotonic() + 30
+    while ((listener or generations.listener).generations() or {}).get(table, 0) < target:
+        assert time.monotonic() < deadline, f"the listener never heard of the write to {table}"
+        time.sleep(0.002)

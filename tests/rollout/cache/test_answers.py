@@ -20,7 +20,16 @@ from rollout.shadow.queue import background
 from settings.environment import cache_config
 from tests.conftest import rolled_back
 from tests.legacy_world import bu, capability, person
-from tests.rollout_helpers import committed, database_url, free_port, private_redis_server, python_process
+from tests.rollout_helpers import (
+    committed,
+    committed_generation,
+    database_url,
+    free_port,
+    plain_sql,
+    private_redis_server,
+    python_process,
+    wait_until_heard,
+)
 
 pytestmark = pytest.mark.django_db
 ALICE = Actor(person=1)
@@ -33,27 +42,6 @@ def caps(root_id):
 
 def fresh_caps(root_id):
     return REGISTRY.get("web_capabilities").run("pg", {"root_id": root_id})
-
-
-def plain_sql(statement, params=()):
-    """A committed write through a plain psycopg connection: no Django, no signal."""
-    with psycopg.connect(database_url(), autocommit=True, options="-c lock_timeout=10s") as conn:
-        conn.execute(statement, params)
-
-
-def committed_generation(table):
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        sql = "SELECT coalesce(sum(n), 0) FROM query_cache_generation WHERE table_name = %s"
-        return conn.execute(sql, [table]).fetchone()[0]
-
-
-def wait_until_heard(table, listener=None):
-    """Until this process's listener holds the committed generation of `table` (the hang guard is not a timing)."""
-    target = committed_generation(table)
-    deadline = time.monotonic() + 30
-    while ((listener or generations.listener).generations() or {}).get(table, 0) < target:
-        assert time.monotonic() < deadline, f"the listener never heard of the write to {table}"
-        time.sleep(0.002)
 
 
 @pytest.fixture

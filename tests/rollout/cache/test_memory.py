@@ -14,6 +14,7 @@ from rollout import cache
 from rollout.cache import generations
 from rollout.cache.frozen import freeze
 from rollout.cache.memory import MemoryTier
+from tests.rollout_helpers import wait_until_heard
 
 pytestmark = pytest.mark.django_db
 UNITS = SimpleNamespace(name="numbers", reads=("bt",), cache="always")
@@ -26,6 +27,7 @@ def numbers(start, n=1000):
 @pytest.fixture
 def tier(monkeypatch):
     """This process's in-process tier, replaced by one of 100 kB holding at most 50 kB per answer."""
+    wait_until_heard("bt")  # an earlier test's write heard mid-test would make a hit a miss
     small = MemoryTier(budget=100_000, entry_limit=50_000)
     monkeypatch.setattr(generations.listener, "memory", small)
     return small
@@ -52,6 +54,7 @@ def test_an_answer_over_the_entry_limit_is_served_but_not_kept_in_process(tier):
 
 
 def test_a_zero_budget_keeps_nothing_in_process(monkeypatch):
+    wait_until_heard("bt")
     monkeypatch.setattr(generations.listener, "memory", MemoryTier(budget=0, entry_limit=4096))
     cache.cached(UNITS, {"start": 2}, lambda: numbers(2, n=3))
     assert cache.cached(UNITS, {"start": 2}, lambda: numbers(2, n=3))[1] == "redis"

@@ -10,8 +10,7 @@ from django.core.management.sql import emit_post_migrate_signal
 
 from rollout import cache
 from rollout.cache import checks, generations, triggers
-from tests.rollout.cache.test_answers import plain_sql, wait_until_heard
-from tests.rollout_helpers import committed, database_url
+from tests.rollout_helpers import committed, database_url, plain_sql, wait_until_heard
 
 pytestmark = pytest.mark.django_db
 TICKETS = SimpleNamespace(name="open_tickets", reads=("host_ticket",), cache="always")

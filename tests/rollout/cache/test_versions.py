@@ -13,7 +13,7 @@ from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy
 from rollout.shadow.queue import background
-from tests.rollout_helpers import python_process
+from tests.rollout_helpers import python_process, wait_until_heard
 
 pytestmark = pytest.mark.django_db
 ALICE = Actor(person=1)
@@ -31,6 +31,7 @@ def test_a_twin_changed_under_a_warm_cache_is_compared_not_hidden_as_noise(monke
     writes.enable(["bu_list"])
     writes.set_shadow("bu_list", 100)
     flags.invalidate()
+    wait_until_heard("bt")
     before = rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array")
     assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1, fmt="array") == before
     assert rollout.last_decision().cache_hit is True  # warm, in memory and in Redis
@@ -46,6 +47,7 @@ def test_a_twin_changed_under_a_warm_cache_is_compared_not_hidden_as_noise(monke
 
 def test_the_deploy_id_is_part_of_every_key(settings):
     definition = REGISTRY.get("web_capabilities")
+    wait_until_heard("capability")  # an earlier test's write, heard between the two calls, would be a miss
     params = definition.clean({"root_id": 1})
     assert definition.run_cached("orm", params)[1] is False
     assert definition.run_cached("orm", params)[1] == "memory"
