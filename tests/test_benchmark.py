@@ -3,6 +3,7 @@ hits that are hits, and a baseline comparison. (Timings are never asserted: the 
 
 import itertools
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -163,3 +164,36 @@ def test_the_table_says_why_a_query_had_fewer_parameter_sets(capsys):
     call_command("benchmark_orm_performance", "--queries", "web_capabilities", "--iterations", "60", "--skip-router")
     out = capsys.readouterr().out
     assert "web_capabilities: " in out and " of 50 parameter sets: the data holds only " in out
+
+
+def _url_of_this_database():
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    config = connection.settings_dict
+    host = quote(config["HOST"] or "", safe="")
+    port = f":{config['PORT']}" if config["PORT"] else ""
+    return f"postgres://{quote(config['USER'])}:{quote(config['PASSWORD'] or '')}@{host}{port}/{config['NAME']}"
+
+
+def test_growth_db_measures_each_query_on_each_database_and_prints_the_growth(tmp_path, capsys):
+    url = _url_of_this_database()
+    path = tmp_path / "growth.json"
+    call_command(
+        "benchmark_orm_performance",
+        *("--growth-db", url, url, "--queries", "bu_list,web_capabilities"),
+        *("--iterations", "4", "--warmup", "0", "--json", str(path)),
+    )
+    out = capsys.readouterr().out
+    assert out.count("dataset: tiny") == 2
+    growth_lines = [line for line in out.splitlines() if line.startswith(("bu_list ", "web_capabilities "))]
+    assert len(growth_lines) == 2 * 2 + 2  # each query in each database's table, then in the growth table
+    reports = json.loads(path.read_text())
+    assert [sorted(q["query"] for q in r["queries"]) for r in reports] == [["bu_list", "web_capabilities"]] * 2
+
+
+def test_growth_db_names_the_database_that_failed():
+    url = "postgres://nobody@127.0.0.1:1/none"
+    with pytest.raises(CommandError, match=re.escape(f"--growth-db {url}: bu_list failed")):
+        call_command("benchmark_orm_performance", "--growth-db", url, "--queries", "bu_list")

@@ -1,6 +1,10 @@
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -56,6 +60,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--growth", nargs="+", metavar="REPORT", help="print the growth table of saved --json reports and stop"
         )
+        parser.add_argument(
+            "--growth-db",
+            nargs="+",
+            metavar="DATABASE_URL",
+            help="instead: measure every query on each of these databases in turn, query by query (so the load "
+            "drifts less between them), print each one's table and the growth table; --json writes the reports",
+        )
         parser.add_argument("--plot", dest="plot_path", help="PNG chart of the ratios (needs matplotlib)")
         parser.add_argument("--skip-router", action="store_true", help="skip the router and shadow measurements")
         parser.add_argument(
@@ -91,6 +102,8 @@ class Command(BaseCommand):
             raise CommandError(f"--queries: unknown query {', '.join(unknown)}")
         if options["explain"]:
             return self.explain(names, options["seed"])
+        if options["growth_db"]:
+            return self.growth_dbs(options["growth_db"], names, iterations, warmup, param_sets, options, json_path)
         previous = self.read_report(baseline, "--baseline") if baseline else None
         scale, jobneeds = loaded_scale()
         self.stdout.write(
@@ -125,6 +138,39 @@ class Command(BaseCommand):
                 json.dump(report, handle, indent=2, default=str)
         if options["plot_path"]:
             self.plot(results, options["plot_path"], scale)
+
+    def growth_dbs(self, urls, names, iterations, warmup, param_sets, options, json_path):
+        """Each query on each database, one after the other, each run in its own process (its own connections
+        and plans); the reports are merged per database."""
+        reports = [None] * len(urls)
+        arguments = ["--iterations", iterations, "--warmup", warmup, "--param-sets", param_sets, "--seed"]
+        arguments = [*map(str, arguments), str(options["seed"]), "--skip-router"]
+        manage = Path(settings.BASE_DIR) / "manage.py"
+        with tempfile.TemporaryDirectory() as scratch:
+            path = str(Path(scratch) / "report.json")
+            for name in tqdm(names, desc="queries", file=sys.stderr, disable=None):
+                for index, url in enumerate(urls):
+                    run = subprocess.run(
+                        [sys.executable, str(manage), "benchmark_orm_performance", "--queries", name, *arguments]
+                        + ["--json", path],
+                        env={**os.environ, "DATABASE_URL": url},
+                        capture_output=True,
+                        text=True,
+                    )
+                    if run.returncode:
+                        raise CommandError(f"--growth-db {url}: {name} failed: {run.stderr.strip()[-500:]}")
+                    report = self.read_report(path, "--growth-db")
+                    if reports[index] is None:
+                        reports[index] = report
+                    else:
+                        reports[index]["queries"] += report["queries"]
+        for report in reports:
+            self.stdout.write(f"dataset: {report['dataset']} ({report['jobneeds']:,} jobneeds)")
+            self.stdout.write(self.table(report["queries"]))
+        self.stdout.write("\n".join(growth(reports)))
+        if json_path:
+            with open(json_path, "w") as handle:
+                json.dump(reports, handle, indent=2, default=str)
 
     def explain(self, names, seed):
         from query_backends.explain import plans
