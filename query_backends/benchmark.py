@@ -3,7 +3,9 @@
 Honest by construction:
 - parameters rotate: each side walks the same parameter sets, each from its own offset, so no side runs
   right after another with the same parameters (it would find their pages warm);
-- the order of the sides rotates every round, so each runs first as often as the others;
+- the order of the sides changes every round, so each runs first as often as the others and right after
+  each other side as often as after any other (a fixed succession made one side always follow the
+  function, and pay for what the function left behind);
 - a side that does not exist for a query is "n/a" with the reason, never a stand-in: a query that is never
   cached has no hit to time;
 - every timed hit is checked to be a hit; a tier that missed even once reports n/a.
@@ -37,16 +39,27 @@ def sample_params(query, n, seed=0, registry=REGISTRY):
     return registry.get(query).sample(n, seed)
 
 
+def orders(n):
+    """Orders of n sides (a Williams design) in which every side follows every other side equally often and
+    runs first equally often: a side that always ran right after the same other side would inherit what that
+    one leaves behind (caches, a table just scanned) and be timed for it."""
+    first = [0]
+    for step in range(1, n):
+        first.append((step + 1) // 2 if step % 2 else n - step // 2)
+    rows = [[(side + shift) % n for side in first] for shift in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
 def schedule(sides, sets, rounds):
-    """[(side, parameter set index)] for `rounds` rounds: every side once per round, the order rotated each
-    round, each side walking the sets from its own offset. With at least 2 × len(sides) sets no execution
-    uses the parameters of the one just before it; over a multiple of `sets` rounds every side runs every
-    set equally often."""
+    """[(side, parameter set index)] for `rounds` rounds: every side once per round, in orders where each
+    side follows every other equally often, each side walking the sets from its own offset. With at least
+    2 × len(sides) sets no execution uses the parameters of the one just before it; over a multiple of `sets`
+    rounds every side runs every set equally often."""
     step = max(1, sets // len(sides))
+    rows = orders(len(sides))
     plan = []
     for r in range(rounds):
-        for j in range(len(sides)):
-            k = (r + j) % len(sides)
+        for k in rows[r % len(rows)]:
             plan.append((sides[k], (r + k * step) % sets))
     return plan
 

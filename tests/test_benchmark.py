@@ -24,6 +24,17 @@ def test_no_side_runs_right_after_another_with_the_same_parameters(sides):
         assert all(a[1] != b[1] for a, b in itertools.pairwise(plan)), sets
 
 
+@pytest.mark.parametrize("sides", [SIDES[:3], SIDES[:4], SIDES])
+def test_every_side_follows_every_other_side_equally_often(sides):
+    rounds = 2 * len(sides) * 3
+    plan = schedule(sides, 50, rounds)
+    within = Counter(
+        (a[0], b[0]) for r in range(rounds) for a, b in itertools.pairwise(plan[r * len(sides) :][: len(sides)])
+    )
+    assert set(within) == {(a, b) for a in sides for b in sides if a != b}
+    assert len(set(within.values())) == 1, within
+
+
 @pytest.mark.parametrize("sets", [1, 7, 50])
 def test_every_side_runs_every_set_equally_often_and_first_in_turn(sets):
     rounds = 2 * sets * len(SIDES)
@@ -146,6 +157,10 @@ def test_the_growth_table_orders_datasets_by_size_and_divides_step_by_step(tmp_p
         "3.00",
         "(2.00)",
     ]
+    together = tmp_path / "together.json"  # as --growth-db --json writes them: one file, a list of reports
+    together.write_text(json.dumps([large, small, medium]))
+    call_command("benchmark_orm_performance", "--growth", str(together))
+    assert capsys.readouterr().out.strip().splitlines() == [head, row]
 
 
 def test_fewer_parameter_sets_than_asked_are_reported_with_the_reason():

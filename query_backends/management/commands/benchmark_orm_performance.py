@@ -92,7 +92,8 @@ class Command(BaseCommand):
         if options["plot_path"] and importlib.util.find_spec("matplotlib") is None:
             raise CommandError(NEEDS_MATPLOTLIB)  # now, not after minutes of measuring
         if options["growth"]:
-            self.stdout.write("\n".join(growth([self.read_report(path, "--growth") for path in options["growth"]])))
+            reports = [report for path in options["growth"] for report in self.read_reports(path, "--growth")]
+            self.stdout.write("\n".join(growth(reports)))
             return
         if iterations < 1 or warmup < 0 or param_sets < 1:
             raise CommandError("--iterations and --param-sets must be at least 1 and --warmup at least 0")
@@ -188,14 +189,20 @@ class Command(BaseCommand):
                 self.stdout.write("\n".join(lines))
 
     def read_report(self, path, option):
+        [report] = self.read_reports(path, option, many=False)
+        return report
+
+    def read_reports(self, path, option, many=True):
+        """The reports a --json file holds: one, or (from --growth-db, when `many`) a list of them."""
         try:
             with open(path) as handle:
-                report = json.load(handle)
+                found = json.load(handle)
         except (OSError, ValueError) as exc:
             raise CommandError(f"{option}: cannot read {path}: {exc}") from None
-        if not isinstance(report, dict) or not isinstance(report.get("queries"), list):
+        reports = found if many and isinstance(found, list) else [found]
+        if not reports or not all(isinstance(r, dict) and isinstance(r.get("queries"), list) for r in reports):
             raise CommandError(f"{option}: {path} is not a report written by --json")
-        return report
+        return reports
 
     def shapes(self, specs, json_path):
         from query_backends.shape_benchmark import measure_shape
