@@ -54,6 +54,8 @@ class QueryDefinition:
     candidate: ClassVar[str] = "orm"
     control_label: ClassVar[str] = "function"
     candidate_label: ClassVar[str] = "twin"
+    # Where retirement writes its migration: the app whose migrations install the functions.
+    app_label: ClassVar[str] = "query_backends"
 
     name: str
     description: str
@@ -70,6 +72,11 @@ class QueryDefinition:
     ignore: tuple[IgnoreRule, ...] = ()
     # Which client owns each part of the answer, down to ids and names packed into text (tenancy.Wall).
     wall: tenancy.Wall = tenancy.NOTHING_FOREIGN
+
+    @property
+    def control_function(self):
+        """The function as PostgreSQL names it (regprocedure text): what retirement checks and drops."""
+        return self.function.signature
 
     def clean(self, params: Mapping, parse=False):
         """Validated parameters in contract order, defaults filled; InvalidQueryParams names the culprit."""

@@ -43,6 +43,11 @@ SHADOW_MAX_ANSWER_SIZE = 10_000  # a served answer longer than this (rows, or ch
 SHADOW_DATABASE = "default"  # the database alias comparisons read (a replica, say); records go to default
 SHADOW_DIFF_ROWS = 20
 DISCREPANCIES_PER_FINGERPRINT = 50
+# Retirement readiness (rollout.lifecycle.readiness): the candidate has served everyone this long, with this
+# many shadow comparisons in that stage; no call from outside the application over the window.
+RETIRE_AFTER_HOURS = 168
+RETIRE_MIN_COMPARISONS = 1000
+RETIRE_CALL_WINDOW_HOURS = 24
 # /metrics: a bearer token, or one of these client addresses.
 METRICS_TOKEN = ""
 METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")

@@ -46,6 +46,9 @@ COUNTERS = (
     "guard_trips",
     "tenant_filtered",
 )
+# The application's own runs of a control (the function), counted under the control's backend wherever rollout
+# runs it: retirement readiness subtracts them from PostgreSQL's count to see the calls made by anyone else.
+FUNCTION_CALLS = "function_calls"
 SAMPLES_PER_MINUTE = 200  # latency samples kept per minute, query and backend
 SNAPSHOT_LATENCY_MINUTES = 60  # snapshot() percentiles cover the last hour
 PENDING_MINUTES = 120  # at most this many unflushed minutes are kept through an outage

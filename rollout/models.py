@@ -265,3 +265,17 @@ class SentBatch(models.Model):
     id = models.UUIDField(primary_key=True)
     sent_at = models.DateTimeField(db_index=True)
     jobs = models.JSONField()  # [[query, candidate backend, number of jobs], ...]
+
+
+class FunctionCallCount(models.Model):
+    """PostgreSQL's call count of a function at one moment, with the application's own calls of that minute so far:
+    two of them tell the calls made from outside the application in between (retirement readiness)."""
+
+    function = models.CharField(max_length=300)  # regprocedure text
+    taken_at = models.DateTimeField(default=timezone.now)
+    database_calls = models.BigIntegerField()  # pg_stat_user_functions.calls
+    own_calls = models.BigIntegerField()  # the application's runs counted in taken_at's minute until then
+
+    class Meta:
+        ordering = ["-taken_at"]
+        indexes = [models.Index(fields=["function", "-taken_at"], name="rollout_function_calls")]

@@ -16,7 +16,7 @@ from rollout.conf import get_setting
 from rollout.decision import Decision
 from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics import FUNCTION_CALLS, metrics
 from rollout.shadow import guard, job
 from rollout.shadow.observation import Observation, observe
 
@@ -67,17 +67,24 @@ def _rescuable(decision, served):
         return False
 
 
+def _run(experiment, decision, answer):
+    """Run the decided backend for the caller; a run of the control is counted as the application's own calls."""
+    if decision.backend == experiment.control:
+        metrics.increment(decision.query, decision.backend, FUNCTION_CALLS, answer.calls)
+    return observe(decision.backend, answer, decision.backend)
+
+
 def _serve(experiment, decision, state, answer, params, actor):
     """Serve a call; answer(backend) runs one backend. Returns (decision, observation served)."""
     if decision.role == "candidate" and answer.cacheable and get_setting("CACHE_CANDIDATE"):
         decision, served = _through_cache(experiment, decision, params)
     else:
-        served = observe(decision.backend, answer, decision.backend)
+        served = _run(experiment, decision, answer)
     if served.raised and decision.role == "candidate" and state.falls_back:
         logger.warning("candidate of %s raised %r; serving the control", decision.query, served.exception)
         metrics.increment(decision.query, decision.backend, "fallbacks")
         failed, decision = served, decision.with_fallback(experiment.control)
-        served = observe(decision.backend, answer, decision.backend)
+        served = _run(experiment, decision, answer)
         job.fallback(experiment, decision, answer.params_of_record, served, failed, actor)
     elif _rescuable(decision, served):
         rescued = observe(experiment.candidate, answer, experiment.candidate)
@@ -107,6 +114,7 @@ class _One:
     """One call: answer(backend) runs it."""
 
     cacheable = True
+    calls = 1
 
     def __init__(self, experiment, params):
         self.experiment, self.params, self.params_of_record = experiment, params, params
@@ -125,6 +133,7 @@ class _Many:
 
     def __init__(self, experiment, vary, values, params):
         self.experiment, self.vary, self.values, self.params = experiment, vary, values, params
+        self.calls = len(values)  # the control answers them one call each
         # A batch that falls back or is rescued is recorded once, with its first value: replayable as is.
         self.params_of_record = {**params, vary: values[0]} if values else params
 

@@ -125,6 +125,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 # The autopilot's tick (`celery -A settings beat` beside a worker): advance or pause queries on their plans.
 ROLLOUT_AUTOPILOT_SECONDS = env_float(_env, "ROLLOUT_AUTOPILOT_SECONDS", 60.0, minimum=1.0)
+# Retirement readiness (docs/lifecycle.md).
+ROLLOUT_RETIRE_AFTER_HOURS = env_float(_env, "ROLLOUT_RETIRE_AFTER_HOURS", 168.0, minimum=0.0)
+ROLLOUT_RETIRE_MIN_COMPARISONS = env_int(_env, "ROLLOUT_RETIRE_MIN_COMPARISONS", 1000, minimum=0)
+ROLLOUT_RETIRE_CALL_WINDOW_HOURS = env_float(_env, "ROLLOUT_RETIRE_CALL_WINDOW_HOURS", 24.0, minimum=0.0)
 CELERY_BEAT_SCHEDULE = {"rollout-autopilot": {"task": "rollout.autopilot", "schedule": ROLLOUT_AUTOPILOT_SECONDS}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int(_env, "CELERY_WORKER_PREFETCH_MULTIPLIER", 8, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -103,8 +103,11 @@ def _refuse_changing_retired(flag, before, fields):
 
 
 def _stamp_stage(flag, before, was):
-    """Time in stage starts again when the write moves the flag to another lifecycle or plan stage."""
-    if stage_of(before) == stage_of(values_of(flag)) and flag.plan_stage == was["plan_stage"]:
+    """Time in stage starts again when the write moves the flag to another lifecycle or plan stage (unless the
+    write sets it itself: a retirement migrated back gives the stage its time back)."""
+    if flag.stage_since != was["stage_since"] or (
+        stage_of(before) == stage_of(values_of(flag)) and flag.plan_stage == was["plan_stage"]
+    ):
         return []
     flag.stage_since = timezone.now()
     return ["stage_since"]

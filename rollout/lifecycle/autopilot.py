@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from rollout.experiments import flag_name, query_name, registry
 from rollout.flags.writes import write
-from rollout.lifecycle import evidence, plan
+from rollout.lifecycle import evidence, plan, readiness
 from rollout.lifecycle.plan import PlanError
 from rollout.models import QueryFlag
 from rollout.operations import OperationError, flags_for
@@ -150,6 +150,7 @@ def tick(now=None):
             moves.append(step(flag, now))
         except OperationError as exc:  # a busy row, a bad stored plan: this query waits, the others go on
             moves.append(Move(query_name(flag.name), WAITING, None, reason=str(exc)))
+    readiness.record_counts()
     return moves
 
 

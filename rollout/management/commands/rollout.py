@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from rollout import reports, tokens
 from rollout.experiments import query_name
 from rollout.flags import transfer, writes
-from rollout.lifecycle import autopilot, plan
+from rollout.lifecycle import autopilot, plan, readiness, retire
 from rollout.lifecycle.report import plan_report
 from rollout.lifecycle.report import text as plan_text
 from rollout.metrics import metrics
@@ -136,6 +136,12 @@ class Command(BaseCommand):
             moves.add_argument(f"--{move}", action="store_true", help=text)
         plan.add_argument("--reason", default="", help="why (with --pause)")
         sub.add_parser("autopilot", help="advance or pause every query with a started plan, once (for cron)")
+        retire = sub.add_parser(
+            "retire", help="write the migration that drops a query's function (reversible); --check: ready or not"
+        )
+        retire.add_argument("query")
+        retire.add_argument("--check", action="store_true", help="say ready or not, with every reason (exit 1: not)")
+        retire.add_argument("--force", action="store_true", help="write the migration even when not ready")
         flags_io = sub.add_parser("flags", help="flags' state as JSON: --export [QUERY…] or --apply FILE")
         flags_io.add_argument("queries", nargs="*")
         flags_way = flags_io.add_mutually_exclusive_group(required=True)
@@ -257,6 +263,24 @@ class Command(BaseCommand):
         if options["json"]:
             return [move.as_dict() for move in moves]
         return "\n".join(map(str, moves)) or "no query has a started, unpaused plan"
+
+    def do_retire(self, query, check, force, **options):
+        if check:
+            found = readiness.check(query)
+            shown = found.as_dict() if options["json"] else found.text()
+            if not found.ready:  # the whole answer, then a non-zero exit (scripts and CI read either)
+                self.stdout.write(json.dumps(shown, indent=2) if options["json"] else shown)
+                sys.exit(1)
+            return shown
+        path = retire.write_migration(query, force=force)
+        label, name = path.parent.parent.name, path.stem
+        if options["json"]:
+            return {"query": query, "migration": str(path)}
+        return (
+            f"{query}: wrote {path}\n"
+            f"apply it with `python manage.py migrate {label} {name}`; migrating back to the migration before it "
+            "restores the function and the flag"
+        )
 
     def do_flags(self, queries, export, apply, **options):
         if export:

@@ -1,0 +1,145 @@
+"""Retire a query: write a reversible Django migration, into the app that owns the query, that drops its function.
+
+The migration (not atomic: each step commits) does, forward:
+1. mark the flag retired (a flags.writes write): the candidate serves everyone with no decision, no shadow and
+   no fallback, and the flag's previous state is kept on it;
+2. wait for every process to see that (twice the flag recheck bound);
+3. DROP FUNCTION.
+Backward, in reverse: CREATE the function again from its pg_get_functiondef text (written into the migration),
+then give the flag back its previous state.
+"""
+
+import re
+import time
+from pathlib import Path
+
+from django.apps import apps
+from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
+
+from rollout.conf import get_setting
+from rollout.experiments import flag_name, get_experiment
+from rollout.flags.history import values_of
+from rollout.flags.writes import write
+from rollout.lifecycle import readiness
+from rollout.models import QueryFlag
+from rollout.operations import OperationError
+from rollout.postgres import dependencies
+
+TEMPLATE = '''"""Retire {query}: its twin serves everyone and the function {signature} is dropped.
+
+Written by `manage.py rollout retire {query}` on {written:%Y-%m-%d %H:%M} UTC (docs/lifecycle.md). Migrating
+back recreates the function exactly as it was (DEFINITION, from pg_get_functiondef) and gives the query's flag
+back the state it had.
+"""
+
+from django.db import migrations
+
+from rollout.lifecycle import retire
+
+DEFINITION = {definition!r}
+
+
+class Migration(migrations.Migration):
+    atomic = False  # the retirement commits and reaches every process before the function goes
+
+    dependencies = {dependencies!r}
+
+    operations = [
+        migrations.RunPython(retire.forward({query!r}, {name!r}), retire.backward({query!r})),
+        migrations.RunPython(retire.wait_for_every_process, migrations.RunPython.noop),
+        migrations.RunSQL({drop!r}, DEFINITION),
+    ]
+'''
+
+
+def _retired(query, migration):
+    def change(flag):
+        if flag.retired_at is not None:
+            return []  # a re-run of a migration that failed after this step
+        flag.retired_from = {
+            "values": values_of(flag),
+            "stage_since": flag.stage_since and flag.stage_since.isoformat(),
+        }
+        flag.retired_at = timezone.now()
+        return ["retired_from", "retired_at"]
+
+    write([flag_name(query)], change, source="migration", reason=f"retired by migration {migration}")
+
+
+def _restored(query):
+    def change(flag):
+        if flag.retired_at is None:
+            return []
+        before = flag.retired_from or {}
+        fields = ["retired_at", "retired_from", "stage_since"]
+        for field, value in (before.get("values") or {}).items():
+            model_field = QueryFlag._meta.get_field(field)
+            if model_field.name == "retired_at":
+                continue
+            setattr(flag, field, model_field.to_python(value) if value is not None else None)
+            fields.append(field)
+        flag.retired_at, flag.retired_from = None, {}
+        flag.stage_since = QueryFlag._meta.get_field("stage_since").to_python(before.get("stage_since"))
+        return fields
+
+    write([flag_name(query)], change, source="migration", reason="retirement migrated back")
+
+
+def forward(query, migration):
+    def run(apps, schema_editor):
+        _retired(query, migration)
+
+    return run
+
+
+def backward(query):
+    def run(apps, schema_editor):
+        _restored(query)
+
+    return run
+
+
+def wait_for_every_process(apps, schema_editor):
+    """Every process sees a flag change within 1.5 × FLAG_RECHECK_SECONDS; wait twice that before the drop."""
+    time.sleep(2 * get_setting("FLAG_RECHECK_SECONDS"))
+
+
+def _app_label(query):
+    label = getattr(get_experiment(query), "app_label", None)
+    if not label or label not in {config.label for config in apps.get_app_configs()}:
+        raise OperationError(f"{query}: its experiment does not name an installed app that owns it (app_label)")
+    return label
+
+
+def _next_name(loader, label, query):
+    numbers = [int(m.group()) for _, name in loader.disk_migrations if _ == label and (m := re.match(r"\d+", name))]
+    return f"{max(numbers, default=0) + 1:04d}_retire_{query}"
+
+
+def write_migration(query, force=False):
+    """Write the retirement migration of a ready query (or any, with force); returns its path."""
+    found = readiness.check(query)
+    if not found.ready and not force:
+        refused = "; ".join(f"{r.check}: {r.text}" for r in found.reasons if r.ready is not True)
+        raise OperationError(f"{query}: not ready to retire ({refused}); see `rollout retire {query} --check`")
+    function = dependencies.find(readiness.control_function(query))
+    if function is None:
+        raise OperationError(f"{query}: {readiness.control_function(query)} is not installed: nothing to drop")
+    label = _app_label(query)
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    name = _next_name(loader, label, query)
+    depends = sorted({*loader.graph.leaf_nodes(label), *loader.graph.leaf_nodes("rollout")})
+    path = Path(apps.get_app_config(label).path) / "migrations" / f"{name}.py"
+    path.write_text(
+        TEMPLATE.format(
+            query=query,
+            name=f"{label}.{name}",
+            signature=function.signature,
+            written=timezone.now(),
+            definition=dependencies.definition(function),
+            dependencies=depends,
+            drop=f"DROP FUNCTION {function.signature};",
+        )
+    )
+    return path

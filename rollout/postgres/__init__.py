@@ -1,0 +1,1 @@
+"""What rollout reads of PostgreSQL itself: catalogs and statistics."""

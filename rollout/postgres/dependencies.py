@@ -1,0 +1,111 @@
+"""What in and around the database still needs a function: read from PostgreSQL's own catalogs and statistics.
+
+- pg_depend: views and materialized views (through their rewrite rules), column defaults, check constraints,
+  index expressions, triggers and anything else recorded as depending on the function;
+- pg_proc.prosrc: other functions and procedures whose body names it (PL/pgSQL resolves names at run time,
+  so pg_depend does not know them);
+- pg_stat_user_functions: how often it was called (only with track_functions = 'pl' or 'all');
+- pg_stat_statements, when the extension is installed: statement texts that name it.
+"""
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+# pg_depend rows pointing at the function, each described as the thing an operator would look for.
+_DEPENDENTS = """
+SELECT CASE
+         WHEN d.classid = 'pg_rewrite'::regclass THEN
+           (SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END || ' ' || r.ev_class::regclass
+              FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+         WHEN d.classid = 'pg_trigger'::regclass THEN
+           (SELECT 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass FROM pg_trigger t WHERE t.oid = d.objid)
+         WHEN d.classid = 'pg_attrdef'::regclass THEN
+           (SELECT 'default of ' || a.adrelid::regclass || '.' || att.attname
+              FROM pg_attrdef a JOIN pg_attribute att ON att.attrelid = a.adrelid AND att.attnum = a.adnum
+             WHERE a.oid = d.objid)
+         WHEN d.classid = 'pg_constraint'::regclass THEN
+           (SELECT 'check constraint ' || c.conname || ' on ' || c.conrelid::regclass
+              FROM pg_constraint c WHERE c.oid = d.objid)
+         WHEN d.classid = 'pg_class'::regclass THEN
+           (SELECT CASE c.relkind WHEN 'i' THEN 'index ' ELSE 'relation ' END || c.oid::regclass
+              FROM pg_class c WHERE c.oid = d.objid)
+         ELSE pg_describe_object(d.classid, d.objid, d.objsubid)
+       END
+FROM pg_depend d
+WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = %s AND d.deptype IN ('n', 'a')
+ORDER BY 1
+"""
+_BODIES = r"""
+SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.oid <> %s AND p.prokind IN ('f', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND p.prosrc ~* ('\m' || %s || '\M')
+ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class Function:
+    oid: int
+    signature: str  # oid::regprocedure, e.g. fn_get_web_caps(bigint)
+    name: str  # proname, what other code names it by
+
+
+def find(signature):
+    """The installed function of this signature (regprocedure text), or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.oid, p.oid::regprocedure::text, p.proname FROM pg_proc p WHERE p.oid = to_regprocedure(%s)",
+            [signature],
+        )
+        row = cursor.fetchone()
+    return Function(*row) if row else None
+
+
+def dependents(function):
+    """What pg_depend records as depending on the function, each in words ("view report_caps", …)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DEPENDENTS, [function.oid])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def bodies_naming(function):
+    """Other functions and procedures whose body names it (a word match: a comment counts too)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BODIES, [function.oid, function.name])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def track_functions():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('track_functions')")
+        return cursor.fetchone()[0]
+
+
+def calls(function):
+    """The function's call count since the statistics were last reset (0 before its first counted call)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # another session's calls, as flushed now
+        cursor.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE funcid = %s", [function.oid])
+        return int(cursor.fetchone()[0])
+
+
+def statements_naming(function, limit=10):
+    """[(statement text, calls)] of pg_stat_statements naming the function; None when the extension is absent."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('pg_stat_statements') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(
+            r"SELECT query, calls FROM pg_stat_statements WHERE query ~* ('\m' || %s || '\M') "
+            "ORDER BY calls DESC LIMIT %s",
+            [function.name, limit],
+        )
+        return cursor.fetchall()
+
+
+def definition(function):
+    """The function's CREATE OR REPLACE text as PostgreSQL would write it (pg_get_functiondef)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s)", [function.oid])
+        return cursor.fetchone()[0]

@@ -1,0 +1,163 @@
+"""Retirement on real PostgreSQL: readiness names what still needs the function — a view, a trigger, another
+function's body, calls from a separate connection — and retire writes a reversible migration: forward, the twin
+serves with no decision and the function is gone; back, the function answers as before and the flag is restored."""
+
+import io
+import json
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
+
+import rollout
+from query_backends.registry import REGISTRY
+from rollout.actors import Actor
+from rollout.flags import writes
+from rollout.flags.cache import flags
+from rollout.lifecycle import autopilot, readiness, retire, stages
+from rollout.models import FunctionCallCount, QueryFlag
+from rollout.postgres import dependencies
+from tests.rollout_helpers import database_url
+
+pytestmark = pytest.mark.django_db
+ALICE = Actor(person=1, client=10, site=100)
+SIGNATURE = "fn_get_web_caps(bigint)"
+
+
+def sql(*statements):
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def everyone_for_a_week():
+    writes.enable(["web_capabilities"])
+
+    def change(flag):
+        flag.stage_since = timezone.now() - timedelta(days=8)
+        return ["stage_since"]
+
+    writes.write(["orm.web_capabilities"], change, source="test")
+
+
+@pytest.fixture
+def ready_settings(settings):
+    settings.ROLLOUT_RETIRE_MIN_COMPARISONS = 0
+    settings.ROLLOUT_RETIRE_CALL_WINDOW_HOURS = 0
+    settings.ROLLOUT_FLAG_RECHECK_SECONDS = 0.2
+    return settings
+
+
+def reasons(query="web_capabilities"):
+    return {r.check: r for r in readiness.check(query).reasons}
+
+
+def test_a_function_something_still_needs_is_not_ready_and_each_user_is_named(ready_settings):
+    everyone_for_a_week()
+    sql(
+        "SET track_functions = 'pl'",
+        "CREATE VIEW life_menu AS SELECT * FROM fn_get_web_caps(1)",
+        "CREATE FUNCTION life_menu_size() RETURNS bigint LANGUAGE plpgsql AS "
+        "$$ BEGIN RETURN (SELECT count(*) FROM fn_get_web_caps(1)); END $$",
+    )
+    autopilot.tick()  # the tick counts the calls of a function whose twin serves everyone
+    assert FunctionCallCount.objects.filter(function=SIGNATURE).count() == 1
+    first = reasons()
+    assert first["dependents"].ready is False and "view life_menu" in first["dependents"].text
+    assert first["function_bodies"].ready is False and "life_menu_size()" in first["function_bodies"].text
+    # The tick's count is the window's start (the window is 0 h here): nobody else has called it since.
+    assert first["external_calls"].ready is True and "none from outside" in first["external_calls"].text
+    assert first["served_everyone"].ready is True and first["discrepancies"].ready is True
+    with psycopg.connect(database_url(), autocommit=True) as elsewhere:  # a report, a cron job, another service
+        elsewhere.execute("SET track_functions = 'pl'")
+        for _ in range(3):
+            elsewhere.execute("SELECT * FROM fn_get_web_caps(1)").fetchall()
+    for _ in range(50):  # the other session's counts reach the statistics as it ends
+        external = reasons()["external_calls"]
+        if external.ready is False:
+            break
+        time.sleep(0.1)
+    assert external.ready is False and external.text.startswith("3 calls from outside this application")
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_code:
+        call_command("rollout", "retire", "web_capabilities", "--check", "--json", stdout=out)
+    assert exit_code.value.code == 1
+    report = json.loads(out.getvalue())
+    assert report["ready"] is False and {r["check"] for r in report["reasons"] if r["ready"] is False} >= {
+        "dependents",
+        "function_bodies",
+    }
+
+
+def test_with_track_functions_off_it_says_so_plainly_and_is_not_ready(ready_settings):
+    everyone_for_a_week()
+    sql("SET track_functions = 'none'")
+    external = reasons()["external_calls"]
+    assert external.ready is None and "track_functions is 'none'" in external.text
+    assert "ALTER SYSTEM SET track_functions = 'pl'" in external.text
+    assert not readiness.check("web_capabilities").ready
+
+
+def test_pg_depend_names_a_trigger_a_default_a_check_constraint_and_an_index():
+    sql(
+        "CREATE FUNCTION life_double(bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2'",
+        "CREATE TABLE life_t (a bigint DEFAULT life_double(1) CHECK (life_double(a) < 100), b bigint)",
+        "CREATE INDEX life_t_double ON life_t (life_double(b))",
+        "CREATE FUNCTION life_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+        "CREATE TRIGGER life_t_touch BEFORE INSERT ON life_t FOR EACH ROW WHEN (life_double(NEW.b) > 0) "
+        "EXECUTE FUNCTION life_touch()",
+    )
+    found = dependencies.dependents(dependencies.find("life_double(bigint)"))
+    assert "trigger life_t_touch on life_t" in found
+    assert "default of life_t.a" in found
+    assert any(f.startswith("check constraint life_t_a_check") for f in found)
+    assert "index life_t_double" in found
+
+
+def test_retire_refuses_a_query_that_is_not_ready_in_one_line():
+    with pytest.raises(CommandError, match=r"^web_capabilities: not ready to retire \(served_everyone: stage"):
+        call_command("rollout", "retire", "web_capabilities")
+
+
+def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_it_answers_as_before(
+    ready_settings, capsys
+):
+    definition = REGISTRY.get("web_capabilities")
+    before = definition.run("pg", definition.clean({"root_id": 1}))
+    everyone_for_a_week()
+    writes.set_shadow("web_capabilities", 100)
+    flag_before = QueryFlag.objects.get(name="orm.web_capabilities")
+    previous = MigrationLoader(connection).graph.leaf_nodes("query_backends")[0][1]
+    path = retire.write_migration("web_capabilities", force=True)  # track_functions is off here: --force
+    name = path.stem
+    try:
+        assert path.parent.name == "migrations" and path.parent.parent.name == "query_backends"
+        call_command("migrate", "query_backends", name, verbosity=0)
+        assert dependencies.find(SIGNATURE) is None
+        flags.invalidate()
+        assert rollout.dispatch("web_capabilities", actor=ALICE, root_id=1) == before
+        decision = rollout.last_decision()
+        assert (decision.role, decision.rule, decision.shadow) == ("candidate", "retired", False)
+        retired = QueryFlag.objects.get(name="orm.web_capabilities")
+        assert stages.stage(retired) == "retired" and retired.retired_at is not None
+        call_command("rollout", "status")
+        assert "candidate for everyone (function retired)" in capsys.readouterr().out
+        with pytest.raises(CommandError, match=r"retired .*migrate the retirement back"):
+            call_command("rollout", "kill", "web_capabilities")
+
+        call_command("migrate", "query_backends", previous, verbosity=0)
+        assert dependencies.find(SIGNATURE) is not None
+        assert definition.run("pg", definition.clean({"root_id": 1})) == before
+        restored = QueryFlag.objects.get(name="orm.web_capabilities")
+        assert restored.retired_at is None and restored.stage_since == flag_before.stage_since
+        assert (restored.everyone, restored.shadow_percent) == (flag_before.everyone, flag_before.shadow_percent)
+        flags.invalidate()
+        rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+        assert rollout.last_decision().rule == "everyone"
+    finally:
+        path.unlink()
