@@ -29,10 +29,9 @@ class Experiment(Protocol):
     candidate: str
     control_label: str  # how people call it (e.g. "function")
     candidate_label: str
-    # Retirement (optional; without them `rollout retire` refuses): the control's PostgreSQL function as
-    # regprocedure text ("fn_get_web_caps(bigint)"), and the label of the app whose migrations create it.
-    control_function: str
-    app_label: str
+    # Optional, for retirement (without them `rollout retire` refuses, naming them): `control_function`, the
+    # control's PostgreSQL function as regprocedure text ("fn_get_web_caps(bigint)"), and `app_label`, the app
+    # whose migrations create it (the retirement migration goes there).
 
     def clean(self, params: Mapping, parse: bool = False) -> dict:
         """Validated parameters; raises an error with a `param` attribute naming the culprit."""
