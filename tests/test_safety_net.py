@@ -25,11 +25,10 @@ from rollout.flags.cache import flags
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, GuardSample, QueryFlag
 from rollout.shadow.queue import background
-from tests.rollout_helpers import ROOT, committed, database_url, replace_definition, wait_for
+from tests.rollout_helpers import ROOT, committed, database_url, free_port, replace_definition, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_discrepancies")]
 ALICE = Actor(person=1, client=10, site=100)
-PORTS = iter(range(17810, 17890))
 
 
 def tight_guard(query, **fields):
@@ -101,12 +100,15 @@ def test_a_dropped_function_while_the_control_serves_is_a_clean_503_and_the_guar
 
 
 def private_redis():
-    port = next(PORTS)
+    """A redis-server of this test's own on a free port (a fixed one could be another test run's)."""
+    port = free_port()
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(100):
+        if process.poll() is not None:  # it could not bind: whatever answers on that port is not ours
+            raise RuntimeError(f"the private redis-server could not start on port {port}")
         if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
             return port, process
         time.sleep(0.05)
@@ -392,7 +394,7 @@ print("answers", answers == [n * 2 for n in range(20)], flush=True)
 def test_with_the_broker_down_callers_get_their_answers_and_samples_are_counted_as_drops():
     toy_flag()
     env = {
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{next(PORTS)}/0",  # nothing listens there
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         "ROLLOUT_SHADOW_BACKEND": "celery",
         "ROLLOUT_REGISTRY": "tests.toy.REGISTRY",
     }
