@@ -16,6 +16,7 @@ from rollout.experiments import flag_name, registry, sides
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, QueryFlag
 from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving
+from rollout.shadow.budget import budget
 
 # range → (minutes shown, minutes per point): a long range is drawn in wider steps so it stays readable.
 RANGES = {"15m": (15, 1), "1h": (60, 1), "6h": (360, 5), "24h": (1440, 15)}
@@ -136,8 +137,20 @@ def _page(request, title, template, **context):
     return TemplateResponse(request, template, context)
 
 
+def _shadow(query, flag):
+    """What the flag asks of shadow mode and, when the shadow budget caps it, what is compared instead."""
+    asked = float(flag.shadow_percent) if flag else 0.0
+    if not asked:
+        return ""
+    effective = budget.effective_percent(query, asked)
+    if effective < asked:
+        return f"shadow {asked:g} % asked, {effective:.2g} % compared: over the shadow budget"
+    return f"shadow {asked:g} %"
+
+
 def _flag_facts(query, flag):
     return {
+        "shadow": _shadow(query, flag),
         "serving": serving(flag) if flag else "control (missing flag)",
         "guard": guard_status(flag),
         "tripped": bool(flag and flag.guard_tripped_at),
@@ -146,6 +159,7 @@ def _flag_facts(query, flag):
 
 def overview(request):
     minutes, step = RANGES[_range(request)]
+    budget.refresh()
     series = metrics.series(minutes)
     flags = {f.name: f for f in QueryFlag.objects.prefetch_related("users", "groups")}
     open_counts = open_discrepancies()

@@ -41,6 +41,9 @@ SHADOW_LEDGER_SECONDS = 900.0
 SHADOW_DRAIN_SECONDS = 10.0  # at shutdown, how long queued jobs may take before the rest count as drops
 SHADOW_MAX_ANSWER_SIZE = 10_000  # a served answer longer than this (rows, or characters) is not shipped
 SHADOW_DATABASE = "default"  # the database alias comparisons read (a replica, say); records go to default
+# Comparisons may spend at most this share of the database time the request path spends (shadow/budget.py);
+# above it the sampling rate is lowered automatically. 0 turns the budget off.
+SHADOW_BUDGET = 0.10
 SHADOW_DIFF_ROWS = 20
 DISCREPANCIES_PER_FINGERPRINT = 50
 # Retirement readiness (rollout.lifecycle.readiness): the candidate has served everyone this long, with this

@@ -130,9 +130,12 @@ class Metrics:
             self._pending[(current_minute(), query, backend)][name] += n
 
     def observe(self, query, backend, seconds):
+        """A served call's duration: a latency sample, and its time added to served_us (the shadow budget's base)."""
         self._ensure_writer()
+        minute = current_minute()
         with self._lock:
-            samples = self._samples[(current_minute(), query, backend)]
+            self._pending[(minute, query, backend)]["served_us"] += round(seconds * 1e6)
+            samples = self._samples[(minute, query, backend)]
             if len(samples) < SAMPLES_PER_MINUTE:
                 samples.append(seconds)
 
@@ -256,6 +259,20 @@ class Metrics:
             result[key] = row
         return result
 
+    def totals(self, minutes_back):
+        """{(query, backend): {counter: n}} over the last minutes, from every process (not flushing this one's)."""
+        since = current_minute() - minutes_back + 1
+
+        def read(cursor):
+            cursor.execute(
+                f"""SELECT query, backend, key, sum(value::bigint) FROM {TABLE}, jsonb_each_text(counts)
+                    WHERE minute >= %s GROUP BY 1, 2, 3""",
+                [since],
+            )
+            return _numbers(cursor.fetchall())
+
+        return self._read(read, {})
+
     def series(self, minutes_back):
         """[(minute, {(query, backend): {counter: n, "p50", "p95"}})] for the last minutes, oldest first."""
         self.flush()
@@ -310,6 +327,10 @@ class Metrics:
         """Delete the rollups older than `hours` (default METRICS_RETENTION_HOURS); returns how many went."""
         hours = get_setting("METRICS_RETENTION_HOURS") if hours is None else hours
         return self._on_writer(lambda cursor: self._delete_older(cursor, hours))
+
+    def forget_backend(self, backend):
+        """Delete every rollup of one backend name (a benchmark's own, taking back what it counted)."""
+        return self._on_writer(lambda cursor: cursor.execute(f"DELETE FROM {TABLE} WHERE backend = %s", [backend]))
 
     @staticmethod
     def since(before, after):

@@ -18,6 +18,7 @@ from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
 from rollout.metrics import FUNCTION_CALLS, metrics
 from rollout.shadow import guard, job
+from rollout.shadow.budget import budget
 from rollout.shadow.observation import Observation, observe
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def decide(query, actor=None, experiment=None):
     active, rule = state.decide(actor)
     role = "candidate" if active else "control"
     backend = experiment.candidate if active else experiment.control
-    return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled()), state
+    return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled(budget.cap(query))), state
 
 
 def _through_cache(experiment, decision, params):

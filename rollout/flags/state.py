@@ -145,9 +145,11 @@ class FlagState:
             return (random.random() * 100 < self.percent) or None
         return (bucket(self.name, key) < self.percent) or None
 
-    def shadow_sampled(self):
-        # A retired query has no control left to compare with.
-        return not self.retired and self.shadow_percent > 0 and random.random() * 100 < self.shadow_percent
+    def shadow_sampled(self, cap=None):
+        """Whether to compare this call: shadow_percent of calls, at most `cap` (a rate, the shadow budget's).
+        A retired query has no control left to compare with."""
+        percent = self.shadow_percent if cap is None else min(self.shadow_percent, cap * 100)
+        return not self.retired and percent > 0 and random.random() * 100 < percent
 
     @property
     def falls_back(self):

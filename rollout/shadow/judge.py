@@ -20,6 +20,7 @@ observations the call already made.
 """
 
 import logging
+import time
 from collections import Counter
 from contextlib import contextmanager
 
@@ -94,13 +95,13 @@ def kind_of(experiment, control, candidate, difference):
     return (kinds.IGNORED if reason else kinds.MISMATCH), reason
 
 
-def _judged(experiment, job, control, candidate):
+def _judged(experiment, job, control, candidate, cost=0.0):
     difference = experiment.compare(control.outcome, candidate.outcome)
     kind, reason = kind_of(experiment, control, candidate, difference)
-    return _result(job, kind, control, candidate, difference, ignore_reason=reason)
+    return _result(job, kind, control, candidate, difference, ignore_reason=reason, cost=cost)
 
 
-def _result(job, kind, control=None, candidate=None, difference=None, ignore_reason=None):
+def _result(job, kind, control=None, candidate=None, difference=None, ignore_reason=None, cost=0.0):
     return Result(
         comparison_id=job.id,
         query=job.query,
@@ -114,6 +115,7 @@ def _result(job, kind, control=None, candidate=None, difference=None, ignore_rea
         params=job.params,
         actor=job.actor,
         candidate_backend=job.candidate_backend,
+        cost=cost,
     )
 
 
@@ -128,17 +130,19 @@ def _shadow(experiment, job):
     served = job.served
     if infrastructure(experiment, served):
         return _result(job, kinds.INFRA, candidate=served)
+    started = time.perf_counter()
     control, candidate = both_sides(experiment, params)
+    cost = time.perf_counter() - started
     if infrastructure(experiment, control) or infrastructure(experiment, candidate):
-        return _result(job, kinds.INFRA, control, candidate)
+        return _result(job, kinds.INFRA, control, candidate, cost=cost)
     fresh = control if served.backend == experiment.control else candidate
     if not served.value_omitted:
         moved = experiment.compare(served.outcome, fresh.outcome)
         if not moved.equal:
             if job.cache_hit and _still_cached(experiment, served.backend, params, fresh):
-                return _result(job, kinds.STALE_CACHE, fresh, served, moved)
-            return _result(job, kinds.NOISE, control, candidate, moved)
-    return _judged(experiment, job, control, candidate)
+                return _result(job, kinds.STALE_CACHE, fresh, served, moved, cost=cost)
+            return _result(job, kinds.NOISE, control, candidate, moved, cost=cost)
+    return _judged(experiment, job, control, candidate, cost)
 
 
 def _fallback(experiment, job):

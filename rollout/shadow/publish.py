@@ -45,6 +45,8 @@ def publish(results, batch=None):
                 if name in PER_COHORT:  # a plan's cohort stage shows its numbers per cohort id
                     for cohort, cohort_id in in_cohorts:
                         counts[(result.query, result.candidate_backend, cohort_counter(name, cohort, cohort_id))] += 1
+            if result.cost:
+                counts[(result.query, result.candidate_backend, "shadow_us")] += round(result.cost * 1e6)
         metrics.add_now(counts)
     for result in judged:
         guard.evaluate(result)

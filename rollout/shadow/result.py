@@ -59,6 +59,7 @@ class Result:
     params: dict = field(default_factory=dict)
     actor: dict = field(default_factory=dict)
     candidate_backend: str = ""
+    cost: float = 0.0  # seconds the comparison spent running both sides (the shadow budget's spending)
 
     @property
     def recorded(self):

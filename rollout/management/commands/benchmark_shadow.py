@@ -2,8 +2,9 @@
 
 records  — queue N recorded results (rescues of one query, so no backend runs: it is the record path that is
            measured) and time until the database holds them all; with a broker, the workers must be running.
-latency  — GET one URL at a fixed offered rate (open loop: a late answer never delays the next request) and
-           report p50/p95; or with --clients, as fast as that many clients can (throughput at saturation).
+latency  — GET one URL at a fixed offered rate (open loop: each request's latency counts from the time it was due,
+           at most --concurrency in flight) and report p50/p95/p99; or with --clients, as fast as that many
+           clients can (throughput at saturation).
 """
 
 import dataclasses
@@ -12,15 +13,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Sum
 
 from rollout.experiments import get_experiment, registry
-from rollout.models import Discrepancy
+from rollout.metrics import metrics
+from rollout.models import Discrepancy, RecordedComparison
 from rollout.router import decide
 from rollout.shadow import job
-from rollout.shadow.observation import Observation
+from rollout.shadow.observation import Observation, ReportedError
 from rollout.shadow.queue import background
 
 
@@ -42,6 +45,7 @@ class Command(BaseCommand):
         latency.add_argument("--rate", type=float, default=100.0, help="requests per second offered")
         latency.add_argument("--seconds", type=float, default=20.0)
         latency.add_argument("--clients", type=int, help="closed loop: this many clients, as fast as they can")
+        latency.add_argument("--concurrency", type=int, default=64, help="open loop: at most this many in flight")
 
     def handle(self, mode, **options):
         if mode == "records":
@@ -55,29 +59,52 @@ class Command(BaseCommand):
         if count < 1:
             raise CommandError("--count: must be at least 1")
         experiment = get_experiment(query)
-        recorded = Discrepancy.objects.filter(query=query, kind="rescued")
-
-        def occurrences():
-            return recorded.aggregate(n=Sum("occurrences"))["n"] or 0
-
-        target = occurrences() + count
-        control = Observation(experiment.control, exception=RuntimeError("benchmark: the control failed"))
+        # This run's own marks, so that it can take back all it wrote: an error kind no real call has (its
+        # own discrepancy fingerprint) and a backend name no query has (its own metric rows).
+        run = f"benchmark-{uuid.uuid4().hex[:12]}"
+        control = Observation(experiment.control, exception=ReportedError(run, f"{run}: the control failed"))
         candidate = Observation(experiment.candidate, value=[], duration=0.001)
         decision = decide(query, None, experiment)[0]
-        started = time.perf_counter()
-        for _ in range(count):
-            rescue = job.Job.of(
-                job.RESCUE, experiment, decision, {}, None, experiment.candidate, control=control, candidate=candidate
+        jobs = [
+            dataclasses.replace(
+                job.Job.of(
+                    job.RESCUE,
+                    experiment,
+                    decision,
+                    {},
+                    None,
+                    experiment.candidate,
+                    control=control,
+                    candidate=candidate,
+                ),
+                candidate_backend=run,
             )
-            while not background.submit(rescue):
-                time.sleep(0.001)  # the local queue is full: wait for room rather than count a drop
-        background.drain()
-        while occurrences() < target:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+            for _ in range(count)
+        ]
+        recorded = Discrepancy.objects.filter(query=query, kind="rescued", examples__control_error__contains=run)
+        try:
+            started = time.perf_counter()
+            for rescue in jobs:
+                while not background.submit(rescue):
+                    time.sleep(0.001)  # the local queue is full: wait for room rather than count a drop
+            background.drain()
+            while (recorded.values_list("occurrences", flat=True).first() or 0) < count:
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+        finally:
+            self._take_back(run, query, [j.id for j in jobs])
         self.stdout.write(
             f"{count} records of {query} via {background.mode}: {elapsed:.2f} s, {count / elapsed:,.0f} records/s"
         )
+
+    @staticmethod
+    def _take_back(run, query, comparison_ids):
+        """Delete what the records benchmark wrote: its discrepancy, its claims, its metrics."""
+        time.sleep(1.5)  # the last metrics writes of this process land first
+        metrics.flush()
+        Discrepancy.objects.filter(query=query, examples__control_error__contains=run).distinct().delete()
+        RecordedComparison.objects.filter(comparison_id__in=comparison_ids).delete()
+        metrics.forget_backend(run)
 
     def sample(self, count, query, pairs):
         """Time job.sample for one served answer of the query."""
@@ -105,11 +132,13 @@ class Command(BaseCommand):
         )
 
     def latency(self, options):
+        """Open loop: request i is due at start + i / rate and its latency counts from then, so a client that
+        falls behind shows as latency, not as a slower offered rate; at most --concurrency requests in flight
+        (beyond that they wait, and their wait counts). Closed loop with --clients."""
         headers = {"Authorization": f"Token {options['token']}"} if options["token"] else {}
         timings, errors, lock = [], [], threading.Lock()
 
-        def get():
-            started = time.perf_counter()
+        def get(due):
             try:
                 with urllib.request.urlopen(urllib.request.Request(options["url"], headers=headers), timeout=30) as r:
                     r.read()
@@ -117,35 +146,37 @@ class Command(BaseCommand):
             except Exception as exc:  # noqa: BLE001 — a failed request is counted, whatever failed
                 ok = exc
             with lock:
-                (timings if ok is True else errors).append(time.perf_counter() - started)
+                (timings if ok is True else errors).append(time.perf_counter() - due)
 
-        deadline = time.perf_counter() + options["seconds"]
-        threads = []
+        started = time.perf_counter()
+        deadline = started + options["seconds"]
         if options["clients"]:
 
             def client():
                 while time.perf_counter() < deadline:
-                    get()
+                    get(time.perf_counter())
 
             threads = [threading.Thread(target=client) for _ in range(options["clients"])]
             for thread in threads:
                 thread.start()
+            for thread in threads:
+                thread.join()
         else:
-            interval, next_at = 1 / options["rate"], time.perf_counter()
-            while next_at < deadline:
-                time.sleep(max(0.0, next_at - time.perf_counter()))
-                thread = threading.Thread(target=get)
-                thread.start()
-                threads.append(thread)
-                next_at += interval
-        for thread in threads:
-            thread.join()
+            count = int(options["seconds"] * options["rate"])
+            with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
+                for i in range(count):
+                    due = started + i / options["rate"]
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                    pool.submit(get, due)
         if not timings:
             raise CommandError(f"no successful request ({len(errors)} failed)")
         ordered = sorted(timings)
-        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+        def ms(q):
+            return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
         self.stdout.write(
             f"{len(timings)} ok, {len(errors)} failed in {options['seconds']:.0f} s "
-            f"({len(timings) / options['seconds']:.1f} req/s): p50 {statistics.median(timings) * 1000:.2f} ms, "
-            f"p95 {p95 * 1000:.2f} ms"
+            f"({len(timings) / options['seconds']:.1f} req/s): p50 {ms(0.5):.2f} ms, p95 {ms(0.95):.2f} ms, "
+            f"p99 {ms(0.99):.2f} ms"
         )
