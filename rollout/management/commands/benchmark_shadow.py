@@ -61,7 +61,7 @@ class Command(BaseCommand):
         experiment = get_experiment(query)
         # This run's own marks, so that it can take back all it wrote: an error kind no real call has (its
         # own discrepancy fingerprint) and a backend name no query has (its own metric rows).
-        run = f"benchmark-{uuid.uuid4().hex[:12]}"
+        run = f"bench-{uuid.uuid4().hex[:12]}"  # a backend name fits in 20 characters
         control = Observation(experiment.control, exception=ReportedError(run, f"{run}: the control failed"))
         candidate = Observation(experiment.candidate, value=[], duration=0.001)
         decision = decide(query, None, experiment)[0]
@@ -88,8 +88,14 @@ class Command(BaseCommand):
                 while not background.submit(rescue):
                     time.sleep(0.001)  # the local queue is full: wait for room rather than count a drop
             background.drain()
-            while (recorded.values_list("occurrences", flat=True).first() or 0) < count:
+            waited_for, seen = time.monotonic(), 0
+            while seen < count:
                 time.sleep(0.05)
+                now = recorded.values_list("occurrences", flat=True).first() or 0
+                if now > seen:
+                    waited_for, seen = time.monotonic(), now
+                elif time.monotonic() - waited_for > 60:
+                    raise CommandError(f"{seen} of {count} records written, none for 60 s: are the workers running?")
             elapsed = time.perf_counter() - started
         finally:
             self._take_back(run, query, [j.id for j in jobs])
