@@ -10,6 +10,9 @@ from query_backends import generator
 WORLD_SEED = 20240501
 # Processes the tests start judge comparisons on their own threads; the Celery tests start workers themselves.
 os.environ["ROLLOUT_SHADOW_BACKEND"] = "thread"
+# Tests count every call they ask to compare; the shadow budget, which lowers that rate as it measures, is
+# switched on by the tests of the budget itself.
+os.environ["ROLLOUT_SHADOW_BUDGET"] = "0"
 # The tests flush the Redis database in REDIS_URL; this key marks one they flushed before and may flush again.
 OWNED_BY_TESTS = "pg-retire:test-suite-owns-this-database"
 
@@ -79,8 +82,11 @@ def fresh_rollout_state(request, settings):
     from rollout.cache import generations
     from rollout.flags.cache import flags
     from rollout.metrics import metrics
+    from rollout.shadow.budget import budget
 
     settings.ROLLOUT_SHADOW_BACKEND = "thread"
+    settings.ROLLOUT_SHADOW_BUDGET = 0
+    budget.forget()
     cache.clear()
     _mark_owned()
     generations.listener.memory.clear()

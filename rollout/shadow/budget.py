@@ -51,6 +51,10 @@ class Budget:
         self._refreshing = False
         self._pid = None
 
+    def forget(self):
+        """Drop every measured cap (the next cap() measures again)."""
+        self._caps, self._refreshed_at = {}, float("-inf")
+
     def cap(self, query):
         """The highest sampling rate the budget allows this query now (0–1), or None: not capped."""
         share = get_setting("SHADOW_BUDGET")

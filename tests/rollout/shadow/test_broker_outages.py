@@ -8,7 +8,6 @@ every call from four threads, and started again on the same port.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from rollout.models import QueryFlag, SentBatch
 from rollout.shadow.ledger import reconcile
-from tests.rollout_helpers import ROOT, committed, database_url, wait_for
+from tests.rollout_helpers import ROOT, committed, database_url, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,12 +46,6 @@ for t in threads:
 print(calls[0], flush=True)
 sys.stdin.read()  # stays up (its publisher reconciling the ledger) until the test closes stdin
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_on(port):
