@@ -637,12 +637,18 @@ def _statement_timeout(cursor, timeout):
     cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
 
 
-def _copy(cursor, table, rows, progress, freeze=True):
+def _copy(cursor, table, rows, progress=None, freeze=True):
+    """COPY the rows; returns how many. The count is kept here, not by the progress bar: a bar that is off
+    (output not a terminal) counts nothing."""
     # FREEZE only into a table emptied in this transaction (a world's load); shapes add to the data present.
+    written = 0
     with cursor.cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN{' WITH (FREEZE)' if freeze else ''}") as copy:
         for row in rows:
             copy.write_row(row)
-            progress.update(1)
+            written += 1
+            if progress is not None:
+                progress.update(1)
+    return written
 
 
 def load(scale_name, seed=0, anchor=None, progress_factory=None):
@@ -685,8 +691,7 @@ def load(scale_name, seed=0, anchor=None, progress_factory=None):
             _empty(cursor)
             for table, rows, total in tables():
                 with progress_factory(table, total if total is not None else len(rows)) as progress:
-                    _copy(cursor, table, rows, progress)
-                    counts[table] = progress.n
+                    counts[table] = _copy(cursor, table, rows, progress)
         for table in LEGACY_TABLES:
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT max(id) FROM {table}), 1))"
@@ -736,15 +741,7 @@ def _load_shape(build):
 
 
 def _copy_counted(cursor, table, rows, counts):
-    from tqdm import tqdm
-
-    def counted():
-        for row in rows:
-            counts[table] = counts.get(table, 0) + 1
-            yield row
-
-    with tqdm(disable=True) as progress:
-        _copy(cursor, table, counted(), progress, freeze=False)
+    counts[table] = counts.get(table, 0) + _copy(cursor, table, rows, freeze=False)
 
 
 def bu_tree(units, seed=0):

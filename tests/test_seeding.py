@@ -72,3 +72,19 @@ def test_the_load_sets_its_own_statement_timeout():
 def test_a_load_over_existing_data_is_refused():
     with pytest.raises(ValueError, match="already hold data"):
         generator.load("tiny", progress_factory=lambda table, total: Progress(table, total))
+
+
+def test_the_command_reports_the_rows_it_loaded_when_its_output_is_not_a_terminal():
+    import io
+
+    from django.core.management import call_command
+
+    out, err = io.StringIO(), io.StringIO()  # no terminal: the progress bars are off
+    with rolled_back():
+        call_command("seed_demo_data", "--scale", "tiny", "--reset", stdout=out, stderr=err)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM jobneed")
+            loaded = cursor.fetchone()[0]
+    reported = dict(line.split() for line in out.getvalue().splitlines()[1:])
+    assert int(reported["jobneed"].replace(",", "")) == loaded == generator.SCALES["tiny"].jobneeds
+    assert all(int(count.replace(",", "")) > 0 for count in reported.values())

@@ -24,6 +24,7 @@ class GenerationListener:
         self._generations = None  # {watched table: generation}, None while down
         self._alive_at = 0.0
         self.backend_pid = None  # the listening connection's server pid, for operators and tests
+        self._lost = False  # a lost connection was logged: its return is news too
         self._silent_for_at_most = 3 * _heartbeat()  # kept here: a hit must not pay for a settings lookup
         self.memory = MemoryTier(get_setting("CACHE_MEMORY_BYTES"), get_setting("CACHE_MEMORY_ENTRY_BYTES"))
 
@@ -63,7 +64,14 @@ class GenerationListener:
         self._refresh(conn)
         self.memory.clear()
         self._first_attempt.set()
-        logger.info("query cache listener connected (backend pid %s)", self.backend_pid)
+        # A first connection is routine (DEBUG: no line in the middle of a command's output); a return is news.
+        logger.log(
+            logging.INFO if self._lost else logging.DEBUG,
+            "query cache listener %s (backend pid %s)",
+            "reconnected: the cache serves again" if self._lost else "connected",
+            self.backend_pid,
+        )
+        self._lost = False
         compacted = time.monotonic()
         while not self._stopping.is_set():
             # Wake on the first notification or after a heartbeat; either way re-read the sums: the read is
@@ -91,6 +99,7 @@ class GenerationListener:
     def _down(self, exc):
         if self._generations is not None and exc is not None:
             logger.warning("query cache listener lost its connection (%s): the cache is bypassed", exc)
+            self._lost = True
         self._generations = None
         self.backend_pid = None
         self.memory.clear()

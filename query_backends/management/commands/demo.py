@@ -27,6 +27,7 @@ from query_backends.benchmark import sample_params
 from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
 from rollout.experiments import query_name
+from rollout.metrics import current_minute, recorded_in_minute
 
 DEMO_QUERY = "demo_broken_bu_list"
 PASSWORD_FILE = "demo-admin-password"  # in .data/, next to the embedded PostgreSQL; git-ignored
@@ -86,28 +87,59 @@ class Command(BaseCommand):
             ("5. ORM for 50 %", lambda: self.each(names, writes.set_percent, 50)),
             ("6. ORM for everyone", lambda: [self.enable_unless_tripped(q) for q in names]),
         ]
-        self.reset_flags(names)
+        self.start_clean(names)
         self.stdout.write(LEGEND)
         rng = random.Random(7)
-        for title, change in stages:
+        # Each stage is counted in a minute of its own, the broken twin's in this one, so the dashboard's
+        # 15-minute range shows the stages side by side (they run seconds apart).
+        now = current_minute()
+        for number, (title, change) in enumerate(stages, 1):
             change()
-            self.run_stage(title, names, params, pool, calls, rng)
-        self.broken_stage(params.get("bu_list", []), pool, calls, rng)
+            with recorded_in_minute(now - len(stages) + number - 1):
+                self.run_stage(title, names, params, pool, calls, rng)
+        with recorded_in_minute(now):
+            discrepancy = self.broken_stage(params.get("bu_list", []), pool, calls, rng)
+        try:
+            self.where_to_look(discrepancy, login, port, serve)
+            if serve:
+                self.stdout.flush()
+                # In this process, so the demo's broken twin is still registered: its discrepancy can be replayed.
+                call_command(
+                    "runserver", f"127.0.0.1:{port}", use_reloader=False, insecure_serving=True, skip_checks=True
+                )
+        finally:
+            REGISTRY.unregister(DEMO_QUERY)
+
+    def start_clean(self, names):
+        """A second run starts where the first did: the previous run's numbers, flags and demo query forgotten."""
+        from rollout.flags import writes
+
+        writes.forget(DEMO_QUERY, source="demo")
         self.reset_flags(names)
-        self.say("done: every query is back on the control, its numbers stay on the dashboard")
-        if serve:
+        self.metrics.reset()
+
+    def where_to_look(self, discrepancy, login, port, serve):
+        base = f"http://127.0.0.1:{port}/admin/rollout"
+        self.say("done: what the demo left to see")
+        self.stdout.write(
+            "  the six queries stay where stage 6 left them: the twin serves everyone, every call still compared;\n"
+            f"  {DEMO_QUERY} (the demo's broken twin) stays on the control, its guard tripped.\n"
+            f"  the stages, one minute each:  {base}/dashboard/?range=15m\n"
+            f"  the guard's trip:             {base}/dashboard/{DEMO_QUERY}/?range=15m\n"
+        )
+        if discrepancy:
             self.stdout.write(
-                f"Serving the dashboard: http://127.0.0.1:{port}/admin/rollout/dashboard/  (login {login})\n"
-                "Ctrl-C stops it."
+                f"  the catch:                    {base}/discrepancy/{discrepancy.id}/change/\n"
+                "  the replay:                   the Replay button on that page"
+                + ("" if serve else " (while `demo --serve` serves: the broken twin lives in its process)")
             )
-            self.stdout.flush()
-            # In this process, so the dashboard shows the demo's numbers even when they live in memory (no Redis).
-            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False, insecure_serving=True, skip_checks=True)
+        if serve:
+            self.stdout.write(f"Serving at http://127.0.0.1:{port}/  (login {login})  Ctrl-C stops it.")
         else:
             self.stdout.write(
-                "Open the dashboard (or run the demo with --serve, which serves it at once):\n"
+                "Open it (or run the demo with --serve, which serves it at once):\n"
                 f"  .venv/bin/python manage.py runserver 127.0.0.1:{port}\n"
-                f"  http://127.0.0.1:{port}/admin/rollout/dashboard/  (login {login})"
+                f"  http://127.0.0.1:{port}/admin/  (login {login})"
             )
 
     def say(self, text):
@@ -218,41 +250,36 @@ class Command(BaseCommand):
         return f"{statistics.median(values) * 1000:.2f} ms" if values else "-"
 
     def broken_stage(self, params, pool, calls, rng):
+        """Roll out a deliberately broken twin; its flag, tripped guard and discrepancy stay for the dashboard.
+
+        Returns the discrepancy shadow mode recorded, or None. The query stays registered in this process
+        (the caller unregisters it), so the discrepancy can be replayed while the demo serves."""
         from rollout import operations
         from rollout.flags import writes
         from rollout.models import Discrepancy
 
         definition = dataclasses.replace(REGISTRY.get("bu_list"), name=DEMO_QUERY, twin=broken_twin)
-        writes.forget(DEMO_QUERY, source="demo")  # what an interrupted earlier run left behind
         REGISTRY.register(definition)
-        try:
-            writes.ensure_flags("demo")
-            writes.set_guard(DEMO_QUERY, window=50, min_sample=20, source="demo")
-            writes.set_shadow(DEMO_QUERY, 100, source="demo")
-            writes.enable([DEMO_QUERY], source="demo")
-            title = "7. a broken twin (demo only), rolled out to everyone with shadow 100 %"
-            with expected_guard_trip():
-                result = self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title)
-            self.print_stage(title, *result)
-            [flag] = operations.flags_for([DEMO_QUERY])
-            if flag.guard_tripped_at:
-                self.stdout.write(f"  the guard caught it, as this stage intends: {flag.guard_reason}")
-                self.stdout.write(f"  {DEMO_QUERY} now: {'control for everyone' if flag.everyone is False else '?'}")
-            record = Discrepancy.objects.filter(query=DEMO_QUERY).first()
-            if record:
-                example = record.latest()
-                self.stdout.write(
-                    f"  discrepancy #{record.id}: {record.kind} ×{record.occurrences}, "
-                    f"params {example.params}, diff {example.diff.get('value')}"
-                )
-        finally:
-            REGISTRY.unregister(DEMO_QUERY)
-            self.background.drain()
-            removed = writes.forget(DEMO_QUERY, source="demo")
+        writes.ensure_flags("demo")
+        writes.set_guard(DEMO_QUERY, window=50, min_sample=20, source="demo")
+        writes.set_shadow(DEMO_QUERY, 100, source="demo")
+        writes.enable([DEMO_QUERY], source="demo")
+        title = "7. a broken twin (demo only), rolled out to everyone with shadow 100 %"
+        with expected_guard_trip():
+            result = self.drive([DEMO_QUERY], {DEMO_QUERY: params}, pool, calls, rng, title)
+        self.print_stage(title, *result)
+        [flag] = operations.flags_for([DEMO_QUERY])
+        if flag.guard_tripped_at:
+            self.stdout.write(f"  the guard caught it, as this stage intends: {flag.guard_reason}")
+            self.stdout.write(f"  {DEMO_QUERY} now: {'control for everyone' if flag.everyone is False else '?'}")
+        record = Discrepancy.objects.filter(query=DEMO_QUERY).first()
+        if record:
+            example = record.latest()
             self.stdout.write(
-                f"  tidied up: the demo-only query's flag and its {removed['discrepancies']} discrepancy record(s) "
-                "are deleted"
+                f"  discrepancy #{record.id}: {record.kind} ×{record.occurrences}, "
+                f"params {example.params}, diff {example.diff.get('value')}"
             )
+        return record
 
 
 @contextlib.contextmanager
