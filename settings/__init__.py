@@ -59,7 +59,7 @@ ASGI_APPLICATION = "settings.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "settings" / "templates"],  # the project's admin index (a link to the dashboard)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -156,3 +156,13 @@ def test_an_api_token_issued_in_the_admin_shows_its_key_once_and_works(admin_cli
         {"action": "delete_selected", "_selected_action": [token.pk], "post": "yes"},
     )
     assert ApiToken.user_for(key) is None
+
+
+def test_the_admin_index_links_to_the_dashboard_and_the_site_root_leads_there(admin_client, client):
+    index = admin_client.get(reverse("admin:index"))
+    assert f'href="{reverse("rollout-dashboard")}"'.encode() in index.content
+    assert b"Rollout dashboard" in index.content and b"Query flags" in index.content  # Django's list still there
+    root = client.get("/")
+    assert root.status_code == 302 and root["Location"] == reverse("rollout-dashboard")
+    assert client.get("/", follow=True).redirect_chain[-1][0].startswith(reverse("admin:login"))
+    assert admin_client.get("/", follow=True).status_code == 200

@@ -2,11 +2,13 @@
 
 Both sides run in the judge's snapshot, which never commits: a replay writes nothing."""
 
+import json
+
 from rollout.experiments import get_experiment
 from rollout.models import Discrepancy
 from rollout.operations import OperationError
 from rollout.shadow.judge import both_sides
-from rollout.shadow.recorder import bounded_diff
+from rollout.shadow.recorder import bounded_diff, jsonable
 
 
 def replay(discrepancy_id):
@@ -24,14 +26,13 @@ def replay(discrepancy_id):
     params = experiment.clean(example.params, parse=True)
     control, candidate = both_sides(experiment, params)
     difference = experiment.compare(control.outcome, candidate.outcome)
-    text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {example.params}:\n" + (
-        "the control and the candidate now agree"
-        if difference.equal
-        else f"they still differ: {bounded_diff(difference)}"
+    # JSON, like the recorded example, never a Python repr.
+    diff = None if difference.equal else jsonable(bounded_diff(difference))
+    text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {_json(example.params)}:\n" + (
+        "the control and the candidate now agree" if diff is None else f"they still differ: {_json(diff)}"
     )
-    return {
-        "id": discrepancy_id,
-        "agree": difference.equal,
-        "diff": None if difference.equal else bounded_diff(difference),
-        "text": text,
-    }
+    return {"id": discrepancy_id, "agree": difference.equal, "diff": diff, "text": text}
+
+
+def _json(value):
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -122,7 +122,7 @@ class Command(BaseCommand):
         base = f"http://127.0.0.1:{port}/admin/rollout"
         self.say("done: what the demo left to see")
         self.stdout.write(
-            "  the six queries stay where stage 6 left them: the twin serves everyone, every call still compared;\n"
+            "  the real queries stay where stage 6 left them: the twin serves everyone, every call still compared;\n"
             f"  {DEMO_QUERY} (the demo's broken twin) stays on the control, its guard tripped.\n"
             f"  the stages, one minute each:  {base}/dashboard/?range=15m\n"
             f"  the guard's trip:             {base}/dashboard/{DEMO_QUERY}/?range=15m\n"
