@@ -128,16 +128,8 @@ class QueryFlagAdmin(admin.ModelAdmin):
     actions = [kill, shadow_all, clear_guard]
     search_fields = ("name", "note")
     filter_horizontal = ("users", "groups")
-    list_display = (
-        "name",
-        "serving",
-        "percent",
-        "percent_key",
-        "shadow_percent",
-        "fallback",
-        "guard_state",
-        "modified",
-    )
+    # Narrow enough to read whole at 1400 px beside the admin's two sidebars (when it was changed: the history).
+    list_display = ("name", "serving", "percent_by", "shadow", "fallback", "guard_state")
     list_filter = ("everyone", "fallback", "guard_tripped_at")
     readonly_fields = ("guard_tripped_at", "guard_reason", "history", "created", "modified")
 
@@ -189,11 +181,31 @@ class QueryFlagAdmin(admin.ModelAdmin):
 
     @admin.display(description="serving")
     def serving(self, flag):
-        return reports.serving(flag)
+        # At least "candidate for everyone" wide: the list has nine or more such rows to read at a glance.
+        return format_html('<span style="display:inline-block;min-width:12em">{}</span>', reports.serving(flag))
+
+    @admin.display(description="percent", ordering="percent")
+    def percent_by(self, flag):
+        return format_html(
+            '<span style="white-space:nowrap">{}</span>',
+            f"{float(flag.percent):g} % by {flag.percent_key}" if flag.percent else "-",
+        )
+
+    @admin.display(description="shadow", ordering="shadow_percent")
+    def shadow(self, flag):
+        return format_html(
+            '<span style="white-space:nowrap">{}</span>',
+            f"{float(flag.shadow_percent):g} %" if flag.shadow_percent else "-",
+        )
 
     @admin.display(description="guard")
     def guard_state(self, flag):
-        return reports.guard_status(flag)
+        # When and why are long: on hover here, in full on the flag's page.
+        return format_html(
+            '<span style="white-space:nowrap" title="{}">{}</span>',
+            reports.guard_status(flag),
+            "tripped" if flag.guard_tripped_at else reports.guard_status(flag),
+        )
 
     @admin.display(description="history")
     def history(self, flag):

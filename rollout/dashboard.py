@@ -153,6 +153,7 @@ def _flag_facts(query, flag):
         "shadow": _shadow(query, flag),
         "serving": serving(flag) if flag else "control (missing flag)",
         "guard": guard_status(flag),
+        "guard_brief": guard_status(flag, brief=True),
         "tripped": bool(flag and flag.guard_tripped_at),
     }
 

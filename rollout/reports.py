@@ -47,12 +47,14 @@ def _why_off(flag):
     return " (killed)"
 
 
-def guard_status(flag):
-    """The guard's state in words: the surfaces (CLI, admin, dashboard) all show this."""
+def guard_status(flag, brief=False):
+    """The guard's state in words: the surfaces (CLI, admin, dashboard) all show this. `brief` leaves the
+    reason out (tables show it on hover and on the query's own page)."""
     if flag is None:
         return "-"
     if flag.guard_tripped_at:
-        return f"tripped {flag.guard_tripped_at:%Y-%m-%d %H:%M}: {flag.guard_reason}"
+        when = f"tripped {flag.guard_tripped_at:%Y-%m-%d %H:%M}"
+        return when if brief else f"{when}: {flag.guard_reason}"
     return "armed"
 
 

@@ -105,8 +105,9 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
     from playwright.sync_api import sync_playwright
 
     base, discrepancy, log = demo_server
-    assert f"Serving the dashboard: {base}/admin/rollout/dashboard/  (login browser / $DEMO_ADMIN_PASSWORD)" in (
-        log.read_text()
+    assert (
+        f"Serving the dashboard: {base}/admin/rollout/dashboard/?range=15m  (login browser / $DEMO_ADMIN_PASSWORD)"
+        in (log.read_text())
     )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -131,7 +132,9 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         # The overview answers "is the rollout healthy?" without scrolling, with the demo's traffic in it.
         box = overview.bounding_box()
         assert box["y"] + box["height"] <= 900 and box["x"] + box["width"] <= 1400
-        assert page.locator("#rollout-overview tbody tr").count() >= 9
+        # ... with the demo's tenth query, its guard tripped, in it too.
+        assert page.locator("#rollout-overview tbody tr").count() >= 10
+        assert "tripped" in page.locator("#row-demo_broken_bu_list .rollout-tripped").inner_text()
         assert "calls" in page.locator("#row-bu_list").inner_text()
         assert "0 calls" not in page.locator("#row-bu_list").inner_text()
         assert page.locator("#row-bu_list svg.rollout-share").count() == 1
@@ -145,7 +148,16 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         page.click("text=1h")
         page.wait_for_selector("svg.rollout-chart")
         page.screenshot(path=str(ARTIFACTS / "dashboard-query.png"))
-        flag = committed(lambda: QueryFlag.objects.get(name="orm.bu_list").pk)
+        # The flag list at 1400 px: "serving" on one line, the last column inside the window.
+        page.goto(f"{base}/admin/rollout/queryflag/")
+        serving = page.locator("#result_list tbody tr", has_text="orm.bu_list").locator("td.field-serving span")
+        line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 20")
+        assert serving.inner_text() == "candidate for everyone" and serving.bounding_box()["height"] < 1.5 * line
+        last = page.locator("#result_list thead th").last.bounding_box()
+        assert last["x"] + last["width"] <= 1400
+        page.screenshot(path=str(ARTIFACTS / "flags.png"))
+        # The demo left bu_list's twin serving everyone (stage 6): back to the cohort rules, a site is toggled.
+        flag = committed(lambda: (reset_flags(), QueryFlag.objects.get(name="orm.bu_list").pk)[1])
         page.goto(f"{base}/admin/rollout/queryflag/{flag}/change/")
         page.fill("#id_cohort__site", "1")
         page.click("input[name=_save]")

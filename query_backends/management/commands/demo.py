@@ -134,7 +134,7 @@ class Command(BaseCommand):
                 + ("" if serve else " (while `demo --serve` serves: the broken twin lives in its process)")
             )
         if serve:
-            self.stdout.write(f"Serving at http://127.0.0.1:{port}/  (login {login})  Ctrl-C stops it.")
+            self.stdout.write(f"Serving the dashboard: {base}/dashboard/?range=15m  (login {login})\nCtrl-C stops it.")
         else:
             self.stdout.write(
                 "Open it (or run the demo with --serve, which serves it at once):\n"
