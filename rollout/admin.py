@@ -316,6 +316,10 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         if example.control_error or example.candidate_error:
             rows.append(("errors", example.control_error or "-", example.candidate_error or "-"))
         rows += list(_detail_rows(diff))
+        rows = [
+            (label, reports.as_json(control_value), reports.as_json(candidate_value))
+            for label, control_value, candidate_value in rows
+        ]
         return format_html(
             '<table class="rollout-diff"><tr><th></th><th>{} (control)</th><th>{} (candidate)</th></tr>{}</table>',
             control.label,

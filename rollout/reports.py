@@ -3,6 +3,7 @@
 Nothing here writes or runs a query: replay is in shadow/replay.py, purge in retention.py.
 """
 
+import json
 from collections import Counter
 
 from django.db.models import Q
@@ -45,6 +46,11 @@ def _why_off(flag):
     if flag.killed_by == "guard":  # cleared, and no one has turned it on or killed it since
         return " (guard cleared; enable to resume)"
     return " (killed)"
+
+
+def as_json(value):
+    """A value as the surfaces show it: text as it is, anything else as JSON — never a Python repr."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def guard_status(flag, brief=False):

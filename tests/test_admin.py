@@ -99,6 +99,8 @@ def test_discrepancy_page_shows_the_diff_side_by_side_and_replays(admin_client, 
     page = admin_client.get(url)
     assert page.status_code == 200
     assert b"function (control)" in page.content and b"twin (candidate)" in page.content
+    # Parameters and actor read as JSON, not as Python reprs.
+    assert b"&quot;fmt&quot;: &quot;array&quot;" in page.content and b"&#x27;fmt&#x27;" not in page.content
     assert b"Replay now" in page.content and b'method="post"' in page.content
     replay = reverse("admin:rollout_discrepancy_replay", args=[recorded.pk])
     assert admin_client.get(replay).status_code == 405  # running queries again is never a GET

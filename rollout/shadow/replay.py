@@ -2,11 +2,10 @@
 
 Both sides run in the judge's snapshot, which never commits: a replay writes nothing."""
 
-import json
-
 from rollout.experiments import get_experiment
 from rollout.models import Discrepancy
 from rollout.operations import OperationError
+from rollout.reports import as_json
 from rollout.shadow.judge import both_sides
 from rollout.shadow.recorder import bounded_diff, jsonable
 
@@ -28,11 +27,8 @@ def replay(discrepancy_id):
     difference = experiment.compare(control.outcome, candidate.outcome)
     # JSON, like the recorded example, never a Python repr.
     diff = None if difference.equal else jsonable(bounded_diff(difference))
-    text = f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {_json(example.params)}:\n" + (
-        "the control and the candidate now agree" if diff is None else f"they still differ: {_json(diff)}"
+    text = (
+        f"discrepancy {discrepancy_id} ({discrepancy.query}, {discrepancy.kind}) with {as_json(example.params)}:\n"
+        + ("the control and the candidate now agree" if diff is None else f"they still differ: {as_json(diff)}")
     )
     return {"id": discrepancy_id, "agree": difference.equal, "diff": diff, "text": text}
-
-
-def _json(value):
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -28,6 +28,7 @@ from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
 from rollout.experiments import query_name
 from rollout.metrics import current_minute, recorded_in_minute
+from rollout.reports import as_json
 
 DEMO_QUERY = "demo_broken_bu_list"
 PASSWORD_FILE = "demo-admin-password"  # in .data/, next to the embedded PostgreSQL; git-ignored
@@ -277,7 +278,7 @@ class Command(BaseCommand):
             example = record.latest()
             self.stdout.write(
                 f"  discrepancy #{record.id}: {record.kind} ×{record.occurrences}, "
-                f"params {example.params}, diff {example.diff.get('value')}"
+                f"params {as_json(example.params)}, diff {as_json(example.diff.get('value'))}"
             )
         return record
 
