@@ -11,7 +11,7 @@ INSTALLING_MIGRATION = ("query_backends", "0003_legacy_functions")
 
 @register()
 def legacy_functions_installed(app_configs=None, **kwargs):
-    """The same comparison as `install_legacy_functions --check`: the control needs every function.
+    """The nine legacy functions as `rollout functions --check` sees them: the control needs every one.
     Only once the migration that installs them has run (before, `migrate` installs them); a warning,
     not an error, so that it never stops `migrate` itself."""
     try:
@@ -45,10 +45,10 @@ def compiled_twins_supported(app_configs=None, **kwargs):
 @register()
 def definitions_agree(app_configs=None, registry=None, **kwargs):
     """Every registered query has what it needs, and its pieces agree (registry.QueryDefinition.problems)."""
-    from query_backends.registry import REGISTRY
+    from query_backends.registry import DEFINITIONS
 
     return [
         Error(f"query {definition.name!r}: {problem}", obj=definition.name, id="query_backends.E001")
-        for definition in registry or REGISTRY
+        for definition in registry or DEFINITIONS
         for problem in definition.problems()
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from query_backends.errors import translated_database_errors
-from query_backends.snapshot import reading_alias
+from rollout.snapshot import reading_alias
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 

@@ -1,8 +1,9 @@
 """The one place that knows every query: its parameters, its two backends, how to compare its answers,
 the cases validation runs, the samples the benchmark times and the hand-written floor it is measured against.
 
-Adding a query is one QueryDefinition here, its twin and its SQL file; `problems()` (run by the system
-check query_backends.E001) says when the pieces of a definition do not agree.
+Adding a legacy query is one QueryDefinition here, its twin and its SQL file; `rollout_queries.py` registers
+them with rollout as any host registers its own; `problems()` (run by the system check query_backends.E001)
+says when the pieces of a definition do not agree.
 """
 
 import inspect
@@ -18,20 +19,20 @@ from django.db import connections
 from query_backends import cases, floor, tenancy
 from query_backends import functions as legacy
 from query_backends.cases import Sampling
-from query_backends.equality import compare
 from query_backends.errors import (
     DatabaseUnavailable,
     InvalidQueryParams,
-    UnknownQuery,
     infrastructure_failure,
     status_for,
     translated_database_errors,
 )
 from query_backends.floor import Floor
-from query_backends.params import Param, clean_params
-from query_backends.snapshot import reading_alias, snapshot
 from query_backends.twins import assets, business_units, capabilities, jobs
 from rollout import cache
+from rollout.equality import compare
+from rollout.params import Param, clean_params
+from rollout.registry import REGISTRY
+from rollout.snapshot import reading_alias
 
 BACKENDS = ("pg", "orm")
 CACHE_POLICIES = ("always", "daily", None)
@@ -211,196 +212,164 @@ def _unbindable(what, function, *args, **kwargs):
     return []
 
 
-class QueryRegistry:
-    def __init__(self, definitions):
-        self._definitions = {d.name: d for d in definitions}
-
-    def get(self, name):
-        try:
-            return self._definitions[name]
-        except (KeyError, TypeError):
-            raise UnknownQuery(name, self._definitions) from None
-
-    def names(self):
-        return list(self._definitions)
-
-    def register(self, definition):
-        self._definitions[definition.name] = definition
-
-    def unregister(self, name):
-        self._definitions.pop(name, None)
-
-    def __iter__(self):
-        return iter(self._definitions.values())
-
-    def __contains__(self, name):
-        return name in self._definitions
-
-    @staticmethod
-    def snapshot(using="default"):
-        return snapshot(using)
-
-
 _JOB_PARAMS = (Param("people_id", int), Param("bu_id", int), Param("client_id", int))
 _JOB_TABLES = ("jobneed", "pgbelonging")
 FUNCTIONS = legacy.FUNCTIONS
 
-REGISTRY = QueryRegistry(
-    [
-        QueryDefinition(
-            name="job_needs",
-            description="Today's and tomorrow's work for a person at a site.",
-            params=_JOB_PARAMS,
-            function=FUNCTIONS["fun_getjobneed"],
-            twin=jobs.job_needs,
-            ordered=False,
-            reads=_JOB_TABLES,
-            cases=cases.job_cases,
-            samples=cases.job_samples,
-            floor=floor.JOB_NEEDS,
-            cache=None,
-            batch=("people_id", jobs.job_needs_many),
-            wall=tenancy.Wall(rows=(("client_id", tenancy.UNIT),), ids=tenancy.JOBNEED_REFERENCES),
+DEFINITIONS = (
+    QueryDefinition(
+        name="job_needs",
+        description="Today's and tomorrow's work for a person at a site.",
+        params=_JOB_PARAMS,
+        function=FUNCTIONS["fun_getjobneed"],
+        twin=jobs.job_needs,
+        ordered=False,
+        reads=_JOB_TABLES,
+        cases=cases.job_cases,
+        samples=cases.job_samples,
+        floor=floor.JOB_NEEDS,
+        cache=None,
+        batch=("people_id", jobs.job_needs_many),
+        wall=tenancy.Wall(rows=(("client_id", tenancy.UNIT),), ids=tenancy.JOBNEED_REFERENCES),
+    ),
+    QueryDefinition(
+        name="external_tour_job_needs",
+        description="A person's current external tours (the site is ignored).",
+        params=_JOB_PARAMS,
+        function=FUNCTIONS["fun_getexttourjobneed"],
+        twin=jobs.external_tour_job_needs,
+        ordered=False,
+        reads=_JOB_TABLES,
+        cases=cases.job_cases,
+        samples=cases.job_samples,
+        floor=floor.EXTERNAL_TOUR_JOB_NEEDS,
+        cache=None,
+        wall=tenancy.Wall(rows=(("client_id", tenancy.UNIT),), ids=tenancy.JOBNEED_REFERENCES),
+    ),
+    QueryDefinition(
+        name="schedule_for_adhoc",
+        description="The open scheduled instance an ad-hoc scan belongs to.",
+        params=(
+            Param("plandatetime", datetime),
+            Param("bu_id", int),
+            Param("people_id", int),
+            Param("asset_id", int),
+            Param("questionset_id", int),
         ),
-        QueryDefinition(
-            name="external_tour_job_needs",
-            description="A person's current external tours (the site is ignored).",
-            params=_JOB_PARAMS,
-            function=FUNCTIONS["fun_getexttourjobneed"],
-            twin=jobs.external_tour_job_needs,
-            ordered=False,
-            reads=_JOB_TABLES,
-            cases=cases.job_cases,
-            samples=cases.job_samples,
-            floor=floor.EXTERNAL_TOUR_JOB_NEEDS,
-            cache=None,
-            wall=tenancy.Wall(rows=(("client_id", tenancy.UNIT),), ids=tenancy.JOBNEED_REFERENCES),
-        ),
-        QueryDefinition(
-            name="schedule_for_adhoc",
-            description="The open scheduled instance an ad-hoc scan belongs to.",
-            params=(
-                Param("plandatetime", datetime),
-                Param("bu_id", int),
-                Param("people_id", int),
-                Param("asset_id", int),
-                Param("questionset_id", int),
-            ),
-            function=FUNCTIONS["fn_get_schedule_for_adhoc"],
-            twin=jobs.schedule_for_adhoc,
-            ordered=True,
-            reads=_JOB_TABLES,
-            cases=cases.adhoc_cases,
-            samples=cases.adhoc_samples,
-            floor=floor.SCHEDULE_FOR_ADHOC,
-            wall=tenancy.Wall(
-                rows=(("jobneedid", "jobneed"), ("bu_id", tenancy.UNIT)),
-                ids=(
-                    ("asset_id", "asset"),
-                    ("qset_id", "questionset"),
-                    ("people_id", "people"),
-                    ("pgroup_id", "group"),
-                ),
+        function=FUNCTIONS["fn_get_schedule_for_adhoc"],
+        twin=jobs.schedule_for_adhoc,
+        ordered=True,
+        reads=_JOB_TABLES,
+        cases=cases.adhoc_cases,
+        samples=cases.adhoc_samples,
+        floor=floor.SCHEDULE_FOR_ADHOC,
+        wall=tenancy.Wall(
+            rows=(("jobneedid", "jobneed"), ("bu_id", tenancy.UNIT)),
+            ids=(
+                ("asset_id", "asset"),
+                ("qset_id", "questionset"),
+                ("people_id", "people"),
+                ("pgroup_id", "group"),
             ),
         ),
-        QueryDefinition(
-            name="bu_list",
-            description="A business unit with its ancestors and/or descendants.",
-            params=(
-                Param("bu_id", int),
-                Param("up", bool, True),
-                Param("down", bool, True),
-                Param("fmt", str, "text", choices=("text", "array", "jsonb")),
+    ),
+    QueryDefinition(
+        name="bu_list",
+        description="A business unit with its ancestors and/or descendants.",
+        params=(
+            Param("bu_id", int),
+            Param("up", bool, True),
+            Param("down", bool, True),
+            Param("fmt", str, "text", choices=("text", "array", "jsonb")),
+        ),
+        function=FUNCTIONS["fn_get_bulist"],
+        twin=business_units.bu_list,
+        ordered=True,
+        reads=("bt",),
+        cases=cases.bu_list_cases,
+        samples=cases.bu_list_samples,
+        floor=floor.BU_LIST,
+        wall=tenancy.NOTHING_FOREIGN,  # every unit of the answer is in the tree of bu_id: its client's, checked
+    ),
+    QueryDefinition(
+        name="bulist_by_identifier",
+        description="A top-level client's customers and/or sites (or the client).",
+        params=(Param("bu_id", int, nullable=True), Param("customers", bool, True), Param("sites", bool, True)),
+        function=FUNCTIONS["fn_getbulist_basedon_idnf"],
+        twin=business_units.bulist_by_identifier,
+        ordered=True,
+        reads=("bt", "typeassist"),
+        cases=cases.bulist_by_identifier_cases,
+        samples=cases.bulist_by_identifier_samples,
+        floor=floor.BULIST_BY_IDENTIFIER,
+        wall=tenancy.NOTHING_FOREIGN,  # every unit of the answer is in the tree of bu_id: its client's, checked
+    ),
+    QueryDefinition(
+        name="sites_list_web",
+        description="The sites a person may pick in the web front end.",
+        params=(Param("client_id", int), Param("people_id", int)),
+        function=FUNCTIONS["fn_get_siteslist_web"],
+        twin=business_units.sites_list_web,
+        ordered=False,
+        reads=("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
+        cases=cases.sites_list_web_cases,
+        samples=cases.sites_list_web_samples,
+        floor=floor.SITES_LIST_WEB,
+        cache="daily",
+        wall=tenancy.Wall(rows=(("id", tenancy.UNIT),), ids=tenancy.PEOPLE_REFERENCES),
+    ),
+    QueryDefinition(
+        name="asset_questionsets",
+        description="The checklists of a site that include an asset, as text.",
+        params=(Param("site_id", int), Param("asset_id", str), Param("type", str, "")),
+        function=FUNCTIONS["fn_getassetvsquestionset"],
+        twin=assets.asset_questionsets,
+        ordered=True,
+        reads=("questionset",),
+        cases=cases.asset_questionset_cases,
+        samples=cases.asset_questionset_samples,
+        floor=floor.ASSET_QUESTIONSETS,
+        wall=tenancy.Wall(packed=(tenancy.AssetQuestionSets(),)),
+    ),
+    QueryDefinition(
+        name="asset_details",
+        description="Assets of a site changed since a moment, for mobile sync.",
+        params=(Param("mdtz", datetime), Param("site_id", int)),
+        function=FUNCTIONS["fn_getassetdetails"],
+        twin=assets.asset_details,
+        ordered=False,
+        reads=("asset", "bt", "questionset"),
+        cases=cases.asset_details_cases,
+        samples=cases.asset_details_samples,
+        floor=floor.ASSET_DETAILS,
+        wall=tenancy.Wall(
+            rows=(("client_id", tenancy.UNIT),),
+            ids=(
+                ("parent_id", "asset"),
+                ("servprov_id", tenancy.UNIT),
+                ("bu_id", tenancy.UNIT),
+                *tenancy.PEOPLE_REFERENCES,
             ),
-            function=FUNCTIONS["fn_get_bulist"],
-            twin=business_units.bu_list,
-            ordered=True,
-            reads=("bt",),
-            cases=cases.bu_list_cases,
-            samples=cases.bu_list_samples,
-            floor=floor.BU_LIST,
-            wall=tenancy.NOTHING_FOREIGN,  # every unit of the answer is in the tree of bu_id: its client's, checked
+            described=(("servprov_id", "servprovname"),),
+            # the names first: they are found through the ids beside them
+            packed=(tenancy.QuestionSetNames("qsetname", ids="qsetids"), tenancy.IdList("questionset", "qsetids")),
         ),
-        QueryDefinition(
-            name="bulist_by_identifier",
-            description="A top-level client's customers and/or sites (or the client).",
-            params=(Param("bu_id", int, nullable=True), Param("customers", bool, True), Param("sites", bool, True)),
-            function=FUNCTIONS["fn_getbulist_basedon_idnf"],
-            twin=business_units.bulist_by_identifier,
-            ordered=True,
-            reads=("bt", "typeassist"),
-            cases=cases.bulist_by_identifier_cases,
-            samples=cases.bulist_by_identifier_samples,
-            floor=floor.BULIST_BY_IDENTIFIER,
-            wall=tenancy.NOTHING_FOREIGN,  # every unit of the answer is in the tree of bu_id: its client's, checked
+    ),
+    QueryDefinition(
+        name="web_capabilities",
+        description="The web menu tree under a root capability.",
+        params=(Param("root_id", int),),
+        function=FUNCTIONS["fn_get_web_caps"],
+        twin=capabilities.web_capabilities,
+        ordered=True,
+        reads=("capability",),
+        cases=cases.web_capability_cases,
+        samples=cases.web_capability_samples,
+        floor=floor.WEB_CAPABILITIES,
+        wall=tenancy.Wall(
+            rows=(("id", "capability"),), ids=(("parent_id", "capability"),), packed=(tenancy.CapabilityPaths(),)
         ),
-        QueryDefinition(
-            name="sites_list_web",
-            description="The sites a person may pick in the web front end.",
-            params=(Param("client_id", int), Param("people_id", int)),
-            function=FUNCTIONS["fn_get_siteslist_web"],
-            twin=business_units.sites_list_web,
-            ordered=False,
-            reads=("bt", "typeassist", "people", "pgbelonging", "sitepeople"),
-            cases=cases.sites_list_web_cases,
-            samples=cases.sites_list_web_samples,
-            floor=floor.SITES_LIST_WEB,
-            cache="daily",
-            wall=tenancy.Wall(rows=(("id", tenancy.UNIT),), ids=tenancy.PEOPLE_REFERENCES),
-        ),
-        QueryDefinition(
-            name="asset_questionsets",
-            description="The checklists of a site that include an asset, as text.",
-            params=(Param("site_id", int), Param("asset_id", str), Param("type", str, "")),
-            function=FUNCTIONS["fn_getassetvsquestionset"],
-            twin=assets.asset_questionsets,
-            ordered=True,
-            reads=("questionset",),
-            cases=cases.asset_questionset_cases,
-            samples=cases.asset_questionset_samples,
-            floor=floor.ASSET_QUESTIONSETS,
-            wall=tenancy.Wall(packed=(tenancy.AssetQuestionSets(),)),
-        ),
-        QueryDefinition(
-            name="asset_details",
-            description="Assets of a site changed since a moment, for mobile sync.",
-            params=(Param("mdtz", datetime), Param("site_id", int)),
-            function=FUNCTIONS["fn_getassetdetails"],
-            twin=assets.asset_details,
-            ordered=False,
-            reads=("asset", "bt", "questionset"),
-            cases=cases.asset_details_cases,
-            samples=cases.asset_details_samples,
-            floor=floor.ASSET_DETAILS,
-            wall=tenancy.Wall(
-                rows=(("client_id", tenancy.UNIT),),
-                ids=(
-                    ("parent_id", "asset"),
-                    ("servprov_id", tenancy.UNIT),
-                    ("bu_id", tenancy.UNIT),
-                    *tenancy.PEOPLE_REFERENCES,
-                ),
-                described=(("servprov_id", "servprovname"),),
-                # the names first: they are found through the ids beside them
-                packed=(tenancy.QuestionSetNames("qsetname", ids="qsetids"), tenancy.IdList("questionset", "qsetids")),
-            ),
-        ),
-        QueryDefinition(
-            name="web_capabilities",
-            description="The web menu tree under a root capability.",
-            params=(Param("root_id", int),),
-            function=FUNCTIONS["fn_get_web_caps"],
-            twin=capabilities.web_capabilities,
-            ordered=True,
-            reads=("capability",),
-            cases=cases.web_capability_cases,
-            samples=cases.web_capability_samples,
-            floor=floor.WEB_CAPABILITIES,
-            wall=tenancy.Wall(
-                rows=(("id", "capability"),), ids=(("parent_id", "capability"),), packed=(tenancy.CapabilityPaths(),)
-            ),
-        ),
-    ]
+    ),
 )
 
 

@@ -1,6 +1,7 @@
 """The rollout controller: flags, cohorts, router, shadow comparison. Knows nothing of the legacy domain.
 
-rollout.dispatch("job_needs", actor=actor, people_id=1, bu_id=2, client_id=3)
+rollout.register(rollout.Query(name="fn_open_tickets", candidate=open_tickets))   # in an app's rollout_queries.py
+rollout.dispatch("fn_open_tickets", actor=actor, client_id=3)
 """
 
 _ROUTER = {"dispatch", "dispatch_many", "adispatch", "last_decision", "decide"}
@@ -12,6 +13,14 @@ def __getattr__(name):
         from rollout import router
 
         return getattr(router, name)
+    if name == "register":
+        from rollout.registry import register
+
+        return register
+    if name in ("Query", "Ignore"):
+        from rollout import query
+
+        return getattr(query, name)
     if name == "Actor":
         from rollout.actors import Actor
 

@@ -121,6 +121,12 @@ class Actor:
         return {**{name: sorted(ids) for name, ids in self.cohorts.items()}, "user_id": self.user_id}
 
 
+def tenant_label():
+    """How people call the tenant cohort, as the resolver declares it (e.g. "client"); "tenant" without one."""
+    tenant = getattr(resolver(), "tenant", None)
+    return cohorts()[tenant].label if tenant in cohorts() else "tenant"
+
+
 def tenant_of(actor):
     """The id of the actor's tenant (the resolver's `tenant` cohort), or None."""
     tenant = getattr(resolver(), "tenant", None)

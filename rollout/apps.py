@@ -2,10 +2,10 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _create_flags(sender, **kwargs):
+def _create_flags(sender, using="default", **kwargs):
     from rollout.flags.writes import ensure_flags
 
-    ensure_flags()
+    ensure_flags(using=using)  # on the database just migrated
 
 
 class RolloutConfig(AppConfig):
@@ -19,8 +19,10 @@ class RolloutConfig(AppConfig):
         from rollout.cache.triggers import install
         from rollout.flags import history  # noqa: F401 — registers the audit log's signals
         from rollout.flags.cache import watch_flag_changes
+        from rollout.registry import autodiscover
         from rollout.shadow.queue import install_shutdown_hooks
 
+        autodiscover()
         watch_flag_changes()
         watch_caller_changes()
         post_migrate.connect(_create_flags, sender=self)

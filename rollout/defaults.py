@@ -1,7 +1,8 @@
 """Every rollout setting's default, read through conf.get_setting (as waffle does)."""
 
-# Where the experiments live: an object satisfying contract.Registry. The project's settings name it.
-REGISTRY = None
+# Where the experiments live: an object satisfying contract.Registry; by default the queries the host's apps
+# register in their rollout_queries modules (rollout.registry).
+REGISTRY = "rollout.registry.REGISTRY"
 # Declares the host's cohorts and resolves a Django user to them (rollout.actors). None: no cohorts.
 ACTOR_RESOLVER = None
 FLAG_PREFIX = "rollout."
@@ -51,9 +52,7 @@ DISCREPANCIES_PER_FINGERPRINT = 50
 RETIRE_AFTER_HOURS = 168
 RETIRE_MIN_COMPARISONS = 1000
 RETIRE_CALL_WINDOW_HOURS = 24
+RECORDED_CALLS_PER_QUERY = 200  # distinct parameter sets of compared calls kept: validation's default cases
 # /metrics: a bearer token, or one of these client addresses.
 METRICS_TOKEN = ""
 METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")
-FLAG_LOCK_TIMEOUT_SECONDS = (
-    5.0  # a flag write waits at most this long for another writer's row lock, then fails clearly
-)

@@ -199,6 +199,18 @@ class RecordedComparison(models.Model):
     recorded_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
 
+class RecordedCall(models.Model):
+    """The parameters of a real call shadow mode compared: a query's validation cases when it names none."""
+
+    query = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64)  # of the parameters' JSON: one row per distinct call
+    params = models.JSONField()
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["query", "digest"], name="rollout_recordedcall_once")]
+
+
 class GuardSample(models.Model):
     """One judged comparison in a flag's guard window (kept in PostgreSQL: a Redis outage cannot blind it)."""
 

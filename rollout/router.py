@@ -59,8 +59,8 @@ def _through_cache(experiment, decision, params):
     return decision, served
 
 
-def _rescuable(decision, served):
-    if decision.role != "control" or not served.raised:
+def _rescuable(experiment, decision, served):
+    if decision.role != "control" or not served.raised or getattr(experiment, "writes", None):
         return False
     try:
         return guard.may_rescue(decision.flag)
@@ -87,7 +87,7 @@ def _serve(experiment, decision, state, answer, params, actor):
         failed, decision = served, decision.with_fallback(experiment.control)
         served = _run(experiment, decision, answer)
         job.fallback(experiment, decision, answer.params_of_record, served, failed, actor)
-    elif _rescuable(decision, served):
+    elif _rescuable(experiment, decision, served):
         rescued = observe(experiment.candidate, answer, experiment.candidate)
         if not rescued.raised:
             logger.warning(
@@ -151,8 +151,9 @@ def _dispatch(experiment, query_name, answer, actor):
     decision, state = decide(query_name, actor, experiment)
     decision, served = _serve(experiment, decision, state, answer, answer.params_of_record, actor)
     _count(decision, served, answer.params_of_record)
-    # A fallback or a rescue already ran both backends and queued their comparison.
-    if decision.shadow and not (decision.fell_back or decision.rescued):
+    # A fallback or a rescue already ran both backends and queued their comparison. A function that may write
+    # is never run a second time (flags/writes.py refuses its shadow; this holds whatever the row says).
+    if decision.shadow and not (decision.fell_back or decision.rescued or getattr(experiment, "writes", None)):
         samples = [(answer.params_of_record, served)] if served.raised else answer.samples(served)
         for params, observation in samples:
             job.sample(experiment, decision, params, observation, actor)

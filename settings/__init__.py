@@ -75,7 +75,7 @@ DATABASES = {"default": database_config(_env, BASE_DIR)}
 if _env.get("DATABASE_REPLICA_URL", "").strip():
     # A read replica for shadow comparisons (ROLLOUT_SHADOW_DATABASE=replica); records go to default.
     DATABASES["replica"] = database_config({"DATABASE_URL": _env["DATABASE_REPLICA_URL"]}, BASE_DIR)
-DATABASE_ROUTERS = ["query_backends.snapshot.SnapshotRouter"]
+DATABASE_ROUTERS = ["rollout.snapshot.SnapshotRouter"]
 CACHES = {"default": cache_config(_env)}
 REDIS_CONFIGURED = CACHES["default"]["BACKEND"].startswith("django_redis")
 # A Redis outage must never become an error for a caller.
@@ -97,8 +97,11 @@ STATIC_ROOT = BASE_DIR / ".data" / "static"
 # The host's own waffle flags keep waffle's model; query flags are rollout.QueryFlag, beside them.
 WAFFLE_CACHE_NAME = "default"
 
-# rollout routes the legacy domain's experiments: the one place the two apps are wired together.
-ROLLOUT_REGISTRY = _env.get("ROLLOUT_REGISTRY", "query_backends.registry.REGISTRY")
+# query_backends registers its queries in its rollout_queries.py, as docs/adopting.md tells any host; these
+# settings declare its cohorts and the prefix of its flags. ROLLOUT_REGISTRY (environment) swaps in another
+# registry: worker processes of the tests route the toy experiment so.
+if _env.get("ROLLOUT_REGISTRY", "").strip():
+    ROLLOUT_REGISTRY = _env["ROLLOUT_REGISTRY"]
 ROLLOUT_ACTOR_RESOLVER = "query_backends.actors.RESOLVER"
 ROLLOUT_FLAG_PREFIX = "orm."
 

@@ -14,11 +14,11 @@ from query_backends import models as m
 from query_backends.checks import definitions_agree
 from query_backends.floor import Floor
 from query_backends.functions import BIGINT, TEXT, LegacyFunction
-from query_backends.params import Param
 from query_backends.registry import REGISTRY, QueryDefinition
 from rollout.checks import flags_exist
 from rollout.flags import writes
 from rollout.flags.cache import flags
+from rollout.params import Param
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from query_backends.equality import canonical, compare
 from query_backends.errors import LegacyDataError, QueryTimeout
+from rollout.equality import canonical, compare
 
 pytestmark = pytest.mark.smoke
 T = datetime(2024, 5, 1, 12, tzinfo=UTC)

@@ -253,16 +253,18 @@ def test_after_the_pool_connections_are_terminated_the_next_call_gets_a_working_
     assert in_a_thread(lambda: rollout.dispatch("bu_list", bu_id=1)) == {"value": expected("bu_list", bu_id=1)}
 
 
-def test_install_legacy_functions_restores_a_dropped_function_and_check_names_it():
+def test_install_legacy_functions_restores_a_dropped_function_and_rollout_functions_names_it():
     drop("fn_getassetvsquestionset")
     with connection.cursor() as cursor:  # and one installed with other arguments
         cursor.execute(f"DROP FUNCTION {FUNCTIONS['fn_get_web_caps'].signature}")
         cursor.execute("CREATE FUNCTION fn_get_web_caps(p_root integer) RETURNS SETOF int LANGUAGE sql AS 'SELECT 1'")
     with pytest.raises(CommandError) as failed:
-        call_command("install_legacy_functions", "--check")
-    assert "fn_getassetvsquestionset(bigint, text, text) is missing" in str(failed.value)
-    assert "fn_get_web_caps(bigint) is installed with another signature: fn_get_web_caps(integer)" in str(failed.value)
-    assert "install_legacy_functions" in str(failed.value) and "fn_getjobneed" not in str(failed.value)
+        call_command("rollout", "functions", "--check")
+    assert "query asset_questionsets: no function fn_getassetvsquestionset(bigint, text, text)" in str(failed.value)
+    assert "fn_get_web_caps(bigint) in the database (alias 'default'); installed with another signature: " in (
+        str(failed.value)
+    )
+    assert "fn_get_web_caps(integer)" in str(failed.value) and "fn_getjobneed" not in str(failed.value)
     warnings = {w.obj: w.id for w in checks.run_checks() if w.id == "query_backends.W001"}
     assert warnings == {"fn_getassetvsquestionset": "query_backends.W001", "fn_get_web_caps": "query_backends.W001"}
     with (
@@ -273,7 +275,7 @@ def test_install_legacy_functions_restores_a_dropped_function_and_check_names_it
     out = io.StringIO()
     call_command("install_legacy_functions", stdout=out)
     assert "fn_getassetvsquestionset, fn_get_web_caps" in out.getvalue()
-    call_command("install_legacy_functions", "--check", stdout=io.StringIO())
+    call_command("rollout", "functions", "--check", stdout=io.StringIO())
     call_command("install_legacy_functions", stdout=out)  # idempotent
     assert "nothing was missing" in out.getvalue()
     assert rollout.dispatch("web_capabilities", root_id=1) == REGISTRY.get("web_capabilities").run(

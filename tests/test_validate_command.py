@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 
 from query_backends.models import People
 from query_backends.registry import REGISTRY
-from query_backends.validation import validate_query
+from rollout.validation import validate_query
 
 pytestmark = pytest.mark.django_db
 

@@ -36,7 +36,7 @@ from cachetools import LRUCache
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
-from query_backends.snapshot import reading_alias
+from rollout.snapshot import reading_alias
 
 SUPPORTED_DJANGO = ((5, 2),)
 COMPILING = django.VERSION[:2] in SUPPORTED_DJANGO

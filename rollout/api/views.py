@@ -1,9 +1,10 @@
 """GET /api/queries/<name>?param=value…: a query served through the router for the caller.
 
-Session or token auth (Authorization: Token <key>). The actor is the user's
-legacy person; a caller may only ask about their own client unless they hold
-rollout.query_any_tenant, and never gets a part of another client's data back:
-whatever the experiment's `redact` says belongs to another client — a whole
+Session or token auth (Authorization: Token <key>). The actor is what the
+host's resolver finds for the user; a caller may only ask about their own
+tenant (the cohort the resolver names `tenant`, labelled as it declares)
+unless they hold rollout.query_any_tenant, and never gets a part of another
+tenant's data back: whatever the experiment's `redact` says belongs to another tenant — a whole
 row, an id in a column, an id or a name packed into text — is taken out and
 counted. Every failure, whatever raised it, is JSON with a status that says
 what went wrong and, where there is one, the parameter or the limit — never a
@@ -19,7 +20,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from rollout.actors import tenant_of
+from rollout.actors import tenant_label, tenant_of
 from rollout.api.auth import callers
 from rollout.api.errors import ALLOWED_METHODS, error_response, json_error, method_not_allowed
 from rollout.experiments import get_experiment
@@ -70,7 +71,7 @@ def _serve(request, name, served):
     params = experiment.clean(given, parse=True)
     client_id = tenant_of(caller.actor)
     if not caller.any_tenant and not experiment.allowed_for(client_id, params):
-        return json_error(403, "these parameters point outside your client")
+        return json_error(403, f"these parameters point outside your {tenant_label()}")
     answer = dispatch(name, actor=caller.actor, **params)
     backend = last_decision().backend
     if not caller.any_tenant:

@@ -57,9 +57,9 @@ def values_of(flag):
     return {field: _plain(getattr(flag, field)) for field in TRACKED_FIELDS}
 
 
-def record_change(flag_name, changes, version=None, reason=None):
+def record_change(flag_name, changes, version=None, reason=None, using=None):
     user, source, default_reason = _author.get()
-    FlagChange.objects.create(
+    FlagChange.objects.using(using).create(
         flag_name=flag_name,
         user=user,
         source=source,
@@ -70,27 +70,27 @@ def record_change(flag_name, changes, version=None, reason=None):
 
 
 @receiver(pre_save, sender=QueryFlag)
-def _remember_before(sender, instance, **kwargs):
+def _remember_before(sender, instance, using=None, **kwargs):
     if hasattr(instance, "_rollout_before"):  # flags.writes read it under the row lock
         return
-    before = QueryFlag.objects.filter(pk=instance.pk).first() if instance.pk else None
+    before = QueryFlag.objects.using(using).filter(pk=instance.pk).first() if instance.pk else None
     instance._rollout_before = values_of(before) if before else None
 
 
 @receiver(post_save, sender=QueryFlag)
-def _record_save(sender, instance, created, **kwargs):
+def _record_save(sender, instance, created, using=None, **kwargs):
     before = instance.__dict__.pop("_rollout_before", None) or {}
     after = values_of(instance)
     changes = {field: [before.get(field), value] for field, value in after.items() if before.get(field) != value}
     if created:
         changes = {"created": [None, instance.name], **changes}
     if changes:
-        record_change(instance.name, changes, instance.version)
+        record_change(instance.name, changes, instance.version, using=using)
 
 
 @receiver(post_delete, sender=QueryFlag)
-def _record_delete(sender, instance, **kwargs):
-    record_change(instance.name, {"deleted": [instance.name, None]})
+def _record_delete(sender, instance, using=None, **kwargs):
+    record_change(instance.name, {"deleted": [instance.name, None]}, using=using)
 
 
 VERBS = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}

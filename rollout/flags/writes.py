@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from rollout.actors import cohorts, percent_keys
 from rollout.conf import get_setting
-from rollout.experiments import flag_name, query_name, registry
+from rollout.experiments import flag_name, get_experiment, query_name, registry
 from rollout.flags.history import changed_by, values_of
 from rollout.lifecycle.stages import stage_of
 from rollout.models import FlagChange, QueryFlag
@@ -30,6 +30,10 @@ class FlagBusy(OperationError):
 
 class StaleFlag(OperationError):
     """The flag changed since the form was opened; nothing was changed."""
+
+
+class WritingFunction(OperationError):
+    """The query's function may write: running it a second time (shadow, rescue) would write twice."""
 
 
 class GuardTripped(OperationError):
@@ -57,6 +61,7 @@ def write(names, change, *, user=None, source="code", reason="", expected_versio
                 if fields:
                     _refuse_undoing_a_trip(flag, before)
                     _refuse_changing_retired(flag, before, fields)
+                    _refuse_running_a_writer_twice(flag, fields)
                     fields += _stamp_stage(flag, before, was)
                     flag._rollout_before = before  # the history's diff, without reading the row again
                     flag.save(update_fields=fields)  # and the version, bumped
@@ -111,6 +116,26 @@ def _stamp_stage(flag, before, was):
         return []
     flag.stage_since = timezone.now()
     return ["stage_since"]
+
+
+def _refuse_running_a_writer_twice(flag, fields):
+    shadow = "shadow_percent" in fields and flag.shadow_percent > 0
+    rescue = "rescue" in fields and flag.rescue
+    if not (shadow or rescue):
+        return
+    reason = writes_for(query_name(flag.name))
+    if reason:
+        raise WritingFunction(f"{query_name(flag.name)}: {'shadow' if shadow else 'rescue'} refused: {reason}")
+
+
+def writes_for(query):
+    """Why the query's control may write (so it must never run twice), or None. An experiment says so through an
+    optional `writes` attribute (rollout.Query reads it from pg_proc)."""
+    try:
+        experiment = get_experiment(query)
+    except LookupError:
+        return None
+    return getattr(experiment, "writes", None)
 
 
 def _what_changed(flag, seen):
@@ -303,13 +328,14 @@ def save_form(name, values, seen_version, user=None, source="admin"):
     return write([name], _set(**values), user=user, source=source, expected_version=seen_version)[0]
 
 
-def ensure_flags(source="migration"):
-    """A flag for every registered query, inactive (the control serves). Returns the names created."""
+def ensure_flags(source="migration", using="default", names=None):
+    """A flag for every registered query (or those named) on that database, inactive (the control serves).
+    Returns the names created."""
     created = []
     key = next(iter(cohorts()), None) or "user"  # sticky by the resolver's first cohort, as the host declares
     with changed_by(None, source, "created for a registered query"):
-        for name in registry().names():
-            _, was_created = QueryFlag.objects.get_or_create(
+        for name in registry().names() if names is None else names:
+            _, was_created = QueryFlag.objects.using(using).get_or_create(
                 name=flag_name(name), defaults={"note": name, "percent_key": key}
             )
             if was_created:

@@ -35,6 +35,7 @@ def publish(results, batch=None):
         fresh = recorder.claim([r.comparison_id for r in results])
         results = [r for r in results if r.comparison_id in fresh]
         recorder.write([r for r in results if r.recorded])
+        recorder.remember_calls(results)
         judged = guard.add_samples(results)
         # Counted with the claim: a worker killed after the commit loses no count, a redelivery adds none.
         counts = Counter()

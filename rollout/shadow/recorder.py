@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from rollout.conf import get_setting
-from rollout.models import Discrepancy, DiscrepancyExample, RecordedComparison
+from rollout.models import Discrepancy, DiscrepancyExample, RecordedCall, RecordedComparison
 
 _UPSERT = f"""
 INSERT INTO {Discrepancy._meta.db_table} AS d
@@ -116,3 +116,18 @@ def write(results):
 def forget_claims(older_than):
     """Delete comparison ids recorded before `older_than` (a redelivery comes within minutes, not days)."""
     return RecordedComparison.objects.filter(recorded_at__lt=older_than).delete()[0]
+
+
+def remember_calls(results):
+    """Keep the parameters of compared calls, distinct, up to RECORDED_CALLS_PER_QUERY per query (the first seen)."""
+    limit = get_setting("RECORDED_CALLS_PER_QUERY")
+    by_query = defaultdict(dict)
+    for result in results:
+        params = jsonable(result.params)
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        by_query[result.query][digest] = params
+    for query, calls in by_query.items():
+        room = limit - RecordedCall.objects.filter(query=query).count()
+        if room > 0:
+            rows = [RecordedCall(query=query, digest=d, params=p) for d, p in list(calls.items())[:room]]
+            RecordedCall.objects.bulk_create(rows, ignore_conflicts=True)

@@ -6,7 +6,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from tqdm import tqdm
 
 from query_backends.registry import REGISTRY
-from query_backends.validation import sample_cases, validate_query
+from rollout.validation import sample_cases, validate_query
 
 DEFAULT_LIMIT = 5000
 

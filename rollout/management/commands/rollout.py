@@ -7,15 +7,18 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from rollout import reports, tokens
-from rollout.experiments import query_name
+from rollout.experiments import query_name, registry
 from rollout.flags import transfer, writes
 from rollout.lifecycle import autopilot, plan, readiness, retire
 from rollout.lifecycle.report import plan_report
 from rollout.lifecycle.report import text as plan_text
 from rollout.metrics import metrics
 from rollout.operations import OperationError, flags_for
+from rollout.postgres import inventory
+from rollout.postgres.adopt import adopt
 from rollout.retention import purge
 from rollout.shadow.replay import replay
+from rollout.validation import sample_cases, validate_query
 
 
 def _cohort_ids(pairs, option):
@@ -74,7 +77,7 @@ def _number(value):
 class Command(BaseCommand):
     help = (
         "Operate the rollout: status, enable, disable, percent, cohort, shadow, kill, rescue, history, replay, "
-        "purge, clear-guard, forget, plan, autopilot, flags, token."
+        "purge, clear-guard, forget, plan, autopilot, flags, token, functions, adopt, validate."
     )
 
     def add_arguments(self, parser):
@@ -147,6 +150,17 @@ class Command(BaseCommand):
         flags_way = flags_io.add_mutually_exclusive_group(required=True)
         flags_way.add_argument("--export", action="store_true")
         flags_way.add_argument("--apply", metavar="FILE", help="JSON of `rollout flags --export` (- reads stdin)")
+        functions = sub.add_parser("functions", help="the database's functions: adopted, serving, calls, missing")
+        functions.add_argument("--check", action="store_true", help="exit 1 when a registered function is missing")
+        validate = sub.add_parser(
+            "validate", help="compare both sides on a query's cases (default: the calls compared)"
+        )
+        validate.add_argument("query")
+        validate.add_argument("--limit", type=int, default=5000, help="at most N cases, sampled deterministically")
+        adopting = sub.add_parser("adopt", help="scaffold a twin, its declaration and its test for a function")
+        adopting.add_argument("function", help="name, schema.name, or name(types) for an overload")
+        adopting.add_argument("--app", help="the app to write into (default: this project's only app)")
+        adopting.add_argument("--name", dest="query", help="the query's name (default: the function's)")
         token = sub.add_parser("token", help="API tokens: issue USER, list [USER], revoke ID")
         token_sub = token.add_subparsers(dest="token_action", required=True)
         token_sub.add_parser("issue", help="a new key for USER, shown once").add_argument("user")
@@ -289,6 +303,34 @@ class Command(BaseCommand):
         flags = transfer.apply(_read_json(apply, "--apply"))
         applied = [query_name(f.name) for f in flags]
         return {"applied": applied} if options["json"] else f"applied: {', '.join(applied)}"
+
+    def do_functions(self, check, **options):
+        found = inventory.inventory()
+        if check and found["missing"]:
+            raise OperationError("; ".join(f"query {m['query']}: {m['problem']}" for m in found["missing"]))
+        return found if options["json"] else inventory.text(found)
+
+    def do_validate(self, query, limit, **options):
+        if query not in registry().names():
+            raise OperationError(f"query: {query!r} is not registered")
+        if limit < 1:
+            raise OperationError("--limit: give at least 1")
+        report = validate_query(query, sample_cases(query, limit))
+        text = f"{query}: {report.cases} cases, {report.equal} equal, {report.different} different"
+        if not report.cases:
+            text += " (no cases: give cases= in its rollout.Query, or let shadow mode compare some calls first)"
+        if report.different:
+            raise OperationError(f"{text}; differences: {', '.join(report.examples)}")
+        return report.as_dict() if options["json"] else text
+
+    def do_adopt(self, function, app, query, **options):
+        paths, notes = adopt(function, app, query)
+        written = {"written": [str(p) for p in paths], "notes": notes}
+        if options["json"]:
+            return written
+        return "\n".join(
+            [*(f"wrote {p}" for p in paths), *notes, "next: write the twin, then `manage.py check` and run the test"]
+        )
 
     def do_token(self, token_action, **options):
         return getattr(self, f"token_{token_action}")(**options)

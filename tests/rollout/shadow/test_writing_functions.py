@@ -5,13 +5,13 @@ import pytest
 from django.db import DatabaseError, connection
 
 import rollout
-from query_backends.validation import validate_query
 from rollout.benchmark import measure_router
 from rollout.experiments import registry
 from rollout.flags.cache import flags
 from rollout.models import Discrepancy, QueryFlag
 from rollout.shadow.queue import background
 from rollout.shadow.replay import replay
+from rollout.validation import validate_query
 from tests.rollout_helpers import committed
 from tests.toy import ToyExperiment, ToyRegistry
 

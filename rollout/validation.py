@@ -1,5 +1,5 @@
-"""Both backends over the parameter space, compared case by case in one snapshot (rollout's: it never commits,
-so a function that writes leaves nothing behind)."""
+"""Validation: both sides of a query over many parameter sets, compared case by case in one snapshot that
+never commits (rollout.shadow.judge's), so a function that writes leaves nothing behind."""
 
 import random
 import time
@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS
 
-from query_backends.equality import error_kind
-from query_backends.registry import REGISTRY
+from rollout.equality import error_kind
+from rollout.experiments import registry as configured
 from rollout.shadow.judge import sides, snapshot
 
 
@@ -32,15 +32,15 @@ def _jsonable(value):
     return value
 
 
-def sample_cases(query, limit=None, seed=0, registry=REGISTRY):
-    cases = list(registry.get(query).cases())
+def sample_cases(query, limit=None, seed=0, registry=None):
+    cases = list((registry or configured()).get(query).cases())
     if limit is not None and len(cases) > limit:
         cases = random.Random(seed).sample(cases, limit)
     return cases
 
 
-def validate_query(query, cases, registry=REGISTRY, on_case=None):
-    definition = registry.get(query)
+def validate_query(query, cases, registry=None, on_case=None):
+    definition = (registry or configured()).get(query)
     report = QueryReport(query)
     started = time.perf_counter()
     with snapshot(DEFAULT_DB_ALIAS):

@@ -6,15 +6,18 @@ the CLI and the HTTP API receive, then cleans it.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 
-from query_backends.errors import InvalidQueryParams
+from rollout.errors import InvalidQueryParams
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 _NULL = {"null", "none"}
 _MISSING = object()
+# A parameter left out is not passed: the function's own default applies (and the twin's, which must agree).
+SQL_DEFAULT = type("SqlDefault", (), {"__repr__": lambda self: "SQL_DEFAULT"})()
 _INT64_DIGITS = len(str(INT64_MAX))
 
 
@@ -25,11 +28,14 @@ def _abridged(text, limit=40):
 
 @dataclass(frozen=True)
 class Param:
+    REQUIRED = _MISSING
+
     name: str
     type: type
     default: object = _MISSING
     nullable: bool = False
     choices: tuple[str, ...] = ()  # case-insensitive, for str parameters
+    item: type | None = None  # for list parameters: the type of each element
 
     @property
     def required(self):
@@ -67,6 +73,29 @@ class Param:
             self._reject(f"{value!r} is not one of {', '.join(self.choices)} (case-insensitive)")
         return value
 
+    def _clean_float(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self._reject(f"expected a number, got {type(value).__name__}")
+        return float(value)
+
+    def _clean_Decimal(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            self._reject(f"expected a Decimal or an integer, got {type(value).__name__}")
+        if not Decimal(value).is_finite():
+            self._reject("expected a finite number")
+        return Decimal(value)
+
+    def _clean_date(self, value):
+        if isinstance(value, datetime) or not isinstance(value, date):
+            self._reject(f"expected a date, got {type(value).__name__}")
+        return value
+
+    def _clean_list(self, value):
+        if not isinstance(value, (list, tuple)):
+            self._reject(f"expected a list, got {type(value).__name__}")
+        element = Param(self.name, self.item, nullable=True)
+        return [element.clean(v) for v in value]
+
     def _clean_datetime(self, value):
         if not isinstance(value, datetime):
             self._reject(f"expected a datetime, got {type(value).__name__}")
@@ -98,6 +127,19 @@ class Param:
             except ValueError:
                 self._reject(f"{text!r} is not an ISO 8601 datetime")
             return self.clean(value)
+        if self.type is date:
+            try:
+                return self.clean(date.fromisoformat(text.strip()))
+            except ValueError:
+                self._reject(f"{text!r} is not an ISO 8601 date")
+        if self.type in (float, Decimal):
+            try:
+                return self.clean(self.type(text.strip()))
+            except (ValueError, InvalidOperation):
+                self._reject(f"{_abridged(text)!r} is not a number")
+        if self.type is list:
+            element = Param(self.name, self.item, nullable=True)
+            return [element.parse(part) for part in text.split(",") if part.strip()] if text.strip() else []
         return self.clean(text)
 
 
@@ -114,6 +156,6 @@ def clean_params(params_spec, given, parse=False):
             cleaned[param.name] = param.parse(value) if parse else param.clean(value)
         elif param.required:
             raise InvalidQueryParams(param.name, "missing")
-        else:
+        elif param.default is not SQL_DEFAULT:
             cleaned[param.name] = param.default
     return cleaned

@@ -1,0 +1,68 @@
+"""`manage.py rollout functions`: every function of the database, which are adopted, their lifecycle stage and
+what serves whom, their calls (pg_stat_user_functions), and the registered queries whose function is missing.
+
+An experiment says which function is its control through the optional `control_function` attribute.
+"""
+
+from django.db import DEFAULT_DB_ALIAS
+
+from rollout import reports
+from rollout.experiments import flag_name, registry
+from rollout.lifecycle import stages
+from rollout.models import QueryFlag
+from rollout.postgres import catalog
+
+COLUMNS = ("function", "returns", "volatility", "writes", "query", "stage", "serving", "calls")
+
+
+def _adopted(using):
+    """({function oid: query name}, [registered queries whose function is missing, with why])."""
+    by_oid, missing = {}, []
+    for name in registry().names():
+        function_name = getattr(registry().get(name), "control_function", None)
+        if not function_name:
+            continue
+        try:
+            by_oid[catalog.find(function_name, using).oid] = name
+        except catalog.FunctionNotFound as exc:
+            missing.append({"query": name, "function": function_name, "problem": str(exc)})
+    return by_oid, missing
+
+
+def _returns(function):
+    if function.shape == catalog.TABLE and function.columns:
+        return f"TABLE ({len(function.columns)} columns)"
+    return function.result_sql
+
+
+def inventory(using=DEFAULT_DB_ALIAS):
+    adopted, missing = _adopted(using)
+    flags = {f.name: f for f in QueryFlag.objects.prefetch_related("users", "groups")}
+    calls, tracking = catalog.call_counts(using)
+    rows = []
+    for function in catalog.functions(using):
+        query = adopted.get(function.oid, "")
+        flag = flags.get(flag_name(query)) if query else None
+        rows.append(
+            {
+                "function": function.signature,
+                "returns": _returns(function),
+                "volatility": function.volatility,
+                "writes": "may write" if catalog.writes(function, using) else "reads only",
+                "query": query,
+                "stage": stages.stage(flag) if flag else "",
+                "serving": (reports.serving(flag) + f", shadow {float(flag.shadow_percent):g} %") if flag else "",
+                "calls": calls.get(function.oid) if tracking != "none" else None,
+            }
+        )
+    return {"functions": rows, "missing": missing, "track_functions": tracking}
+
+
+def text(found):
+    lines = [reports.table(found["functions"], COLUMNS)] if found["functions"] else ["no functions"]
+    if found["track_functions"] == "none":
+        lines.append(
+            "calls: not counted (track_functions is 'none'; ALTER SYSTEM SET track_functions = 'pl' and reload)"
+        )
+    lines += [f"missing: query {m['query']}: {m['problem']}" for m in found["missing"]]
+    return "\n".join(lines)
