@@ -19,13 +19,14 @@ def _adopted(using):
     """({function oid: query name}, [registered queries whose function is missing, with why])."""
     by_oid, missing = {}, []
     for name in registry().names():
-        function_name = getattr(registry().get(name), "control_function", None)
-        if not function_name:
+        experiment = registry().get(name)
+        if not hasattr(type(experiment), "control_function"):
             continue
         try:
-            by_oid[catalog.find(function_name, using).oid] = name
+            by_oid[catalog.find(experiment.control_function, using).oid] = name
         except catalog.FunctionNotFound as exc:
-            missing.append({"query": name, "function": function_name, "problem": str(exc)})
+            wanted = getattr(experiment, "function_name", None) or name
+            missing.append({"query": name, "function": wanted, "problem": str(exc)})
     return by_oid, missing
 
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rollout", "0014_lifecycle"),
+        ("rollout", "0015_function_call_count"),
     ]
 
     operations = [
