@@ -18,7 +18,7 @@ from rollout.models import ApiToken
 person = People.objects.filter(loginid__isnull=False, client_id__gt=0).order_by('id').first()
 user, _ = User.objects.get_or_create(username=person.loginid)
 print(person.loginid, person.client_id, ApiToken.issue(user))" | tail -1)
-DEBUG=0 ALLOWED_HOSTS=127.0.0.1 .venv/bin/gunicorn settings.wsgi -w 2 -b "127.0.0.1:$PORT" --log-level warning &
+DEBUG=0 ALLOWED_HOSTS=127.0.0.1 .venv/bin/gunicorn settings.wsgi -k sync -w 2 -b "127.0.0.1:$PORT" --log-level warning &
 GUNICORN=$!
 cleanup() {
   kill "$GUNICORN"

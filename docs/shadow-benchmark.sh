@@ -43,7 +43,7 @@ from rollout.models import ApiToken
 user = User.objects.create(username=os.environ['USERNAME'])
 user.user_permissions.add(Permission.objects.get(codename='query_any_tenant'))
 print(ApiToken.issue(user))" | tail -1)
-.venv/bin/gunicorn settings.wsgi -w 2 -b "127.0.0.1:$PORT" --log-level warning &
+.venv/bin/gunicorn settings.wsgi -k sync -w 2 -b "127.0.0.1:$PORT" --log-level warning &
 GUNICORN=$!
 sleep 4
 URL="http://127.0.0.1:$PORT/api/queries/bu_list?bu_id=2&fmt=array"

@@ -26,3 +26,20 @@ def __getattr__(name):
 
         return Actor
     raise AttributeError(name)
+
+
+def shutdown():
+    """Before a serving process goes: finish its queued comparisons (for at most ROLLOUT_SHADOW_DRAIN_SECONDS;
+    the rest are counted as drops) and write the metrics it has not flushed yet. Also run at exit; a server
+    calls it where its workers stop (gunicorn.conf.py's worker_exit)."""
+    import logging
+
+    from rollout.conf import get_setting
+    from rollout.metrics import metrics
+    from rollout.shadow.queue import background
+
+    background.shutdown()
+    try:
+        metrics.flush(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
+    except Exception:  # noqa: BLE001 — the database gone as well: these counts go with the process
+        logging.getLogger(__name__).warning("could not flush the metrics at shutdown")

@@ -34,5 +34,9 @@ class ApiErrorMiddleware:
         if response.get("Content-Type", "").startswith("application/json"):
             return response
         if response.status_code == 405:
-            return method_not_allowed(request.method)
-        return json_error(response.status_code, HTTPStatus(response.status_code).phrase.lower())
+            answer = method_not_allowed(request.method)
+        else:
+            answer = json_error(response.status_code, HTTPStatus(response.status_code).phrase.lower())
+        # Whoever refused it may have logged it already (a bad Host is): the JSON is the same answer.
+        answer._has_been_logged = getattr(response, "_has_been_logged", False)
+        return answer

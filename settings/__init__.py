@@ -5,6 +5,7 @@ from pathlib import Path
 
 from settings.environment import (
     ConfigurationError,
+    allowed_hosts,
     broker_url,
     cache_config,
     database_config,
@@ -24,7 +25,7 @@ ENVIRONMENT = environment_name(_env)
 PRODUCTION = ENVIRONMENT == "production"
 SECRET_KEY = secret_key(_env, PRODUCTION)
 DEBUG = env_bool(_env, "DEBUG", not PRODUCTION)
-ALLOWED_HOSTS = env_list(_env, "ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = allowed_hosts(_env, PRODUCTION)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -194,15 +195,27 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redis_outage": {"()": "rollout.outage.OncePerBurst", "what": "Redis"}},
+    "filters": {
+        "redis_outage": {"()": "rollout.outage.OncePerBurst", "what": "Redis"},
+        "bad_host": {
+            "()": "rollout.outage.OncePerBurst",
+            "what": "requests refused for their Host header",
+            "message": "%s (the first: %s); each is answered 400; the rest of this burst is not logged",
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # The pool warns for each broken connection the backend hands back to it and for each failed
+        # reconnection attempt; the backend's circuit says it once per outage (settings/postgresql).
+        "psycopg.pool": {"level": "ERROR"},
         # Django's own console handler would print every request warning a second time, beside the root's.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         # django-redis logs every ignored operation with a traceback: one line per outage is enough.
         "django_redis.cache": {"filters": ["redis_outage"]},
+        # Django logs each one at ERROR with a traceback; a scanner or a misrouted proxy sends thousands.
+        "django.security.DisallowedHost": {"filters": ["bad_host"]},
     },
 }
 

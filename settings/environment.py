@@ -5,7 +5,7 @@ their own; a bad value raises ConfigurationError naming the variable.
 """
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import dj_database_url
 from django.core.checks.security.base import (
@@ -92,6 +92,8 @@ def database_config(environ, base_dir: Path, start_embedded=None):
     options = config.pop("OPTIONS", {})
     if "host" in options:  # a Unix socket folder given as ?host=
         config["HOST"] = options.pop("host")
+    # libpq counts whole seconds and never waits less than 2: an unreachable host costs a caller at most this.
+    options["connect_timeout"] = env_int(environ, "DB_CONNECT_TIMEOUT", 2, minimum=2)
     timeout_ms = env_int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
     options["options"] = f"-c statement_timeout={timeout_ms}"
     # Server-side binding lets psycopg prepare a statement after a few runs, so PostgreSQL plans an
@@ -126,10 +128,15 @@ def cache_config(environ):
         parsed = urlparse(url)
         if parsed.scheme not in REDIS_SCHEMES:
             raise ValueError(f"scheme {parsed.scheme!r} is not redis://, rediss:// or unix://")
-        if parsed.scheme != "unix" and not parsed.hostname:
-            raise ValueError("no host")
-        parsed.port  # noqa: B018 — raises ValueError on a non-numeric port
-        db = parsed.path.lstrip("/")
+        if parsed.scheme == "unix":  # unix:///path/to/redis.sock?db=N: the path is the socket's
+            if not parsed.path:
+                raise ValueError("no socket path (unix:///path/to/redis.sock?db=N)")
+            db = parse_qs(parsed.query).get("db", [""])[-1]
+        else:
+            if not parsed.hostname:
+                raise ValueError("no host")
+            parsed.port  # noqa: B018 — raises ValueError on a non-numeric port
+            db = parsed.path.lstrip("/")
         if db and not db.isdigit():
             raise ValueError(f"database {db!r} is not a number")
     except ValueError as exc:
@@ -166,6 +173,20 @@ def secret_key(environ, production):
     return key or DEVELOPMENT_SECRET_KEY
 
 
+DEVELOPMENT_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+
+
+def allowed_hosts(environ, production):
+    """ALLOWED_HOSTS; production has no default (Django would answer every request 400) and must name them."""
+    hosts = env_list(environ, "ALLOWED_HOSTS", [] if production else DEVELOPMENT_HOSTS)
+    if production and not hosts:
+        raise ConfigurationError(
+            "ALLOWED_HOSTS must name the host names this site answers to when DJANGO_ENV=production "
+            "(comma-separated, e.g. ALLOWED_HOSTS=rollout.example.com)"
+        )
+    return hosts
+
+
 def environment_name(environ):
     name = environ.get("DJANGO_ENV", "development").strip().lower()
     if name not in {"development", "production"}:
@@ -173,18 +194,31 @@ def environment_name(environ):
     return name
 
 
-BROKER_SCHEMES = {"amqp", "amqps", "pyamqp", "redis", "rediss"}
+BROKER_SCHEMES = {"amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket"}
 
 
 def broker_url(environ):
     """Celery's broker: CELERY_BROKER_URL, else REDIS_URL, else "" (no broker: comparisons run in-process)."""
     url = environ.get("CELERY_BROKER_URL", "").strip()
     if not url:
-        return environ.get("REDIS_URL", "").strip()
+        return _kombu_redis_url(environ.get("REDIS_URL", "").strip())
     scheme = urlparse(url).scheme
     if scheme not in BROKER_SCHEMES:
         raise ConfigurationError(f"CELERY_BROKER_URL is malformed: scheme {scheme!r} is not one of amqp, redis")
     return url
+
+
+def _kombu_redis_url(url):
+    """REDIS_URL as kombu spells it: redis-py's unix:///path?db=N is kombu's redis+socket:///path?virtual_host=N."""
+    parsed = urlparse(url)
+    if parsed.scheme != "unix":
+        return url
+    query = parse_qs(parsed.query)
+    db = query.pop("db", [None])[-1]
+    if db:
+        query["virtual_host"] = [db]
+    rest = urlencode(query, doseq=True)
+    return f"redis+socket://{parsed.netloc}{parsed.path}" + (f"?{rest}" if rest else "")
 
 
 def env_choice(environ, name, default, choices):

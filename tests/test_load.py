@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from rollout.models import Discrepancy
-from tests.rollout_helpers import reset_flags, run_in_process
+from tests.rollout_helpers import free_port, reset_flags, run_in_process
 
 RECORDED = {}
 
@@ -20,12 +20,14 @@ def forget():
 @pytest.mark.django_db
 def test_a_short_load_in_every_mode_has_no_errors_and_no_discrepancies(tmp_path, no_discrepancies):
     report_path = tmp_path / "load.json"
-    code, _out, err = run_in_process(
+    port = free_port()
+    code, out, err = run_in_process(
         "from django.core.management import call_command\n"
-        f"call_command('loadtest', seconds=3, clients=8, workers=2, json_path={str(report_path)!r})\n",
+        f"call_command('loadtest', seconds=3, clients=8, workers=2, port={port}, json_path={str(report_path)!r})\n",
         cleanup=forget,
     )
     assert code == 0, err[-3000:]
+    assert f"gunicorn on http://127.0.0.1:{port}/, 2 workers" in out  # --port, to run beside other servers
     report = json.loads(report_path.read_text())
     assert set(report) == {"pg", "orm", "shadow"}
     for mode, numbers in report.items():

@@ -51,3 +51,19 @@ def test_slow_call_logs_hold_ids_not_secrets(settings, caplog):
     text = caplog.text
     assert "slow call: bu_list" in text and "'bu_id': 1" in text
     assert settings.SECRET_KEY not in text and "db-password" not in text
+
+
+@pytest.mark.smoke
+def test_production_without_allowed_hosts_stops_in_one_line_naming_it():
+    environ = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": "p" * 30 + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2}
+    environ.pop("ALLOWED_HOSTS", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "ALLOWED_HOSTS must name" in lines[0], result.stderr

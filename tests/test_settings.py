@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,55 @@ def test_manage_py_reports_a_malformed_url_in_one_line(variable, value):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0]
+
+
+@pytest.mark.smoke
+def test_a_unix_socket_redis_url_is_the_cache_and_the_broker_as_kombu_spells_it():
+    url = "unix:///run/redis/redis.sock?db=3"
+    assert env.cache_config({"REDIS_URL": url})["LOCATION"] == url
+    assert env.broker_url({"REDIS_URL": url}) == "redis+socket:///run/redis/redis.sock?virtual_host=3"
+    assert env.broker_url({"REDIS_URL": "redis://127.0.0.1:6379/2"}) == "redis://127.0.0.1:6379/2"
+    for bad, problem in [("unix://", "no socket path"), ("unix:///run/redis.sock?db=x", "'x' is not a number")]:
+        with pytest.raises(env.ConfigurationError, match=problem):
+            env.cache_config({"REDIS_URL": bad})
+
+
+SOCKET_CHECK = """
+import django
+django.setup()
+from django.core.cache import cache
+from settings.celery import app
+cache.set("unix-socket-check", 41 + 1)
+with app.connection_for_write() as broker:
+    broker.ensure_connection(max_retries=1)
+    broker.default_channel.client.set("unix-socket-broker-check", 1)
+print(cache.get("unix-socket-check"), broker.transport_cls)
+"""
+
+
+def test_a_unix_socket_redis_serves_the_cache_and_the_broker(tmp_path):
+    """A private redis-server listening only on a socket of this test's own, stopped by its pid."""
+    import redis
+
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if socket_path.exists():
+                break
+            time.sleep(0.05)
+        environ = {**os.environ, "DATABASE_URL": PG, "REDIS_URL": f"unix://{socket_path}?db=3"}
+        environ.pop("CELERY_BROKER_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-c", SOCKET_CHECK], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split() == ["42", "redis"]
+        client = redis.Redis(unix_socket_path=str(socket_path), db=3)
+        assert client.get("unix-socket-broker-check") == b"1"  # the broker used db 3 of the socket's server
+    finally:
+        server.kill()
+        server.wait()

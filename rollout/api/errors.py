@@ -6,11 +6,14 @@ knows nothing of any domain's error kinds. An error it does not classify is a
 """
 
 import logging
+from collections import defaultdict
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+
+from rollout.outage import Burst
 
 logger = logging.getLogger("rollout.api")
 ALLOWED_METHODS = ("GET",)
@@ -57,12 +60,30 @@ def error_response(exc, name=None, experiment=None):
     param = getattr(exc, "param", None)
     if classified is not None:
         status, kind = classified
-        return json_error(status, str(exc), kind=kind, **({"parameter": param} if param else {}))
+        response = json_error(status, str(exc), kind=kind, **({"parameter": param} if param else {}))
+        return _expected(response, name, kind, exc) if status >= 500 else response
     if isinstance(exc, (OperationalError, InterfaceError)):
         # Outside a query (the token lookup, the actor): the connection failed, not the caller.
-        logger.warning("API request for %s: database unavailable (%s)", name, type(exc).__name__)
-        return json_error(UNAVAILABLE, "the database is unavailable; try again", kind="infrastructure")
+        response = json_error(UNAVAILABLE, "the database is unavailable; try again", kind="infrastructure")
+        return _expected(response, name, "infrastructure", exc)
     if isinstance(exc, ValueError) and param:
         return json_error(400, str(exc), parameter=param)
     logger.error("API request for %s failed", name, exc_info=exc)
     return json_error(500, "internal error", kind=getattr(exc, "kind", None))
+
+
+_bursts = defaultdict(Burst)
+
+
+def _expected(response, name, kind, exc):
+    """A server-side failure the experiment named (a function missing, the database gone, a timeout) is an
+    outage, not a bug: one warning per burst of that kind, no traceback, instead of Django's ERROR line per
+    request."""
+    burst = _bursts[kind]
+    if burst.first():
+        logger.warning(
+            "query %s: %d %s (%s); more of these, of any query, are not logged until %.0f s pass without one",
+            *(name, response.status_code, kind, exc, burst.quiet),
+        )
+    response._has_been_logged = True
+    return response

@@ -227,8 +227,9 @@ class Background:
         return self._queue.unfinished_tasks
 
     def shutdown(self):
-        """Drain for at most SHADOW_DRAIN_SECONDS; count what is left as drops; flush the metrics."""
-        if self._queue is None or self._pid != os.getpid():
+        """Drain for at most SHADOW_DRAIN_SECONDS; count what is left as drops; flush the metrics. Once: a
+        server's own hook and atexit both call it, and what the first counted as dropped stays counted once."""
+        if self._queue is None or self._pid != os.getpid() or self._closing:
             return
         if self.drain(get_setting("SHADOW_DRAIN_SECONDS")):
             self._drop_the_rest()

@@ -37,6 +37,12 @@ def _text(value):
     )
 
 
+def add_port_argument(parser):
+    parser.add_argument(
+        "--port", type=int, default=0, help="the port gunicorn listens on (127.0.0.1); default: a free one"
+    )
+
+
 class Command(BaseCommand):
     help = "Load-test the API under gunicorn in each rollout mode and report throughput, latency and errors."
 
@@ -46,8 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--clients", type=int, default=32)
         parser.add_argument("--workers", type=int, default=4)
         parser.add_argument("--json", dest="json_path")
+        add_port_argument(parser)
 
-    def handle(self, *args, modes, seconds, clients, workers, json_path, **options):
+    def handle(self, *args, modes, seconds, clients, workers, json_path, port, **options):
         from rollout import tokens
         from rollout.metrics import metrics
 
@@ -59,8 +66,9 @@ class Command(BaseCommand):
         issued, token = self.token()
         mix = [(q, {k: _text(v) for k, v in p.items()}) for q in REGISTRY.names() for p in sample_params(q, 20, seed=3)]
         names = REGISTRY.names()
-        port = self.free_port()
+        port = port or self.free_port()
         server = self.start_gunicorn(port, workers)
+        self.stdout.write(f"gunicorn on http://127.0.0.1:{port}/, {workers} workers")
         report = {}
         try:
             for mode in modes:
@@ -82,8 +90,7 @@ class Command(BaseCommand):
                     + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report[mode].items())
                 )
         finally:
-            server.terminate()
-            server.wait(10)
+            self.stop_gunicorn(server)
             self.set_mode(names, "pg")
             tokens.revoke(issued.pk)
         if json_path:
@@ -141,12 +148,25 @@ class Command(BaseCommand):
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise CommandError(f"gunicorn exited at start (is port {port} taken?)")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     return server
             time.sleep(0.2)
         server.terminate()
         raise CommandError("gunicorn did not start within 30 s")
+
+    @staticmethod
+    def stop_gunicorn(server):
+        """SIGTERM, as a deploy stops it: workers finish their requests, then drain their comparisons for up to
+        ROLLOUT_SHADOW_DRAIN_SECONDS (gunicorn.conf.py); past its graceful timeout, killed."""
+        server.terminate()
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
     @staticmethod
     def drive(port, token, mix, seconds, clients):

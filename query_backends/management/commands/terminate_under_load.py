@@ -1,4 +1,4 @@
-"""Terminate the app's database connections while gunicorn serves the API, idle and under load.
+"""Terminate the app's database connections — or stop the database — while gunicorn serves the API.
 
 Integration code, like `loadtest` (whose gunicorn, token and parameter mix it
 reuses). Idle: terminate, wait, one request, its latency. Under load: N
@@ -6,14 +6,23 @@ clients run the nine queries; every few seconds every connection of the
 database but this command's own is terminated (`pg_terminate_backend`). It
 reports every status that is not 200 and, per termination, the slowest request
 in flight across it. It stops by itself.
+
+With --stop-command and --start-command (shell commands that stop and start
+the PostgreSQL server of DATABASE_URL — a cluster of your own: nothing else may
+be using it), the load instead meets one outage: after --every seconds the
+server is stopped for --down seconds, then started. It reports what callers got
+while it was down (statuses, the slowest answer) and, once it accepts
+connections again, how long until the first 200.
 """
 
 import http.client
+import subprocess
 import threading
 import time
 from collections import Counter
 from urllib.parse import urlencode
 
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
@@ -36,26 +45,42 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=4)
         parser.add_argument("--every", type=float, default=3.0, help="seconds between terminations under load")
         parser.add_argument("--idle-rounds", type=int, default=3)
+        loadtest.add_port_argument(parser)
+        parser.add_argument("--stop-command", help="a shell command that stops the database server (outage mode)")
+        parser.add_argument("--start-command", help="a shell command that starts it again")
+        parser.add_argument("--down", type=float, default=10.0, help="seconds the database stays stopped")
 
-    def handle(self, *args, seconds, clients, workers, every, idle_rounds, **options):
+    def handle(self, *args, seconds, clients, workers, every, idle_rounds, port, **options):
+        from rollout import tokens
+
         if seconds <= 0 or clients < 1 or workers < 1 or every <= 0:
             raise CommandError("--seconds, --clients, --workers and --every must be positive")
+        outage = (options["stop_command"], options["start_command"])
+        if any(outage) and not all(outage):
+            raise CommandError("--stop-command and --start-command go together")
+        if all(outage) and (options["down"] <= 0 or every + options["down"] >= seconds):
+            raise CommandError("--down must be positive and --every + --down shorter than --seconds")
         load = loadtest.Command()
-        token = load.token()
+        issued, token = load.token()
         mix = [
             (q, {k: loadtest._text(v) for k, v in p.items()})
             for q in REGISTRY.names()
             for p in sample_params(q, 20, seed=3)
         ]
-        port = load.free_port()
+        port = port or load.free_port()
         server = load.start_gunicorn(port, workers)
+        self.stdout.write(f"gunicorn on http://127.0.0.1:{port}/, {workers} workers")
         try:
             self.warm(port, token, mix, workers)
-            self.idle(port, token, mix, idle_rounds)
-            self.under_load(port, token, mix, seconds, clients, every)
+            if all(outage):
+                connection.close()  # this command's own connection would not survive the stop
+                self.outage(port, token, mix, seconds, clients, every, options["down"], *outage)
+            else:
+                self.idle(port, token, mix, idle_rounds)
+                self.under_load(port, token, mix, seconds, clients, every)
         finally:
-            server.terminate()
-            server.wait(10)
+            load.stop_gunicorn(server)
+            tokens.revoke(issued.pk)
 
     @staticmethod
     def request(conn, token, query, params):
@@ -96,7 +121,8 @@ class Command(BaseCommand):
                 f"in {(ended - started) * 1000:.0f} ms"
             )
 
-    def under_load(self, port, token, mix, seconds, clients, every):
+    def load(self, port, token, mix, seconds, clients):
+        """Start N clients for `seconds`: (samples, a list they fill, and the threads to join)."""
         deadline = time.monotonic() + seconds
         samples, lock = [], threading.Lock()
 
@@ -114,6 +140,47 @@ class Command(BaseCommand):
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         for thread in threads:
             thread.start()
+        return samples, threads, deadline
+
+    def outage(self, port, token, mix, seconds, clients, every, down, stop_command, start_command):
+        samples, threads, _ = self.load(port, token, mix, seconds, clients)
+        time.sleep(every)
+        stopped = time.perf_counter()
+        subprocess.run(stop_command, shell=True, check=True)
+        time.sleep(down)
+        subprocess.run(start_command, shell=True, check=True)
+        back = self.accepting()
+        for thread in threads:
+            thread.join()
+        during = [(s, e, status) for s, e, status in samples if stopped <= s and e <= back]
+        statuses = Counter(str(status).split(" {")[0] for _, _, status in during)
+        first_ok = min((e for s, e, status in samples if status == 200 and e > back), default=None)
+        self.stdout.write(
+            f"outage: stopped {back - stopped:.1f} s; {len(during)} requests started and answered meanwhile, "
+            f"statuses {dict(statuses)}, slowest {max((e - s for s, e, _ in during), default=0) * 1000:.0f} ms; "
+            f"across its start (in flight when it stopped) the slowest "
+            f"{max((e - s for s, e, _ in samples if s < stopped < e), default=0) * 1000:.0f} ms"
+        )
+        self.stdout.write(
+            "back: first 200 "
+            + (f"{(first_ok - back) * 1000:.0f} ms after the database accepted connections" if first_ok else "never")
+            + f"; {len(samples)} requests in {seconds:.0f} s, statuses "
+            f"{dict(Counter(str(status).split(' {')[0] for _, _, status in samples))}"
+        )
+
+    @staticmethod
+    def accepting():
+        """When the database accepts connections again (polled directly, every 10 ms)."""
+        params = connection.get_connection_params()
+        while True:
+            try:
+                psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}).close()
+                return time.perf_counter()
+            except psycopg.OperationalError:
+                time.sleep(0.01)
+
+    def under_load(self, port, token, mix, seconds, clients, every):
+        samples, threads, deadline = self.load(port, token, mix, seconds, clients)
         kills = []
         time.sleep(every)
         while time.monotonic() < deadline - every / 2:

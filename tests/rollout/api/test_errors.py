@@ -60,3 +60,53 @@ def test_the_legacy_domain_classifies_its_kinds(kind, status):
     instance = error.__new__(error)
     assert LEGACY.get("bu_list").status_for(instance) == (status, kind)
     assert LEGACY.get("bu_list").status_for(ValueError("not ours")) is None
+
+
+@pytest.fixture
+def fresh_bursts():
+    """Bursts outlive a test by design (30 s of quiet end one): each test here starts its own."""
+    import logging
+
+    from rollout.api import errors
+    from rollout.outage import Burst
+
+    errors._bursts.clear()
+    for log_filter in logging.getLogger("django.security.DisallowedHost").filters:
+        log_filter.burst = Burst(log_filter.burst.quiet)
+    yield
+    errors._bursts.clear()
+
+
+def server_side(caplog):
+    """(warnings, errors, tracebacks) logged under rollout and django while the test ran."""
+    records = [r for r in caplog.records if r.name.startswith(("rollout", "django"))]
+    return (
+        [r.getMessage() for r in records if r.levelname == "WARNING"],
+        [r.getMessage() for r in records if r.levelname == "ERROR"],
+        [r for r in records if r.exc_info],
+    )
+
+
+@pytest.mark.usefixtures("fresh_bursts")
+def test_a_burst_of_expected_503s_is_one_warning_without_a_traceback(toy, admin_client, monkeypatch, caplog):
+    monkeypatch.setattr(type(toy), "status_for", lambda self, exception: (503, "function_missing"))
+    statuses = {admin_client.get(f"/api/queries/toy?n=-{n}").status_code for n in range(1, 31)}
+    warnings, errors, tracebacks = server_side(caplog)
+    assert statuses == {503}
+    assert warnings == [
+        "query toy: 503 function_missing (n is -1: the toy doubles only natural numbers); "
+        "more of these, of any query, are not logged until 30 s pass without one"
+    ]
+    assert errors == [] and tracebacks == []
+
+
+@pytest.mark.usefixtures("fresh_bursts")
+def test_a_burst_of_bad_host_headers_is_one_warning_without_a_traceback(client, caplog):
+    responses = [
+        client.get(path, HTTP_HOST="evil.example") for path in ["/api/queries/bu_list?bu_id=1", "/admin/"] * 10
+    ]
+    warnings, errors, tracebacks = server_side(caplog)
+    assert {r.status_code for r in responses} == {400}
+    assert responses[0].json() == {"error": "bad request"}  # under /api/ still JSON
+    assert len(warnings) == 1 and "Host" in warnings[0] and "'evil.example'" in warnings[0], warnings
+    assert errors == [] and tracebacks == []
