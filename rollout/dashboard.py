@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 
 from rollout import charts
 from rollout.experiments import flag_name, registry, sides
+from rollout.lifecycle import stages
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, QueryFlag
 from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving
@@ -149,8 +150,11 @@ def _shadow(query, flag):
 
 
 def _flag_facts(query, flag):
+    life = stages.summary(flag)
     return {
         "shadow": _shadow(query, flag),
+        "stage": life["stage"],
+        "in_stage": life["time_in_stage_text"],
         "serving": serving(flag) if flag else "control (missing flag)",
         "guard": guard_status(flag),
         "guard_brief": guard_status(flag, brief=True),

@@ -20,5 +20,6 @@ urlpatterns = [
         name="rollout-dashboard-query",
     ),
     path("api/queries/<str:name>", api.query, name="api-query"),
+    path("api/rollout/status", api.status, name="api-rollout-status"),
     path("metrics", prometheus.view, name="metrics"),
 ]

@@ -29,6 +29,8 @@ FLAG_DEFAULTS = {
     "authenticated": False,
     "guard_tripped_at": None,
     "guard_reason": "",
+    "retired_at": None,
+    "retired_from": {},
 }
 
 

@@ -15,11 +15,13 @@ rows at a time, so a large answer is never also held as one JSON text.
 import json
 import logging
 
+from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import InterfaceError, OperationalError, connection
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from rollout import reports
 from rollout.actors import tenant_label, tenant_of
 from rollout.api.auth import callers
 from rollout.api.errors import ALLOWED_METHODS, error_response, json_error, method_not_allowed
@@ -29,6 +31,7 @@ from rollout.router import dispatch, last_decision
 
 logger = logging.getLogger("rollout.api")
 BACKEND_HEADER = "X-Rollout-Backend"
+VIEW_FLAGS = "rollout.view_queryflag"
 STREAM_CHUNK_ROWS = 500
 
 
@@ -52,6 +55,20 @@ def query(request, name):
             return _serve(request, name, served)
     except Exception as exc:  # noqa: BLE001 — every failure becomes a JSON answer; error_response logs the unexpected
         return error_response(exc, name, served.get("experiment"))
+
+
+@csrf_exempt
+def status(request):
+    """GET /api/rollout/status: each query's lifecycle stage, time in stage, what serves whom and its numbers, as
+    `rollout status --json` says it. For a caller who may view query flags (rollout.view_queryflag)."""
+    if request.method not in ALLOWED_METHODS:
+        return method_not_allowed(request.method)
+    caller = callers.for_request(request)
+    if caller is None:
+        return json_error(401, "authentication required: log in, or send 'Authorization: Token <key>'")
+    if not get_user_model().objects.get(pk=caller.user_id).has_perm(VIEW_FLAGS):
+        return json_error(403, f"the rollout's status needs the permission {VIEW_FLAGS}")
+    return JsonResponse({"queries": reports.status()}, encoder=DjangoJSONEncoder)
 
 
 def _connection_lost():

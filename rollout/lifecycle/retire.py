@@ -53,7 +53,9 @@ class Migration(migrations.Migration):
 '''
 
 
-def _retired(query, migration):
+def retire_flag(query, why):
+    """Mark the flag retired, keeping its state to give back (the migration's first step)."""
+
     def change(flag):
         if flag.retired_at is not None:
             return []  # a re-run of a migration that failed after this step
@@ -64,10 +66,12 @@ def _retired(query, migration):
         flag.retired_at = timezone.now()
         return ["retired_from", "retired_at"]
 
-    write([flag_name(query)], change, source="migration", reason=f"retired by migration {migration}")
+    write([flag_name(query)], change, source="migration", reason=f"retired: {why}")
 
 
-def _restored(query):
+def restore_flag(query):
+    """Give a retired flag back the state it had (the migration's last step backward)."""
+
     def change(flag):
         if flag.retired_at is None:
             return []
@@ -88,14 +92,14 @@ def _restored(query):
 
 def forward(query, migration):
     def run(apps, schema_editor):
-        _retired(query, migration)
+        retire_flag(query, f"migration {migration}")
 
     return run
 
 
 def backward(query):
     def run(apps, schema_editor):
-        _restored(query)
+        restore_flag(query)
 
     return run
 

@@ -108,6 +108,8 @@ def test_a_stranger_adopts_a_function_by_the_doc(host):
         + f"\nDATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql', 'NAME': {host.database!r}, "
         f"'HOST': {db['HOST']!r}, 'PORT': {db['PORT']!r}, 'USER': {db['USER']!r}}}}}\n"
         + "INSTALLED_APPS += ['tickets']\n"
+        # Step 9's note: compare every asked call (the shadow budget would sample fewer than the guard's minimum).
+        + "ROLLOUT_SHADOW_BUDGET = 0\n"
         + doc["2. Settings"][0]
     )
     urls = host.project / "mysite" / "urls.py"
