@@ -31,6 +31,9 @@ MODES = ("pg", "orm", "shadow")
 ROOT = Path(__file__).resolve().parents[3]
 
 
+LOAD_USER = "loadtest"
+
+
 def _text(value):
     return (
         value.isoformat() if isinstance(value, datetime) else str(value).lower() if isinstance(value, bool) else value
@@ -63,6 +66,10 @@ class Command(BaseCommand):
             raise CommandError(f"--modes: choose from {', '.join(MODES)}")
         if seconds <= 0 or clients < 1 or workers < 1:
             raise CommandError("--seconds, --clients and --workers must be positive")
+        from rollout.flags import transfer
+
+        flags_before = transfer.export()  # put back exactly, whatever the modes did to them
+        created_user = not User.objects.filter(username=LOAD_USER).exists()
         issued, token = self.token()
         mix = [(q, {k: _text(v) for k, v in p.items()}) for q in REGISTRY.names() for p in sample_params(q, 20, seed=3)]
         names = REGISTRY.names()
@@ -91,15 +98,18 @@ class Command(BaseCommand):
                 )
         finally:
             self.stop_gunicorn(server)
-            self.set_mode(names, "pg")
+            self.set_mode(names, "pg")  # clears what the run tripped, so the flags' own state can come back
+            transfer.apply(flags_before, source="loadtest")
             tokens.revoke(issued.pk)
+            if created_user:
+                User.objects.filter(username=LOAD_USER).delete()
         if json_path:
             Path(json_path).write_text(json.dumps(report, indent=2))
 
     @staticmethod
     def token():
         """(token, key) of a fresh token for the loadtest user; revoked when the run ends."""
-        user, _ = User.objects.get_or_create(username="loadtest", defaults={"is_staff": True})
+        user, _ = User.objects.get_or_create(username=LOAD_USER, defaults={"is_staff": True})
         user.user_permissions.add(Permission.objects.get(codename="query_any_tenant"))
         from rollout import tokens
 
