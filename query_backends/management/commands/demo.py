@@ -36,7 +36,9 @@ LEGEND = (
     "  control = the PL/pgSQL function (what serves today); candidate = its ORM twin.\n"
     "  comparisons: calls also run on the other side off the request path and compared; discrepancies: answers\n"
     "  that differed; noise: comparisons that could not judge (the data moved between the two runs); drops:\n"
-    "  comparisons skipped because the shadow queue was full (the call itself is never delayed)."
+    "  comparisons skipped because the shadow queue was full (the call itself is never delayed).\n"
+    "  shadow 100 % asks for every call; the shadow budget (ROLLOUT_SHADOW_BUDGET, 10 % of the calls' own\n"
+    "  database time) compares fewer when comparing every one would cost more, and the dashboard says so."
 )
 QUERIES = ("job_needs", "external_tour_job_needs", "bu_list", "sites_list_web", "asset_details", "web_capabilities")
 
@@ -79,7 +81,10 @@ class Command(BaseCommand):
         names = list(params)
         stages = [
             ("1. PostgreSQL only: the control serves everyone", lambda: None),
-            ("2. shadow 100 %: every call is also compared", lambda: self.each(names, writes.set_shadow, 100)),
+            (
+                "2. shadow 100 %: calls also compared, within the shadow budget",
+                lambda: self.each(names, writes.set_shadow, 100),
+            ),
             (
                 "3. ORM for one site",
                 lambda: [writes.change_cohort(q, "site", add=[pool[0].one("site")], source="demo") for q in names],
@@ -123,7 +128,7 @@ class Command(BaseCommand):
         base = f"http://127.0.0.1:{port}/admin/rollout"
         self.say("done: what the demo left to see")
         self.stdout.write(
-            "  the real queries stay where stage 6 left them: the twin serves everyone, every call still compared;\n"
+            "  the real queries stay where stage 6 left them: the twin serves everyone, still compared;\n"
             f"  {DEMO_QUERY} (the demo's broken twin) stays on the control, its guard tripped.\n"
             f"  the stages, one minute each:  {base}/dashboard/?range=15m\n"
             f"  the guard's trip:             {base}/dashboard/{DEMO_QUERY}/?range=15m\n"
