@@ -25,6 +25,7 @@ from rollout.experiments import registry
 
 CHANNEL = "query_cache"
 TRIGGER = "query_cache_bump"
+FUNCTIONS = (TRIGGER, "query_cache_compact")  # rollout's own: never a host's function to adopt
 
 BASE = [
     """

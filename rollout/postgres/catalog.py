@@ -158,13 +158,16 @@ def find(name, using=DEFAULT_DB_ALIAS):
 
 
 def functions(using=DEFAULT_DB_ALIAS):
-    """Every function of the database outside the system schemas and extensions, by schema and name."""
+    """Every function of the database outside the system schemas and extensions, and not rollout's own (the
+    answer cache's trigger functions), by schema and name."""
+    from rollout.cache.triggers import FUNCTIONS as OWN
+
     with connections[using].cursor() as cursor:
         cursor.execute(
-            _SELECT + " AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' "
+            _SELECT + " AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' AND p.proname <> ALL(%s) "
             "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
             "AND d.objid = p.oid AND d.deptype = 'e') ORDER BY n.nspname, p.proname, 4",
-            [list(SYSTEM_SCHEMAS)],
+            [list(SYSTEM_SCHEMAS), list(OWN)],
         )
         return [_function(row) for row in cursor.fetchall()]
 
