@@ -60,11 +60,11 @@ def _child(spec, label, backend, answer):
         transaction.set_rollback(True)
 
 
-def peak_kib(spec, label, backend, timeout=900):
-    """Peak RSS (KiB) of the call `label` of shape `spec` on `backend`, in a process that makes only that call."""
+def _in_fresh_process(target, args, timeout):
+    """What target(*args, answer_queue) puts on its queue, run in a spawned process (its RSS is its own)."""
     context = multiprocessing.get_context("spawn")
     answer = context.Queue()
-    child = context.Process(target=_child, args=(spec, label, backend, answer), daemon=True)
+    child = context.Process(target=target, args=(*args, answer), daemon=True)
     child.start()
     try:
         return answer.get(timeout=timeout)
@@ -72,6 +72,11 @@ def peak_kib(spec, label, backend, timeout=900):
         child.join(timeout=60)
         if child.is_alive():
             child.kill()
+
+
+def peak_kib(spec, label, backend, timeout=900):
+    """Peak RSS (KiB) of the call `label` of shape `spec` on `backend`, in a process that makes only that call."""
+    return _in_fresh_process(_child, (spec, label, backend), timeout)
 
 
 def _cache_child(site_id, requests, environment, answer):
@@ -102,13 +107,4 @@ def _cache_child(site_id, requests, environment, answer):
 def cache_rss(site_id, requests, environment, timeout=1800):
     """RSS (KiB) of a fresh process before and after `requests` cached asset_details calls with distinct mdtz
     on a site, the cache configured by `environment` (e.g. QUERY_CACHE_MEMORY_BYTES), and what it kept."""
-    context = multiprocessing.get_context("spawn")
-    answer = context.Queue()
-    child = context.Process(target=_cache_child, args=(site_id, requests, environment, answer), daemon=True)
-    child.start()
-    try:
-        return answer.get(timeout=timeout)
-    finally:
-        child.join(timeout=60)
-        if child.is_alive():
-            child.kill()
+    return _in_fresh_process(_cache_child, (site_id, requests, environment), timeout)
