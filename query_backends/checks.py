@@ -11,19 +11,30 @@ INSTALLING_MIGRATION = ("query_backends", "0003_legacy_functions")
 
 @register()
 def legacy_functions_installed(app_configs=None, **kwargs):
-    """The nine legacy functions as `rollout functions --check` sees them: the control needs every one.
-    Only once the migration that installs them has run (before, `migrate` installs them); a warning,
-    not an error, so that it never stops `migrate` itself."""
+    """The nine legacy functions as `rollout functions --check` sees them: the control needs every one, but for
+    a retired query's (dropped on purpose). Only once the migration that installs them has run (before, `migrate`
+    installs them); a warning, not an error, so that it never stops `migrate` itself."""
     try:
         if INSTALLING_MIGRATION not in MigrationRecorder(connection).applied_migrations():
             return []
         problems = installation_problems()
+        retired = _retired_functions()
     except DatabaseError:  # no database to compare with: the check says nothing
         return []
     return [
         Warning(problem, hint="run `python manage.py install_legacy_functions`", obj=name, id="query_backends.W001")
         for name, problem in problems.items()
+        if name not in retired
     ]
+
+
+def _retired_functions():
+    from query_backends.registry import DEFINITIONS
+    from rollout.experiments import flag_name
+    from rollout.models import QueryFlag
+
+    retired = set(QueryFlag.objects.filter(retired_at__isnull=False).values_list("name", flat=True))
+    return {d.function.sql_name for d in DEFINITIONS if flag_name(d.name) in retired}
 
 
 @register()

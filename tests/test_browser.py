@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from query_backends.management.commands.demo import bring_back_retired
 from query_backends.registry import REGISTRY
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.shadow.observation import Observation
@@ -92,6 +93,7 @@ def demo_server(tmp_path):
         log.close()
 
         def cleanup():
+            bring_back_retired()  # the function the demo dropped: later tests call it
             reset_flags()
             Discrepancy.objects.all().delete()
             User.objects.filter(username=LOGIN[0]).delete()
@@ -135,6 +137,9 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         # ... with the demo's tenth query, its guard tripped, in it too.
         assert page.locator("#rollout-overview tbody tr").count() >= 10
         assert "tripped" in page.locator("#row-demo_broken_bu_list .rollout-tripped").inner_text()
+        # ... and the query whose function the demo retired last (unless the guard sent its twin back first).
+        retired = page.locator("#row-web_capabilities").inner_text()
+        assert "retired for" in retired or "tripped" in retired
         assert "calls" in page.locator("#row-bu_list").inner_text()
         assert "0 calls" not in page.locator("#row-bu_list").inner_text()
         assert page.locator("#row-bu_list svg.rollout-share").count() == 1

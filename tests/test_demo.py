@@ -4,12 +4,15 @@ import pytest
 from django.contrib.auth import authenticate
 from django.utils import timezone
 
+from query_backends.management.commands.demo import bring_back_retired
 from rollout.metrics import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
+from rollout.postgres import dependencies
 from tests.rollout_helpers import ROOT, committed, reset_flags, run_in_process
 
 
 def forget_demo(started):
+    bring_back_retired()  # the function the demo dropped: later tests call it
     Discrepancy.objects.all().delete()
     QueryFlag.objects.filter(name="orm.demo_broken_bu_list").delete()
     reset_flags()
@@ -21,9 +24,13 @@ def look_then_forget(started, left):
     left["discrepancies"] = list(
         Discrepancy.objects.filter(query="demo_broken_bu_list").values_list("query", "occurrences", "status")
     )
-    left["flags"] = list(QueryFlag.objects.values("name", "everyone", "shadow_percent", "guard_tripped_at"))
+    left["flags"] = list(
+        QueryFlag.objects.values("name", "everyone", "shadow_percent", "guard_tripped_at", "retired_at")
+    )
     left["series"] = metrics.series(15)
+    left["function"] = dependencies.find("fn_get_web_caps(bigint)")
     forget_demo(started)
+    left["function_back"] = dependencies.find("fn_get_web_caps(bigint)")
 
 
 @pytest.mark.django_db
@@ -47,9 +54,12 @@ def test_the_demo_rolls_out_stage_by_stage_and_leaves_its_story_to_see():
         "5. ORM for 50 %",
         "6. ORM for everyone",
         "7. a broken twin",
+        "8. retire web_capabilities",
     ):
         assert stage in out
     assert "drops:" in out and "control = the PL/pgSQL function" in out  # the words are explained once
+    # The first run's retirement was undone before the second rolled out: the function served as the control again.
+    assert "web_capabilities stays on the control" not in out
     real_stages = out.split("7. a broken twin")[0]
     counts = [int(n) for n in re.findall(r"discrepancies\s+(\d+)", real_stages)]
     assert len(counts) == 6 and set(counts) == {0}
@@ -75,9 +85,25 @@ def test_the_demo_rolls_out_stage_by_stage_and_leaves_its_story_to_see():
     rolled_out = [f for f in by_name.values() if f["shadow_percent"] == 100]
     assert len(rolled_out) == 6
     assert all(f["everyone"] is True or f["guard_tripped_at"] for f in rolled_out)
-    # Each stage counted in its own minute of the last 15 (the second run's only: 7 stages of 120 calls).
+    # It ends with one function retired (unless the guard sent its twin back): dropped, the flag says retired,
+    # and the last lines say where to see it. The test puts the function back for the tests after it.
+    retired = by_name["orm.web_capabilities"]
+    if retired["guard_tripped_at"] is None:
+        assert retired["retired_at"] is not None and left["function"] is None
+        stage = out.split("== 8. retire web_capabilities")[1]
+        assert "candidate 100.0%" in stage and "comparisons    0" in stage
+        assert re.search(r"web_capabilities +retired +\S+ +candidate for everyone \(function retired\)", stage)
+        assert re.search(r"fn_get_web_caps\(bigint\) +\(dropped\) +web_capabilities +retired 20\d\d-", stage)
+        done = out.split("== done")[1]
+        assert "web_capabilities is retired: fn_get_web_caps(bigint) dropped" in done
+        assert "rollout status" in done and "rollout functions" in done
+    assert left["function_back"] is not None
+    # The second run found the function back before rolling out again: its readiness check read it.
+    check = out.split("`rollout retire web_capabilities --check` first:")[1]
+    assert "web_capabilities (fn_get_web_caps(bigint)): NOT READY" in check and "ok  dependents" in check
+    # Each stage counted in its own minute of the last 15 (the second run's only: 120 calls a stage).
     minutes = [sum(c.get("calls", 0) for c in rows.values()) for _, rows in series]
-    assert [m for m in minutes if m] == [120] * 7
+    assert [m for m in minutes if m] == [120] * (8 if retired["retired_at"] else 7)
     # The login is stable: kept once in .data/, and it works.
     user, password = re.search(r"admin login: (\S+) / (\S+)", out).groups()
     assert (ROOT / ".data" / "demo-admin-password").read_text().strip() == password

@@ -53,8 +53,10 @@ class Migration(migrations.Migration):
 '''
 
 
-def retire_flag(query, why):
-    """Mark the flag retired, keeping its state to give back (the migration's first step)."""
+def retire_flag(query, why, source="migration"):
+    """Mark the flag retired, keeping its state to give back and its function's signature (which `rollout
+    functions` still lists once the function is gone). The migration's first step."""
+    signature = readiness.control_function(query)
 
     def change(flag):
         if flag.retired_at is not None:
@@ -62,14 +64,15 @@ def retire_flag(query, why):
         flag.retired_from = {
             "values": values_of(flag),
             "stage_since": flag.stage_since and flag.stage_since.isoformat(),
+            "function": signature,
         }
         flag.retired_at = timezone.now()
         return ["retired_from", "retired_at"]
 
-    write([flag_name(query)], change, source="migration", reason=f"retired: {why}")
+    write([flag_name(query)], change, source=source, reason=f"retired: {why}")
 
 
-def restore_flag(query):
+def restore_flag(query, source="migration", reason="retirement migrated back"):
     """Give a retired flag back the state it had (the migration's last step backward)."""
 
     def change(flag):
@@ -87,7 +90,7 @@ def restore_flag(query):
         flag.stage_since = QueryFlag._meta.get_field("stage_since").to_python(before.get("stage_since"))
         return fields
 
-    write([flag_name(query)], change, source="migration", reason="retirement migrated back")
+    write([flag_name(query)], change, source=source, reason=reason)
 
 
 def forward(query, migration):
@@ -104,7 +107,7 @@ def backward(query):
     return run
 
 
-def wait_for_every_process(apps, schema_editor):
+def wait_for_every_process(apps=None, schema_editor=None):
     """Every process sees a flag change within 1.5 × FLAG_RECHECK_SECONDS; wait twice that before the drop."""
     time.sleep(2 * get_setting("FLAG_RECHECK_SECONDS"))
 

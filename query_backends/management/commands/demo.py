@@ -12,6 +12,7 @@ import random
 import secrets
 import statistics
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
 from tqdm import tqdm
 
 from query_backends import generator
@@ -31,6 +34,8 @@ from rollout.metrics import current_minute, recorded_in_minute
 from rollout.reports import as_json
 
 DEMO_QUERY = "demo_broken_bu_list"
+# The query the demo retires at the end: nothing in the database depends on fn_get_web_caps or names it.
+RETIRED_QUERY = "web_capabilities"
 PASSWORD_FILE = "demo-admin-password"  # in .data/, next to the embedded PostgreSQL; git-ignored
 LEGEND = (
     "  control = the PL/pgSQL function (what serves today); candidate = its ORM twin.\n"
@@ -96,17 +101,19 @@ class Command(BaseCommand):
         self.start_clean(names)
         self.stdout.write(LEGEND)
         rng = random.Random(7)
-        # Each stage is counted in a minute of its own, the broken twin's in this one, so the dashboard's
+        # Each stage is counted in a minute of its own, the retirement's in this one, so the dashboard's
         # 15-minute range shows the stages side by side (they run seconds apart).
         now = current_minute()
         for number, (title, change) in enumerate(stages, 1):
             change()
-            with recorded_in_minute(now - len(stages) + number - 1):
+            with recorded_in_minute(now - len(stages) - 2 + number):
                 self.run_stage(title, names, params, pool, calls, rng)
-        with recorded_in_minute(now):
+        with recorded_in_minute(now - 1):
             discrepancy = self.broken_stage(params.get("bu_list", []), pool, calls, rng)
+        with recorded_in_minute(now):
+            retired = self.retire_stage(params, pool, calls, rng)
         try:
-            self.where_to_look(discrepancy, login, port, serve)
+            self.where_to_look(discrepancy, retired, login, port, serve)
             if serve:
                 self.stdout.flush()
                 # In this process, so the demo's broken twin is still registered: its discrepancy can be replayed.
@@ -117,18 +124,25 @@ class Command(BaseCommand):
             REGISTRY.unregister(DEMO_QUERY)
 
     def start_clean(self, names):
-        """A second run starts where the first did: the previous run's numbers, flags and demo query forgotten."""
+        """A second run starts where the first did: the previous run's numbers, flags and demo query forgotten,
+        the function it retired back."""
         from rollout.flags import writes
 
+        bring_back_retired()
         writes.forget(DEMO_QUERY, source="demo")
         self.reset_flags(names)
         self.metrics.reset()
 
-    def where_to_look(self, discrepancy, login, port, serve):
+    def where_to_look(self, discrepancy, retired, login, port, serve):
         base = f"http://127.0.0.1:{port}/admin/rollout"
         self.say("done: what the demo left to see")
+        if retired:
+            kept = f"  {RETIRED_QUERY} is retired: {retired} dropped, its twin serves alone;\n"
+        else:
+            kept = f"  {RETIRED_QUERY} is not retired (see stage 8);\n"
         self.stdout.write(
-            "  the real queries stay where stage 6 left them: the twin serves everyone, still compared;\n"
+            "  the other real queries stay where stage 6 left them: the twin serves everyone, still compared;\n"
+            f"{kept}"
             f"  {DEMO_QUERY} (the demo's broken twin) stays on the control, its guard tripped.\n"
             f"  the stages, one minute each:  {base}/dashboard/?range=15m\n"
             f"  the guard's trip:             {base}/dashboard/{DEMO_QUERY}/?range=15m\n"
@@ -138,6 +152,13 @@ class Command(BaseCommand):
                 f"  the catch:                    {base}/discrepancy/{discrepancy.id}/change/\n"
                 "  the replay:                   the Replay button on that page"
                 + ("" if serve else " (while `demo --serve` serves: the broken twin lives in its process)")
+            )
+        if retired:
+            self.stdout.write(
+                f"  the retirement:               stage 'retired' on {base}/dashboard/?range=15m,\n"
+                "                                in `.venv/bin/python manage.py rollout status` and "
+                "`.venv/bin/python manage.py rollout functions`\n"
+                "                                (the next run of the demo brings the function back first)"
             )
         if serve:
             self.stdout.write(f"Serving the dashboard: {base}/dashboard/?range=15m  (login {login})\nCtrl-C stops it.")
@@ -242,7 +263,8 @@ class Command(BaseCommand):
 
     def print_stage(self, title, served, latency, counts):
         total = served["control"] + served["candidate"]
-        self.say(title)
+        if title:
+            self.say(title)
         self.stdout.write(
             f"  calls {total:>5}   control {served['control'] / total:6.1%}   "
             f"candidate {served['candidate'] / total:6.1%}   "
@@ -286,6 +308,74 @@ class Command(BaseCommand):
                 f"params {as_json(example.params)}, diff {as_json(example.diff.get('value'))}"
             )
         return record
+
+    def retire_stage(self, params, pool, calls, rng):
+        """Retire one function, as `rollout retire` and `migrate` would, then drive its calls: the twin serves
+        alone. Returns the dropped function's signature, or None when its twin does not serve everyone.
+
+        `rollout retire` writes a migration into the app that owns the query; the demo does not. A file left in
+        the checkout would show in `git status`, and every later `migrate` (the test suite's included) would drop
+        the function too. So the demo runs the migration's own steps here (rollout.lifecycle.retire: the flag
+        retired, the wait for every process, DROP FUNCTION), and its next run undoes them as migrating back
+        would (bring_back_retired). Its readiness check is printed first: it says NOT READY, since the demo's
+        stages last seconds where retirement asks for a week, and the demo goes on as `--force` would."""
+        from rollout import operations, reports
+        from rollout.lifecycle import readiness, retire
+        from rollout.postgres import inventory
+
+        title = f"8. retire {RETIRED_QUERY}: its function dropped, the twin serves with no flag decision"
+        [flag] = operations.flags_for([RETIRED_QUERY])
+        if flag.everyone is not True or RETIRED_QUERY not in params:
+            self.say(title)
+            self.stdout.write(f"  not retired: its twin does not serve everyone ({reports.serving(flag)})")
+            return None
+        self.say(title)
+        self.stdout.write(f"  `rollout retire {RETIRED_QUERY} --check` first:")
+        self.stdout.write(textwrap.indent(readiness.check(RETIRED_QUERY).text(), "    "))
+        self.stdout.write(
+            "  the demo's stages last seconds, not a week: it retires the function anyway, as `--force` would,\n"
+            "  running the steps of the migration `rollout retire` writes (none is written into this checkout)"
+        )
+        signature = readiness.control_function(RETIRED_QUERY)
+        retire.retire_flag(RETIRED_QUERY, "the demo's stage 8", source="demo")
+        retire.wait_for_every_process()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP FUNCTION {signature}")
+        self.print_stage(None, *self.drive([RETIRED_QUERY], params, pool, calls, rng, title))
+        status = [row for row in reports.status() if row["query"] == RETIRED_QUERY]
+        self.stdout.write(
+            "  `rollout status`:\n" + textwrap.indent(reports.table(status, reports.STATUS_COLUMNS), "    ")
+        )
+        found = inventory.inventory()
+        found["functions"] = [row for row in found["functions"] if row["query"] == RETIRED_QUERY]
+        self.stdout.write("  `rollout functions`:\n" + textwrap.indent(inventory.text(found), "    "))
+        return signature
+
+
+def _retired_by_a_migration(query):
+    """Whether a retirement migration of the query is applied: the operator's, not the demo's to undo."""
+    applied = MigrationRecorder(connection).applied_migrations()
+    return any(name.endswith(f"_retire_{query}") for _, name in applied)
+
+
+def bring_back_retired():
+    """Undo the demo's retirement, as migrating back would: the function created again when it is missing (from
+    its source in query_backends/sql/, the legacy domain's own), then the flag given back the state it had. A
+    retirement a migration applied is the operator's: left alone (the demo then stops, saying the flag is
+    retired)."""
+    from rollout import operations
+    from rollout.lifecycle import retire
+    from rollout.postgres import dependencies
+
+    if _retired_by_a_migration(RETIRED_QUERY):
+        return
+    function = REGISTRY.get(RETIRED_QUERY).function
+    if dependencies.find(function.signature) is None:
+        with connection.cursor() as cursor:
+            cursor.execute(function.source)
+    [flag] = operations.flags_for([RETIRED_QUERY])
+    if flag.retired_at is not None:
+        retire.restore_flag(RETIRED_QUERY, source="demo", reason="the demo brings its function back")
 
 
 @contextlib.contextmanager

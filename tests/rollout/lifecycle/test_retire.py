@@ -4,11 +4,13 @@ serves with no decision and the function is gone; back, the function answers as 
 
 import io
 import json
+import re
 import time
 from datetime import timedelta
 
 import psycopg
 import pytest
+from django.core import checks
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
@@ -21,7 +23,7 @@ from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.lifecycle import autopilot, readiness, retire, stages
 from rollout.models import FunctionCallCount, QueryFlag
-from rollout.postgres import dependencies
+from rollout.postgres import dependencies, inventory
 from tests.rollout_helpers import database_url
 
 pytestmark = pytest.mark.django_db
@@ -147,6 +149,14 @@ def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_
         assert stages.stage(retired) == "retired" and retired.retired_at is not None
         call_command("rollout", "status")
         assert "candidate for everyone (function retired)" in capsys.readouterr().out
+        # `rollout functions` lists the dropped function as retired, with when; --check does not call it missing,
+        # nor does the system check.
+        call_command("rollout", "functions", "--check")
+        when = f"retired {retired.retired_at:%Y-%m-%d %H:%M} UTC"
+        assert re.search(rf"fn_get_web_caps\(bigint\) +\(dropped\) +web_capabilities +{when}", capsys.readouterr().out)
+        [row] = [r for r in inventory.inventory()["functions"] if r["query"] == "web_capabilities"]
+        assert (row["stage"], row["retired_at"]) == ("retired", retired.retired_at)
+        assert not [m for m in checks.run_checks() if m.id == "query_backends.W001"]
         with pytest.raises(CommandError, match=r"retired .*migrate the retirement back"):
             call_command("rollout", "kill", "web_capabilities")
 
