@@ -156,8 +156,7 @@ class Command(BaseCommand):
         if retired:
             self.stdout.write(
                 f"  the retirement:               stage 'retired' on {base}/dashboard/?range=15m,\n"
-                "                                in `.venv/bin/python manage.py rollout status` and "
-                "`.venv/bin/python manage.py rollout functions`\n"
+                "                                in `manage.py rollout status` and `manage.py rollout functions`\n"
                 "                                (the next run of the demo brings the function back first)"
             )
         if serve:
