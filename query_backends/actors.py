@@ -7,8 +7,8 @@ RESOLVER is this project's ROLLOUT_ACTOR_RESOLVER: it declares the legacy cohort
 from types import SimpleNamespace
 
 from query_backends.models import BusinessUnit, GroupMembership, People, PeopleGroup
-from rollout.actors import Cohort
 from rollout.cache import cached
+from rollout.routing.actors import Cohort
 
 # Cached like a query: retired by any committed write to the tables it reads.
 PERSON_LOOKUP = SimpleNamespace(name="person_of_user", reads=("people", "pgbelonging"), cache="always")

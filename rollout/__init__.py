@@ -10,7 +10,7 @@ _ROUTER = {"dispatch", "dispatch_many", "adispatch", "last_decision", "decide"}
 def __getattr__(name):
     # Lazy, so `import rollout` works before Django's apps are ready.
     if name in _ROUTER:
-        from rollout import router
+        from rollout.routing import router
 
         return getattr(router, name)
     if name == "register":
@@ -22,7 +22,7 @@ def __getattr__(name):
 
         return getattr(query, name)
     if name == "Actor":
-        from rollout.actors import Actor
+        from rollout.routing.actors import Actor
 
         return Actor
     raise AttributeError(name)
@@ -35,7 +35,7 @@ def shutdown():
     import logging
 
     from rollout.conf import get_setting
-    from rollout.metrics import metrics
+    from rollout.metrics.rollups import metrics
     from rollout.shadow.queue import background
 
     background.shutdown()

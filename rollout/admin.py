@@ -11,12 +11,12 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from rollout import operations, reports
-from rollout.actors import cohorts, percent_keys
 from rollout.experiments import query_name, registry, sides
 from rollout.flags import writes
 from rollout.flags.history import changed_by
 from rollout.flags.state import PRECEDENCE
 from rollout.models import ApiToken, Discrepancy, QueryFlag
+from rollout.routing.actors import cohorts, percent_keys
 from rollout.shadow.replay import replay
 
 

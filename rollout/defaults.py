@@ -3,7 +3,7 @@
 # Where the experiments live: an object satisfying contract.Registry; by default the queries the host's apps
 # register in their rollout_queries modules (rollout.registry).
 REGISTRY = "rollout.registry.REGISTRY"
-# Declares the host's cohorts and resolves a Django user to them (rollout.actors). None: no cohorts.
+# Declares the host's cohorts and resolves a Django user to them (rollout.routing.actors). None: no cohorts.
 ACTOR_RESOLVER = None
 FLAG_PREFIX = "rollout."
 # A process re-reads the flag version at most this often: the bound on propagation.

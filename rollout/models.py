@@ -29,7 +29,7 @@ class QueryFlag(models.Model):
         help_text="Yes: the candidate for everyone. No: the control for everyone (the kill switch). "
         "Unknown: the rules below decide.",
     )
-    # Cohorts: {attribute: [ids]}, attributes declared by ROLLOUT_ACTOR_RESOLVER (rollout.actors).
+    # Cohorts: {attribute: [ids]}, attributes declared by ROLLOUT_ACTOR_RESOLVER (rollout.routing.actors).
     cohorts = models.JSONField(default=dict, blank=True, help_text="The candidate serves actors in these cohorts.")
     exclusions = models.JSONField(
         default=dict, blank=True, help_text="Never the candidate for actors in these cohorts, whatever else matches."

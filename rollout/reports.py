@@ -11,7 +11,7 @@ from django.db.models import Q
 from rollout.experiments import flag_name, get_experiment, registry
 from rollout.flags.state import EVERYONE_OFF, RETIRED, FlagState
 from rollout.lifecycle import stages
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 
 STATUS_COLUMNS = ("query", "stage", "in_stage", "serving", "percent", "shadow", "calls", "discrepancy_rate", "guard")

@@ -9,8 +9,9 @@ A host includes them at its root, before the admin's own URLs (the dashboard liv
 from django.contrib import admin
 from django.urls import path
 
-from rollout import dashboard, prometheus
 from rollout.api import views as api
+from rollout.dashboard import views as dashboard
+from rollout.metrics import prometheus
 
 urlpatterns = [
     path("admin/rollout/dashboard/", admin.site.admin_view(dashboard.overview), name="rollout-dashboard"),

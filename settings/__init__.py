@@ -41,7 +41,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "rollout.middleware.ApiErrorMiddleware",  # first: it turns any error under /api/ into JSON
+    "rollout.api.middleware.ApiErrorMiddleware",  # first: it turns any error under /api/ into JSON
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -50,7 +50,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "waffle.middleware.WaffleMiddleware",
-    "rollout.middleware.ActorMiddleware",
+    "rollout.routing.middleware.ActorMiddleware",
 ]
 
 ROOT_URLCONF = "settings.urls"

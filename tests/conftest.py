@@ -81,7 +81,7 @@ def fresh_rollout_state(request, settings):
 
     from rollout.cache import generations
     from rollout.flags.cache import flags
-    from rollout.metrics import metrics
+    from rollout.metrics.rollups import metrics
     from rollout.shadow.budget import budget
 
     settings.ROLLOUT_SHADOW_BACKEND = "thread"

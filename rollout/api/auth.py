@@ -19,9 +19,9 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from rollout.actors import Actor, actor_for_user
 from rollout.conf import get_setting
 from rollout.models import ApiToken
+from rollout.routing.actors import Actor, actor_for_user
 
 ANY_TENANT = "rollout.query_any_tenant"
 TOKEN_PREFIX = "Token "

@@ -22,12 +22,12 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from rollout import reports
-from rollout.actors import tenant_label, tenant_of
 from rollout.api.auth import callers
 from rollout.api.errors import ALLOWED_METHODS, error_response, json_error, method_not_allowed
 from rollout.experiments import get_experiment
-from rollout.metrics import metrics
-from rollout.router import dispatch, last_decision
+from rollout.metrics.rollups import metrics
+from rollout.routing.actors import tenant_label, tenant_of
+from rollout.routing.router import dispatch, last_decision
 
 logger = logging.getLogger("rollout.api")
 BACKEND_HEADER = "X-Rollout-Backend"

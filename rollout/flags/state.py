@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from rollout.actors import USER_KEY, cohorts
+from rollout.routing.actors import USER_KEY, cohorts
 
 # waffle's rules about the Django user behind the actor.
 USER_FIELDS = ("users", "groups", "staff", "superusers", "authenticated")
@@ -23,7 +23,7 @@ RETIRED = "retired"  # the function is dropped (a retirement migration): the can
 EVERYONE_OFF = "everyone_off"
 EXCLUSIONS = "exclusions"
 EVERYONE = "everyone"
-COHORTS = "cohorts"  # the cohort attributes the host's actor resolver declares (rollout.actors)
+COHORTS = "cohorts"  # the cohort attributes the host's actor resolver declares (rollout.routing.actors)
 USERS = "users"
 PERCENT = "percent"
 DEFAULT = "default"  # no rule had an opinion: the control serves

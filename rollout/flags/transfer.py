@@ -10,11 +10,11 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 
-from rollout.actors import percent_keys
 from rollout.experiments import query_name
 from rollout.flags.writes import check_cohort_ids, write
 from rollout.models import QueryFlag
 from rollout.operations import OperationError, flags_for
+from rollout.routing.actors import percent_keys
 
 FIELDS = (
     "everyone",

@@ -12,13 +12,13 @@ from decimal import Decimal, InvalidOperation
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from rollout.actors import cohorts, percent_keys
 from rollout.conf import get_setting
 from rollout.experiments import flag_name, get_experiment, query_name, registry
 from rollout.flags.history import changed_by, values_of
 from rollout.lifecycle.stages import stage_of
 from rollout.models import FlagChange, QueryFlag
 from rollout.operations import OperationError, flag_names
+from rollout.routing.actors import cohorts, percent_keys
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's lock_timeout error
 QUERY_CANCELED = "57014"  # statement_timeout: the lock wait outlasted the statement's own limit

@@ -17,7 +17,7 @@ from django.utils import timezone
 from rollout.experiments import query_name, sides
 from rollout.lifecycle import stages
 from rollout.lifecycle.plan import GATES
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, GuardSample
 from rollout.reports import OPEN, discrepancy_rate
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from rollout.conf import get_setting
 from rollout.experiments import get_experiment, query_name, registry
 from rollout.lifecycle import evidence, stages
-from rollout.metrics import FUNCTION_CALLS, current_minute, metrics
+from rollout.metrics.rollups import FUNCTION_CALLS, current_minute, metrics
 from rollout.models import Discrepancy, FunctionCallCount, QueryFlag
 from rollout.operations import OperationError, flags_for
 from rollout.postgres import dependencies

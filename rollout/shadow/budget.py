@@ -20,7 +20,7 @@ import threading
 import time
 
 from rollout.conf import get_setting
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 
 logger = logging.getLogger(__name__)
 WINDOW_MINUTES = 5

@@ -13,7 +13,7 @@ import logging
 
 from django.db import connection
 
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import GuardSample, QueryFlag
 
 logger = logging.getLogger(__name__)

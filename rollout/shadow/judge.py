@@ -28,7 +28,7 @@ from django.db import connections, transaction
 
 from rollout.conf import get_setting
 from rollout.experiments import get_experiment, registry
-from rollout.metrics import FUNCTION_CALLS, metrics
+from rollout.metrics.rollups import FUNCTION_CALLS, metrics
 from rollout.shadow import result as kinds
 from rollout.shadow.job import FALLBACK, RESCUE, SHADOW, Job, infrastructure
 from rollout.shadow.observation import Observation, observe

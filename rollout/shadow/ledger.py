@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from rollout.conf import get_setting
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import SentBatch
 
 logger = logging.getLogger(__name__)

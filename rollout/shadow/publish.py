@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from rollout.flags.cache import flags
 from rollout.lifecycle.evidence import PER_COHORT, cohort_counter, cohort_counters
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.shadow import guard, ledger, recorder
 
 logger = logging.getLogger(__name__)

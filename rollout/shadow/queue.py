@@ -27,7 +27,7 @@ from collections import Counter
 from django.db import close_old_connections, connection
 
 from rollout.conf import get_setting
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.outage import Outage
 
 logger = logging.getLogger(__name__)

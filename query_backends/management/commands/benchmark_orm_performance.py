@@ -121,7 +121,7 @@ class Command(BaseCommand):
         self.stdout.write(self.table(results))
         report = {"dataset": scale, "jobneeds": jobneeds, "iterations": iterations, "queries": results}
         if not options["skip_router"] and results:
-            from rollout.benchmark import measure_router
+            from rollout.routing.benchmark import measure_router
 
             first = REGISTRY.get(results[0]["query"])
             sets = [first.clean(p) for p in first.sample(param_sets, seed=1)]

@@ -30,7 +30,7 @@ from query_backends.benchmark import sample_params
 from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
 from rollout.experiments import query_name
-from rollout.metrics import current_minute, recorded_in_minute
+from rollout.metrics.rollups import current_minute, recorded_in_minute
 from rollout.reports import as_json
 
 DEMO_QUERY = "demo_broken_bu_list"
@@ -69,7 +69,7 @@ class Command(BaseCommand):
     def handle(self, *args, scale, calls, skip_seed, serve, port, **options):
         from rollout.flags import writes
         from rollout.flags.cache import flags
-        from rollout.metrics import metrics
+        from rollout.metrics.rollups import metrics
         from rollout.shadow.queue import background
 
         self.say("migrate")
@@ -205,7 +205,7 @@ class Command(BaseCommand):
         return f"{username} / {shown}"
 
     def actor_pool(self):
-        from rollout.actors import Actor
+        from rollout.routing.actors import Actor
 
         people = list(
             People.objects.filter(id__gt=0, client_id__isnull=False, bu_id__gt=0).values_list(

@@ -58,8 +58,8 @@ class Command(BaseCommand):
         add_port_argument(parser)
 
     def handle(self, *args, modes, seconds, clients, workers, json_path, port, **options):
-        from rollout import tokens
-        from rollout.metrics import metrics
+        from rollout.api import tokens
+        from rollout.metrics.rollups import metrics
 
         modes = [m.strip() for m in modes.split(",") if m.strip()]
         if not modes or set(modes) - set(MODES):
@@ -111,7 +111,7 @@ class Command(BaseCommand):
         """(token, key) of a fresh token for the loadtest user; revoked when the run ends."""
         user, _ = User.objects.get_or_create(username=LOAD_USER, defaults={"is_staff": True})
         user.user_permissions.add(Permission.objects.get(codename="query_any_tenant"))
-        from rollout import tokens
+        from rollout.api import tokens
 
         return tokens.issue(user.get_username())
 

@@ -51,7 +51,7 @@ class Command(BaseCommand):
         parser.add_argument("--down", type=float, default=10.0, help="seconds the database stays stopped")
 
     def handle(self, *args, seconds, clients, workers, every, idle_rounds, port, **options):
-        from rollout import tokens
+        from rollout.api import tokens
 
         if seconds <= 0 or clients < 1 or workers < 1 or every <= 0:
             raise CommandError("--seconds, --clients, --workers and --every must be positive")

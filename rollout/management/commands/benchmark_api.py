@@ -19,11 +19,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from rollout.benchmark import paired
 from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
 from rollout.flags.state import FlagState
 from rollout.models import ApiToken
+from rollout.routing.benchmark import paired
 
 NOT_FOUND_PATH = "/api/no-such-endpoint"
 

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from django.core.management.base import BaseCommand, CommandError
 
 from rollout.experiments import get_experiment, registry
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, RecordedComparison
-from rollout.router import decide
+from rollout.routing.router import decide
 from rollout.shadow import job
 from rollout.shadow.observation import Observation, ReportedError
 from rollout.shadow.queue import background

@@ -6,13 +6,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from rollout import reports, tokens
+from rollout import reports
+from rollout.api import tokens
 from rollout.experiments import query_name, registry
 from rollout.flags import transfer, writes
 from rollout.lifecycle import autopilot, plan, readiness, retire
 from rollout.lifecycle.report import plan_report
 from rollout.lifecycle.report import text as plan_text
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.operations import OperationError, flags_for
 from rollout.postgres import inventory
 from rollout.postgres.adopt import adopt

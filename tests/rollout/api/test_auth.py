@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 
 from query_backends import models as m
-from rollout import tokens
+from rollout.api import tokens
 from rollout.api.auth import callers
 from rollout.models import ApiToken
 from tests.rollout_helpers import committed, run_in_process

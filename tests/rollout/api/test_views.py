@@ -11,11 +11,11 @@ from django.urls import reverse
 import rollout
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import ApiToken
+from rollout.routing.actors import Actor
 
 pytestmark = pytest.mark.django_db
 SINCE = "2000-01-01T00:00:00+00:00"

@@ -10,12 +10,12 @@ import time_machine
 import rollout
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout.actors import Actor
 from rollout.cache import answers, generations
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy
+from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
 from settings.environment import cache_config
 from tests.conftest import rolled_back

@@ -7,11 +7,11 @@ import pytest
 import rollout
 from query_backends.registry import REGISTRY
 from rollout import cache
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy
+from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
 from tests.rollout_helpers import python_process, wait_until_heard
 

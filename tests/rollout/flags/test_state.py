@@ -15,12 +15,12 @@ from django.core.management import call_command
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.urls import reverse
 
-from rollout.actors import Actor, actor_for_user
 from rollout.admin import _rule_lines
 from rollout.flags import history, writes
 from rollout.flags.cache import VERSION_KEY, flags
 from rollout.flags.state import PRECEDENCE, FlagState
 from rollout.models import FlagChange, QueryFlag
+from rollout.routing.actors import Actor, actor_for_user
 from tests.legacy_world import SENTINEL, bu, group, member, person
 from tests.rollout_helpers import ROOT
 

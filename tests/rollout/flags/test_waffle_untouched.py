@@ -8,10 +8,10 @@ from django.test import RequestFactory
 from waffle import flag_is_active, get_waffle_flag_model
 from waffle.models import Flag
 
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.models import QueryFlag
-from rollout.router import decide
+from rollout.routing.actors import Actor
+from rollout.routing.router import decide
 
 pytestmark = pytest.mark.django_db
 

@@ -18,12 +18,12 @@ from django.utils import timezone
 
 import rollout
 from query_backends.registry import REGISTRY
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.lifecycle import autopilot, readiness, retire, stages
 from rollout.models import FunctionCallCount, QueryFlag
 from rollout.postgres import dependencies, inventory
+from rollout.routing.actors import Actor
 from tests.rollout_helpers import database_url
 
 pytestmark = pytest.mark.django_db

@@ -1,10 +1,10 @@
 """What the shadow tests share: flags set to compare every call, records read back, a held judge."""
 
 from query_backends.models import BusinessUnit
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.models import Discrepancy
+from rollout.routing.actors import Actor
 from rollout.shadow import judge
 from tests.rollout_helpers import replace_definition
 

@@ -25,7 +25,7 @@ WEB = """
 import django, sys, threading, time
 django.setup()
 import rollout
-from rollout.actors import Actor
+from rollout.routing.actors import Actor
 
 calls, lock, stop = [0], threading.Lock(), time.monotonic() + float(sys.argv[1])
 
@@ -63,7 +63,7 @@ def redis_on(port):
 
 def totals():
     """{counter: total} of the toy over both sides, as every process wrote them."""
-    from rollout.metrics import metrics
+    from rollout.metrics.rollups import metrics
 
     numbers = committed(metrics.snapshot)
     counts = {}
@@ -144,7 +144,7 @@ def test_a_batch_the_broker_never_delivered_is_counted_as_dropped_once():
 
     from django.utils import timezone
 
-    from rollout.metrics import metrics
+    from rollout.metrics.rollups import metrics
     from rollout.shadow import ledger
 
     lost = ledger.open_batch({("toy", "new"): 7})

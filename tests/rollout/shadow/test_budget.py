@@ -6,7 +6,7 @@ from django.urls import reverse
 import rollout
 from rollout.experiments import registry
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import QueryFlag
 from rollout.shadow.budget import budget, caps_from
 from rollout.shadow.queue import background

@@ -8,7 +8,7 @@ import rollout
 from query_backends.errors import LegacyDataError
 from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY, IgnoreRule
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.shadow.queue import background
 from tests.rollout.shadow.support import ALICE, held_until, raise_runtime, records, rename_unit, replace, shadow_all
 from tests.rollout_helpers import committed

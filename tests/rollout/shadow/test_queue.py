@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 import rollout
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy
 from rollout.shadow.queue import background
 from tests.rollout.shadow.support import ALICE, held_until, records, serve_a_raising_twin, shadow_all

@@ -5,10 +5,10 @@ import pytest
 from django.db import DatabaseError, connection
 
 import rollout
-from rollout.benchmark import measure_router
 from rollout.experiments import registry
 from rollout.flags.cache import flags
 from rollout.models import Discrepancy, QueryFlag
+from rollout.routing.benchmark import measure_router
 from rollout.shadow.queue import background
 from rollout.shadow.replay import replay
 from rollout.validation import validate_query

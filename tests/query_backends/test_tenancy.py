@@ -24,7 +24,7 @@ from query_backends import models as m
 from query_backends.registry import REGISTRY
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import ApiToken
 from tests.conftest import rolled_back
 from tests.legacy_world import db_now, typeassist

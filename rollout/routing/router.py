@@ -13,10 +13,10 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from rollout.conf import get_setting
-from rollout.decision import Decision
 from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
-from rollout.metrics import FUNCTION_CALLS, metrics
+from rollout.metrics.rollups import FUNCTION_CALLS, metrics
+from rollout.routing.decision import Decision
 from rollout.shadow import guard, job
 from rollout.shadow.budget import budget
 from rollout.shadow.observation import Observation, observe

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import rollout
-from rollout.actors import Actor
+from rollout.routing.actors import Actor
 from tests.rollout_helpers import ROOT
 
 

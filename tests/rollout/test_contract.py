@@ -7,7 +7,7 @@ import rollout
 from rollout.contract import Experiment, Registry
 from rollout.experiments import registry
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, QueryFlag
 from rollout.shadow.queue import background
 from tests.rollout_helpers import committed

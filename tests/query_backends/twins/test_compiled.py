@@ -12,11 +12,11 @@ from query_backends.models import Asset, BusinessUnit, Capability, JobNeed, Peop
 from query_backends.registry import REGISTRY
 from query_backends.twins import compiled
 from query_backends.twins.compiled import _UNCOMPILABLE, CompiledQuery
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy
+from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
 from tests.rollout_helpers import committed, reset_flags
 

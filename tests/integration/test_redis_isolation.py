@@ -54,7 +54,16 @@ def collect(redis_url):
     """A pytest run that only collects one small file: enough for the check at session start."""
     environ = {**os.environ, "REDIS_URL": redis_url}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_equality.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/rollout/test_equality.py",
+        ],
         cwd=ROOT,
         env=environ,
         capture_output=True,

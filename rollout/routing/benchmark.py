@@ -11,11 +11,11 @@ from contextlib import contextmanager
 
 from django.db import connection
 
-from rollout.actors import Actor
 from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
 from rollout.flags.state import FlagState
-from rollout.router import decide, dispatch
+from rollout.routing.actors import Actor
+from rollout.routing.router import decide, dispatch
 from rollout.shadow.queue import background
 
 ACTOR = Actor(user_id=1, cohort=1)  # in no cohort the pinned state names: every rule is asked

@@ -22,11 +22,11 @@ from query_backends.errors import (
 from query_backends.functions import FUNCTIONS, LegacyFunction
 from query_backends.registry import REGISTRY
 from rollout import operations
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy
+from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
 from tests.rollout_helpers import committed
 

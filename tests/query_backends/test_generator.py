@@ -14,7 +14,7 @@ from query_backends.functions import FUNCTIONS
 from query_backends.sentinels import SENTINEL_ID
 from tests.conftest import WORLD_SEED, quiet_progress
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SENTINEL_TABLES = ("bt", "people", "pgroup", "asset", "questionset", "capability")
 ANCHOR = date(2024, 5, 1)
 

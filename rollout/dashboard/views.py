@@ -11,10 +11,10 @@ from django.contrib import admin
 from django.http import Http404
 from django.template.response import TemplateResponse
 
-from rollout import charts
+from rollout.dashboard import charts
 from rollout.experiments import flag_name, registry, sides
 from rollout.lifecycle import stages
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, QueryFlag
 from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving
 from rollout.shadow.budget import budget

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 from rollout.conf import get_setting
-from rollout.metrics import COUNTERS, metrics
+from rollout.metrics.rollups import COUNTERS, metrics
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import rollout
-from rollout.actors import Actor
+from rollout.routing.actors import Actor
 from tests.rollout_helpers import ROOT
 
 MONITORING = ROOT / "monitoring"

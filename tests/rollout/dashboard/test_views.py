@@ -7,9 +7,9 @@ from django.urls import reverse
 
 import rollout
 from query_backends.registry import REGISTRY
-from rollout.actors import Actor
 from rollout.models import QueryFlag
 from rollout.reports import discrepancy_rate
+from rollout.routing.actors import Actor
 from rollout.shadow import guard
 from rollout.shadow.queue import background
 

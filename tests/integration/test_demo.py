@@ -5,7 +5,7 @@ from django.contrib.auth import authenticate
 from django.utils import timezone
 
 from query_backends.management.commands.demo import bring_back_retired
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.postgres import dependencies
 from tests.rollout_helpers import ROOT, committed, reset_flags, run_in_process

@@ -6,9 +6,9 @@ from django.urls import reverse
 
 import rollout
 from query_backends.models import BusinessUnit
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.models import Discrepancy, FlagChange, QueryFlag
+from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
 
 pytestmark = pytest.mark.django_db

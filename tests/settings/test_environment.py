@@ -8,7 +8,7 @@ import pytest
 
 from settings import environment as env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PG = "postgres://postgres@127.0.0.1:5432/app"
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import ApiToken, Discrepancy, QueryFlag
 from tests.rollout_helpers import ROOT, committed, database_url, free_port
 

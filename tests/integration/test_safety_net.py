@@ -19,11 +19,11 @@ import rollout
 from query_backends.errors import LegacyFunctionMissing
 from query_backends.functions import FUNCTIONS
 from query_backends.registry import REGISTRY
-from rollout.actors import Actor
 from rollout.flags import writes
 from rollout.flags.cache import flags
-from rollout.metrics import metrics
+from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, GuardSample, QueryFlag
+from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
 from tests.rollout_helpers import ROOT, committed, database_url, free_port, replace_definition, wait_for
 
@@ -230,7 +230,7 @@ WEB = """
 import django, os
 django.setup()
 import rollout
-from rollout.actors import Actor
+from rollout.routing.actors import Actor
 for n in range({calls}):
     rollout.dispatch("toy", actor=Actor(person=1), n=n)
 print("dispatched", flush=True)
@@ -384,7 +384,7 @@ BROKER_DOWN = """
 import django, time
 django.setup()
 import rollout
-from rollout.actors import Actor
+from rollout.routing.actors import Actor
 started = time.perf_counter()
 answers = [rollout.dispatch("toy", actor=Actor(person=1), n=n) for n in range(20)]
 print("answers", answers == [n * 2 for n in range(20)], flush=True)

@@ -1,22 +1,10 @@
+"""Under /api/ every error is JSON: the net for what the views do not answer themselves."""
+
 from http import HTTPStatus
 
-from django.utils.functional import SimpleLazyObject
-
-from rollout.actors import actor_for_user
 from rollout.api.errors import json_error, method_not_allowed
 
 API_PREFIX = "/api/"
-
-
-class ActorMiddleware:
-    """Attaches request.actor, resolved on first use."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        request.actor = SimpleLazyObject(lambda: actor_for_user(getattr(request, "user", None)))
-        return self.get_response(request)
 
 
 class ApiErrorMiddleware:

@@ -14,14 +14,14 @@ import rollout
 from query_backends.errors import InvalidQueryParams, UnknownQuery
 from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY
-from rollout.actors import Actor, actor_for_user
 from rollout.checks import flags_exist
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.flags.state import FlagState, bucket
-from rollout.metrics import metrics
-from rollout.middleware import ActorMiddleware
+from rollout.metrics.rollups import metrics
 from rollout.models import FlagChange, QueryFlag
+from rollout.routing.actors import Actor, actor_for_user
+from rollout.routing.middleware import ActorMiddleware
 from tests.rollout_helpers import committed, python_process, reset_flags
 
 ALICE = Actor(person=1, client=10, site=100, people_group=frozenset({7}))
@@ -279,7 +279,7 @@ def test_a_flag_change_reaches_another_process_within_two_seconds():
     """The other process watches a decision; this one commits a kill. Poll bound: 2 s."""
     committed(writes.enable, ["web_capabilities"])
     watcher = python_process(
-        "from rollout.router import decide\n"
+        "from rollout.routing.router import decide\n"
         "assert decide('web_capabilities')[0].role == 'candidate'\n"
         "print('ready', flush=True); sys.stdin.readline(); start = time.monotonic()\n"
         "while decide('web_capabilities')[0].role == 'candidate' and time.monotonic() - start < 2:\n"

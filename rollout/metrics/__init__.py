@@ -1,0 +1,1 @@
+"""Per-minute rollups of calls, errors and latencies in PostgreSQL (rollups), exposed at /metrics (prometheus)."""
