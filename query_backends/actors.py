@@ -7,6 +7,7 @@ RESOLVER is this project's ROLLOUT_ACTOR_RESOLVER: it declares the legacy cohort
 from types import SimpleNamespace
 
 from query_backends.models import BusinessUnit, GroupMembership, People, PeopleGroup
+from query_backends.sentinels import SENTINEL_ID
 from rollout.cache import cached
 from rollout.routing.actors import Cohort
 
@@ -14,11 +15,18 @@ from rollout.routing.actors import Cohort
 PERSON_LOOKUP = SimpleNamespace(name="person_of_user", reads=("people", "pgbelonging"), cache="always")
 
 
-def _existing(model):
+def _existing(queryset):
+    """The ids of `queryset`'s rows among those asked; a sentinel row stands for "none", never for a cohort."""
+
     def existing(ids):
-        return model.objects.filter(pk__in=list(ids)).values_list("pk", flat=True)
+        return queryset.filter(pk__in=list(ids)).exclude(pk=SENTINEL_ID).values_list("pk", flat=True)
 
     return existing
+
+
+def _business_units(kind):
+    # Clients, customers, sites and zones are all rows of bt: only the kind's rows are ids of its cohort.
+    return _existing(BusinessUnit.objects.filter(identifier__tacode=kind))
 
 
 def resolve_user(user):
@@ -44,10 +52,10 @@ class LegacyResolver:
     # In the order a flag's cohorts are shown, narrowest first; the first is what a new flag's percentage
     # sticks to. A client and a site are both rows of bt.
     cohorts = (
-        Cohort("person", "person", _existing(People)),
-        Cohort("people_group", "people group", _existing(PeopleGroup)),
-        Cohort("site", "site", _existing(BusinessUnit)),
-        Cohort("client", "client", _existing(BusinessUnit)),
+        Cohort("person", "person", _existing(People.objects.all())),
+        Cohort("people_group", "people group", _existing(PeopleGroup.objects.all())),
+        Cohort("site", "site", _business_units("SITE")),
+        Cohort("client", "client", _business_units("CLIENT")),
     )
     tenant = "client"  # the API's tenant wall: a token sees its client's rows
 

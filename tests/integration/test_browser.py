@@ -20,6 +20,7 @@ from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.shadow.observation import Observation
 from rollout.shadow.recorder import write
 from rollout.shadow.result import Result
+from tests.legacy_world import ids_of
 from tests.rollout_helpers import ROOT, committed, database_url, reset_flags
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -163,13 +164,14 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         page.screenshot(path=str(ARTIFACTS / "flags.png"))
         # The demo left bu_list's twin serving everyone (stage 6): back to the cohort rules, a site is toggled.
         flag = committed(lambda: (reset_flags(), QueryFlag.objects.get(name="orm.bu_list").pk)[1])
+        (site,) = committed(lambda: ids_of("SITE", 1))
         page.goto(f"{base}/admin/rollout/queryflag/{flag}/change/")
-        page.fill("#id_cohort__site", "1")
+        page.fill("#id_cohort__site", str(site))
         page.click("input[name=_save]")
         page.wait_for_selector(".messagelist")
         page.screenshot(path=str(ARTIFACTS / "flag-saved.png"))
         page.goto(f"{base}/admin/rollout/dashboard/")
-        assert "site [1]" in page.locator("#row-bu_list td.serving").inner_text()
+        assert f"site [{site}]" in page.locator("#row-bu_list td.serving").inner_text()
         page.goto(f"{base}/admin/rollout/discrepancy/{discrepancy}/change/")
         diff = page.locator("table.rollout-diff")
         assert "function (control)" in diff.inner_text() and "1 2 3" in diff.inner_text()
@@ -179,4 +181,4 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         page.screenshot(path=str(ARTIFACTS / "discrepancy.png"), full_page=True)
         browser.close()
     change = committed(lambda: FlagChange.objects.filter(flag_name="orm.bu_list", source="admin").latest("id"))
-    assert change.changes["cohorts"] == [{}, {"site": [1]}] and change.user_id is not None
+    assert change.changes["cohorts"] == [{}, {"site": [site]}] and change.user_id is not None

@@ -5,11 +5,11 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 import rollout
-from query_backends.models import BusinessUnit
 from rollout.flags import writes
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.routing.actors import Actor
 from rollout.shadow.queue import background
+from tests.legacy_world import ids_of
 
 pytestmark = pytest.mark.django_db
 FORM = {
@@ -32,7 +32,7 @@ FORM = {
 @pytest.fixture
 def form(bu_flag):
     """The flag form as posted: two existing sites added (the resolver refuses ids that do not exist)."""
-    sites = sorted(BusinessUnit.objects.values_list("id", flat=True)[:2])
+    sites = ids_of("SITE", 2)
     return {**FORM, "cohort__site": ",".join(map(str, sites)), "seen_version": bu_flag.version}, sites
 
 

@@ -262,13 +262,22 @@ def test_after_clear_guard_a_flag_reads_killed_only_when_someone_killed_it():
 def test_a_cohort_is_named_as_the_resolver_declares_it_at_the_cli():
     from query_backends.models import BusinessUnit
 
-    site = BusinessUnit.objects.values_list("id", flat=True).first()
+    def one(kind):
+        return BusinessUnit.objects.filter(identifier__tacode=kind).values_list("id", flat=True).first()
+
+    site, zone, client = one("SITE"), one("ZONE"), one("CLIENT")
     assert (
         cli("cohort", "bu_list", "--add", f"site={site}")
         == f"bu_list: site +[{site}] (now: candidate for site [{site}])"
     )
     with pytest.raises(CommandError, match=r"^cohort site: no site 987654321$"):
         cli("cohort", "bu_list", "--add", "site=987654321")
+    # Zones and clients are rows of the same table, but not sites; the sentinel row means "none".
+    for other in (zone, client, -1):
+        with pytest.raises(CommandError, match=rf"^cohort site: no site {other}$"):
+            cli("cohort", "bu_list", "--add", f"site={other}")
+    with pytest.raises(CommandError, match=rf"^cohort client: no client {site}$"):
+        cli("cohort", "bu_list", "--add", f"client={site}")
     with pytest.raises(CommandError, match=r"^--add: 'site' is not COHORT=ID"):
         cli("cohort", "bu_list", "--add", "site")
     assert connection.in_atomic_block  # the errors left the test's transaction usable

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from rollout.models import FlagChange, QueryFlag
+from tests.legacy_world import ids_of
 
 pytestmark = pytest.mark.django_db
 
@@ -17,13 +18,6 @@ def rollout(*args):
 
 def flag(query):
     return QueryFlag.objects.get(name=f"orm.{query}")
-
-
-def sites(n):
-    """Ids of sites that exist (the resolver refuses the others)."""
-    from query_backends.models import BusinessUnit
-
-    return sorted(BusinessUnit.objects.exclude(id=-1).values_list("id", flat=True)[:n])
 
 
 def test_status_lists_every_query_as_a_table_and_as_json():
@@ -57,7 +51,7 @@ def test_each_reply_says_what_changed():
     assert rollout("shadow", "bu_list", "100").startswith("bu_list: shadow 100 %")
     assert rollout("shadow", "bu_list", "25.5").startswith("bu_list: shadow 25.5 %")
     assert rollout("percent", "bu_list", "10").startswith("bu_list: 10 % by person")
-    a, b = sites(2)
+    a, b = ids_of("SITE", 2)
     assert rollout("cohort", "bu_list", "--add", f"site={a},{b}").startswith(f"bu_list: site +[{a}, {b}]")
     assert rollout("cohort", "bu_list", "--exclude", "--add", f"site={b}").startswith(f"bu_list: excluded site +[{b}]")
     assert rollout("kill", "bu_list").startswith("bu_list: killed, the control serves everyone")
@@ -102,12 +96,12 @@ def test_forget_removes_what_a_retired_query_left_and_refuses_a_registered_one()
 def test_cohort_add_remove_and_exclude_of_several_declared_cohorts():
     from query_backends.models import People, PeopleGroup
 
-    a, b = sites(2)
+    (a, b), (client,) = ids_of("SITE", 2), ids_of("CLIENT", 1)
     person = People.objects.exclude(id=-1).values_list("id", flat=True).first()
     team = PeopleGroup.objects.exclude(id=-1).values_list("id", flat=True).first()
     last = FlagChange.objects.order_by("-id").values_list("id", flat=True).first() or 0  # others' committed history
-    rollout("cohort", "bu_list", "--add", f"site={a},{b}", f"client={a}", f"person={person}")
-    assert flag("bu_list").cohorts == {"site": sorted([a, b]), "client": [a], "person": [person]}
+    rollout("cohort", "bu_list", "--add", f"site={a},{b}", f"client={client}", f"person={person}")
+    assert flag("bu_list").cohorts == {"site": sorted([a, b]), "client": [client], "person": [person]}
     rollout("cohort", "bu_list", "--remove", f"site={a}", "--add", f"people_group={team}")
     rollout("cohort", "bu_list", "--exclude", "--add", f"site={b}")
     f = flag("bu_list")
