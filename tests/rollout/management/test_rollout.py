@@ -29,6 +29,13 @@ def test_status_lists_every_query_as_a_table_and_as_json():
     assert all(r["stage"] == "not started" and r["stage_since"] for r in rows)
 
 
+def test_tables_end_their_lines_at_the_last_character():
+    rollout("shadow", "bu_list", "5")  # a short row under the long ones the migrations wrote
+    for command in ("status", "history"):
+        lines = rollout(command).splitlines()
+        assert len(lines) > 2 and [line for line in lines if line != line.rstrip()] == [], command
+
+
 def test_enable_disable_and_kill():
     rollout("enable", "bu_list", "job_needs")
     assert flag("bu_list").everyone is True and flag("job_needs").everyone is True
