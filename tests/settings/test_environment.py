@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,49 @@ def test_unset_database_url_starts_the_embedded_server(tmp_path):
     config = env.database_config({"EMBEDDED_PG_DIR": str(tmp_path)}, ROOT, start_embedded=fake_start)
     assert started == [tmp_path]
     assert config["HOST"] == str(tmp_path) and config["NAME"] == "postgres"
+
+
+def _start_embedded(data_dir):
+    """A command's start-up, in a process of its own: the server outlives it (the next command reuses it)."""
+    code = (
+        f"from pathlib import Path; from settings.embedded_postgres import start; print(start(Path({str(data_dir)!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_the_documented_stop_ends_the_embedded_postgres_and_the_next_command_starts_it_again(tmp_path):
+    import psycopg
+
+    from tests.docs.blocks import blocks
+
+    (stop,) = [b.text for b in blocks(ROOT / "docs" / "configuration.md") if "postmaster.pid" in b.text]
+    data = tmp_path / ".data" / "pgdata"  # where the doc's command looks, from the project's root
+    pid_file = data / "postmaster.pid"
+    try:
+        with psycopg.connect(_start_embedded(data), autocommit=True) as connection:
+            connection.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+        pid = int(pid_file.read_text().split()[0])
+        assert _running(pid)  # the command that started it has exited; the server has not
+        subprocess.run(["bash", "-c", stop], cwd=tmp_path, check=True, timeout=30)
+        deadline = time.monotonic() + 30
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_file.exists() and not _running(pid)
+        with psycopg.connect(_start_embedded(data)) as connection:  # started again, with its data
+            assert connection.execute("SELECT n FROM kept").fetchone() == (7,)
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.smoke
