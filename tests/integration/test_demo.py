@@ -125,3 +125,17 @@ def test_serve_on_a_taken_port_fails_at_once_before_the_demo_runs():
     assert out.getvalue() == ""  # not a stage run, not a migration
     with pytest.raises(CommandError, match=r"^--port: 70000 is not between 1 and 65535$"):
         call_command("demo", serve=True, port=70000, stdout=out)
+
+
+def test_the_operations_guide_rolls_on_with_a_query_the_demo_leaves_untouched():
+    """docs/operations.md shows what a newcomer sees after the demo: its example query is one the demo never
+    rolls out, so its replies there are those of a fresh install (which tests/docs compares)."""
+    from query_backends.management.commands.demo import QUERIES
+    from query_backends.registry import REGISTRY
+    from tests.docs.blocks import blocks
+
+    guide = ROOT / "docs" / "operations.md"
+    start = next(n for n, line in enumerate(guide.read_text().splitlines(), 1) if line.startswith("**Rolling on.**"))
+    block = next(b for b in blocks(guide) if b.line > start)
+    queries = {re.search(r"manage\.py rollout \S+ (\S+)", command).group(1) for command, _ in block.steps()}
+    assert len(queries) == 1 and queries <= set(REGISTRY.names()) and not queries & set(QUERIES), queries
