@@ -95,9 +95,9 @@ def python_process(code, **environment):
     )
 
 
-def run_in_process(code, cleanup, timeout=300):
+def run_in_process(code, cleanup, timeout=300, environment=None):
     """Run Django code in a separate process on the test database; cleanup() runs committed afterwards."""
-    process = python_process(code)
+    process = python_process(code, **(environment or {}))
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -11,7 +11,7 @@ from query_backends.management.commands.demo import bring_back_retired
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.postgres import dependencies
-from tests.rollout_helpers import ROOT, committed, reset_flags, run_in_process
+from tests.rollout_helpers import ROOT, committed, free_port, reset_flags, run_in_process
 
 
 def forget_demo(started):
@@ -139,3 +139,19 @@ def test_the_operations_guide_rolls_on_with_a_query_the_demo_leaves_untouched():
     block = next(b for b in blocks(guide) if b.line > start)
     queries = {re.search(r"manage\.py rollout \S+ (\S+)", command).group(1) for command, _ in block.steps()}
     assert len(queries) == 1 and queries <= set(REGISTRY.names()) and not queries & set(QUERIES), queries
+
+
+@pytest.mark.django_db
+def test_the_demo_compares_in_its_own_process_where_a_broker_is_configured():
+    """With REDIS_URL (or CELERY_BROKER_URL) set, comparisons would go to Celery workers the demo never starts:
+    it showed no comparison and no catch. Here the broker is one nobody answers on."""
+    started, left = timezone.now(), {}
+    code, out, err = run_in_process(
+        "from django.core.management import call_command\n"
+        "call_command('demo', scale='tiny', calls=40, skip_seed=True)\n",
+        cleanup=lambda: look_then_forget(started, left),
+        environment={"ROLLOUT_SHADOW_BACKEND": "celery", "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"},
+    )
+    assert code == 0, err[-3000:]
+    assert sum(int(n) for n in re.findall(r"comparisons\s+(\d+)", out)) > 0
+    assert "the guard caught it" in out and [query for query, *_ in left["discrepancies"]] == ["demo_broken_bu_list"]

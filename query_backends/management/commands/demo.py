@@ -89,6 +89,9 @@ class Command(BaseCommand):
 
         if serve:
             self.check_port(port)
+        # Compared on threads of this process even where a broker is configured (REDIS_URL): the demo starts no
+        # Celery worker, and what it shows, the broken twin's catch included, must be judged while it runs.
+        settings.ROLLOUT_SHADOW_BACKEND = "thread"
         self.say("migrate")
         call_command("migrate", interactive=False, verbosity=0)
         if not skip_seed:
