@@ -1,10 +1,7 @@
-import io
 import re
-import socket
 
 import pytest
 from django.contrib.auth import authenticate
-from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from query_backends.management.commands.demo import bring_back_retired
@@ -111,20 +108,6 @@ def test_the_demo_rolls_out_stage_by_stage_and_leaves_its_story_to_see():
     user, password = re.search(r"admin login: (\S+) / (\S+)", out).groups()
     assert (ROOT / ".data" / "demo-admin-password").read_text().strip() == password
     assert committed(lambda: authenticate(username=user, password=password) is not None)
-
-
-@pytest.mark.django_db
-def test_serve_on_a_taken_port_fails_at_once_before_the_demo_runs():
-    out = io.StringIO()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(CommandError, match=rf"^--port: cannot listen on 127\.0\.0\.1:{port} \(.+\); give another$"):
-            call_command("demo", scale="tiny", calls=1, skip_seed=True, serve=True, port=port, stdout=out)
-    assert out.getvalue() == ""  # not a stage run, not a migration
-    with pytest.raises(CommandError, match=r"^--port: 70000 is not between 1 and 65535$"):
-        call_command("demo", serve=True, port=70000, stdout=out)
 
 
 def test_the_operations_guide_rolls_on_with_a_query_the_demo_leaves_untouched():

@@ -1,13 +1,16 @@
 """A bounded load run in CI: the facts, not the timings — no errors and no discrepancies in any mode."""
 
+import io
 import json
+import socket
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 
 from rollout.flags import transfer, writes
-from rollout.models import Discrepancy
+from rollout.models import ApiToken, Discrepancy
 from tests.rollout_helpers import committed, free_port, reset_flags, run_in_process
 
 RECORDED = {}
@@ -52,3 +55,41 @@ def test_a_short_load_in_every_mode_has_no_errors_and_no_discrepancies(tmp_path,
     assert RECORDED["flags"] == flags_before and not RECORDED["load_user"]  # nothing left behind
     if settings.REDIS_CONFIGURED:  # gunicorn workers' counts meet only in the shared store
         assert report["shadow"]["comparisons"] + report["shadow"]["drops"] > 0
+
+
+@pytest.fixture
+def taken_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", ["loadtest", "terminate_under_load", "demo"])
+def test_a_taken_port_is_refused_before_anything_is_made(command, taken_port):
+    """Not a token issued, not a request sent to whatever already listens there (it answered as gunicorn)."""
+    tokens = ApiToken.objects.count()
+    options = {"serve": True} if command == "demo" else {"seconds": 1}
+    with pytest.raises(
+        CommandError, match=rf"^--port: cannot listen on 127\.0\.0\.1:{taken_port} \(.+\); give another$"
+    ):
+        call_command(command, port=taken_port, stdout=io.StringIO(), **options)
+    with pytest.raises(CommandError, match=r"^--port: 70000 is not between 1 and 65535$"):
+        call_command(command, port=70000, stdout=io.StringIO(), **options)
+    assert ApiToken.objects.count() == tokens and not User.objects.filter(username="loadtest").exists()
+
+
+@pytest.mark.django_db
+def test_a_gunicorn_that_does_not_start_leaves_no_token_user_or_flag_change(monkeypatch):
+    from query_backends.management.commands import loadtest
+
+    def exits_at_start(self, port, workers):
+        raise CommandError(f"gunicorn exited at start (is port {port} taken?)")
+
+    monkeypatch.setattr(loadtest.Command, "start_gunicorn", exits_at_start)
+    flags_before, tokens = transfer.export(), ApiToken.objects.count()
+    with pytest.raises(CommandError, match="gunicorn exited at start"):
+        call_command("loadtest", seconds=1, stdout=io.StringIO())
+    assert ApiToken.objects.count() == tokens
+    assert not User.objects.filter(username="loadtest").exists() and transfer.export() == flags_before

@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import secrets
-import socket
 import statistics
 import sys
 import textwrap
@@ -21,13 +20,14 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 from tqdm import tqdm
 
 from query_backends import generator
 from query_backends.benchmark import sample_params
+from query_backends.management import ports
 from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
 from rollout.experiments import query_name
@@ -67,20 +67,6 @@ class Command(BaseCommand):
         )
         parser.add_argument("--port", type=int, default=8000, help="the port --serve listens on (127.0.0.1)")
 
-    @staticmethod
-    def check_port(port):
-        """Refuse a port --serve could not listen on now, before the demo spends a minute on its stages."""
-        if not 1 <= port <= 65535:
-            raise CommandError(f"--port: {port} is not between 1 and 65535")
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as runserver binds
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError as exc:
-                raise CommandError(
-                    f"--port: cannot listen on 127.0.0.1:{port} ({exc.strerror}); give another"
-                ) from None
-
     def handle(self, *args, scale, calls, skip_seed, serve, port, **options):
         from rollout.flags import writes
         from rollout.flags.cache import flags
@@ -88,7 +74,7 @@ class Command(BaseCommand):
         from rollout.shadow.queue import background
 
         if serve:
-            self.check_port(port)
+            ports.usable(port)  # before a minute of stages, not after
         # Compared on threads of this process even where a broker is configured (REDIS_URL): the demo starts no
         # Celery worker, and what it shows, the broken twin's catch included, must be judged while it runs.
         settings.ROLLOUT_SHADOW_BACKEND = "thread"

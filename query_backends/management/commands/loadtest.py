@@ -24,6 +24,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.management.base import BaseCommand, CommandError
 
 from query_backends.benchmark import sample_params
+from query_backends.management import ports
 from query_backends.registry import REGISTRY
 from rollout.experiments import query_name
 
@@ -68,16 +69,16 @@ class Command(BaseCommand):
             raise CommandError("--seconds, --clients and --workers must be positive")
         from rollout.flags import transfer
 
+        port = ports.usable(port) if port else ports.free()
         flags_before = transfer.export()  # put back exactly, whatever the modes did to them
         created_user = not User.objects.filter(username=LOAD_USER).exists()
         issued, token = self.token()
         mix = [(q, {k: _text(v) for k, v in p.items()}) for q in REGISTRY.names() for p in sample_params(q, 20, seed=3)]
         names = REGISTRY.names()
-        port = port or self.free_port()
-        server = self.start_gunicorn(port, workers)
-        self.stdout.write(f"gunicorn on http://127.0.0.1:{port}/, {workers} workers")
-        report = {}
+        report, server = {}, None
         try:
+            server = self.start_gunicorn(port, workers)
+            self.stdout.write(f"gunicorn on http://127.0.0.1:{port}/, {workers} workers")
             for mode in modes:
                 self.set_mode(names, mode)
                 time.sleep(1.5)  # every worker's flag cache rechecks within a second
@@ -97,7 +98,8 @@ class Command(BaseCommand):
                     + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report[mode].items())
                 )
         finally:
-            self.stop_gunicorn(server)
+            if server is not None:
+                self.stop_gunicorn(server)
             self.set_mode(names, "pg")  # clears what the run tripped, so the flags' own state can come back
             transfer.apply(flags_before, source="loadtest")
             tokens.revoke(issued.pk)
@@ -128,12 +130,6 @@ class Command(BaseCommand):
         for name in names:
             writes.set_percent(name, 0, source="loadtest")
             writes.set_shadow(name, 100 if mode == "shadow" else 0, source="loadtest")
-
-    @staticmethod
-    def free_port():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
 
     def start_gunicorn(self, port, workers):
         environ = {**os.environ, "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "settings"}

@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from query_backends.benchmark import sample_params
+from query_backends.management import ports
 from query_backends.management.commands import loadtest
 from query_backends.registry import REGISTRY
 
@@ -60,6 +61,7 @@ class Command(BaseCommand):
             raise CommandError("--stop-command and --start-command go together")
         if all(outage) and (options["down"] <= 0 or every + options["down"] >= seconds):
             raise CommandError("--down must be positive and --every + --down shorter than --seconds")
+        port = ports.usable(port) if port else ports.free()
         load = loadtest.Command()
         issued, token = load.token()
         mix = [
@@ -67,10 +69,10 @@ class Command(BaseCommand):
             for q in REGISTRY.names()
             for p in sample_params(q, 20, seed=3)
         ]
-        port = port or load.free_port()
-        server = load.start_gunicorn(port, workers)
-        self.stdout.write(f"gunicorn on http://127.0.0.1:{port}/, {workers} workers")
+        server = None
         try:
+            server = load.start_gunicorn(port, workers)
+            self.stdout.write(f"gunicorn on http://127.0.0.1:{port}/, {workers} workers")
             self.warm(port, token, mix, workers)
             if all(outage):
                 connection.close()  # this command's own connection would not survive the stop
@@ -79,7 +81,8 @@ class Command(BaseCommand):
                 self.idle(port, token, mix, idle_rounds)
                 self.under_load(port, token, mix, seconds, clients, every)
         finally:
-            load.stop_gunicorn(server)
+            if server is not None:
+                load.stop_gunicorn(server)
             tokens.revoke(issued.pk)
 
     @staticmethod
