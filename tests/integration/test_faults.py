@@ -49,7 +49,7 @@ def expected(query, **params):
 def test_redis_unreachable_then_lost_then_back(settings):
     """Answers stay right (cache bypassed, flags from the database), nothing raises, metrics keep counting."""
     live = settings.CACHES
-    writes.change_cohort("bu_list", "site", add=[1])
+    writes.change_cohort("bu_list", "person", add=[1])  # ALICE
     settings.CACHES = DEAD_REDIS
     flags.invalidate()
     assert rollout.dispatch("bu_list", actor=ALICE, bu_id=1) == expected("bu_list", bu_id=1)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from rollout.flags import writes
 from rollout.lifecycle import stages
 from rollout.models import ApiToken, QueryFlag
+from tests.legacy_world import ids_of
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def test_each_write_that_changes_the_stage_starts_its_time_again_and_others_do_n
     shadow_since = flag().stage_since
     writes.set_guard("bu_list", window=300)  # not a stage change
     assert flag().stage_since == shadow_since
-    writes.change_cohort("bu_list", "site", add=[3])
+    writes.change_cohort("bu_list", "site", add=ids_of("SITE", 1))
     assert stages.stage(flag()) == "cohorts" and flag().stage_since > shadow_since
     writes.set_percent("bu_list", 5)
     assert stages.stage(flag()) == "percentage"

@@ -12,7 +12,6 @@ from django.test.utils import CaptureQueriesContext
 
 import rollout
 from query_backends.errors import InvalidQueryParams, UnknownQuery
-from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY
 from rollout.checks import flags_exist
 from rollout.flags import writes
@@ -22,6 +21,7 @@ from rollout.metrics.rollups import metrics
 from rollout.models import FlagChange, QueryFlag
 from rollout.routing.actors import Actor, actor_for_user
 from rollout.routing.middleware import ActorMiddleware
+from tests.legacy_world import ids_of
 from tests.rollout_helpers import committed, python_process, reset_flags
 
 ALICE = Actor(person=1, client=10, site=100, people_group=frozenset({7}))
@@ -166,7 +166,7 @@ def test_a_new_flag_sends_everyone_to_the_control(bu_flag):
 
 @pytest.mark.django_db
 def test_a_site_cohort_gets_the_candidate_and_others_the_control(bu_flag):
-    site = BusinessUnit.objects.exclude(id=-1).values_list("id", flat=True).first()
+    (site,) = ids_of("SITE", 1)
     writes.change_cohort("bu_list", "site", add=[site])
     refresh()
     expected = REGISTRY.get("bu_list").run("pg", {"bu_id": 1, "up": True, "down": True, "fmt": "jsonb"})
@@ -230,7 +230,7 @@ def test_a_missing_flag_serves_the_control_and_the_system_check_warns(bu_flag):
 
 @pytest.mark.django_db
 def test_the_model_and_the_router_answer_by_the_same_rules(bu_flag):
-    client = BusinessUnit.objects.exclude(id=-1).values_list("id", flat=True).first()
+    (client,) = ids_of("CLIENT", 1)
     writes.change_cohort("bu_list", "client", add=[client])
     bu_flag.refresh_from_db()
     actor = Actor(client=client)
