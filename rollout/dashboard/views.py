@@ -139,20 +139,24 @@ def _page(request, title, template, **context):
 
 
 def _shadow(query, flag):
-    """What the flag asks of shadow mode and, when the shadow budget caps it, what is compared instead."""
+    """What the flag asks of shadow mode and, when the shadow budget caps it, what is compared instead: a brief
+    line under the serving rule (a longer one wrapped the rows past 1400×900) and the sentence on hover."""
     asked = float(flag.shadow_percent) if flag else 0.0
     if not asked:
-        return ""
+        return {"shadow": "", "shadow_why": ""}
     effective = budget.effective_percent(query, asked)
     if effective < asked:
-        return f"shadow {asked:g} % asked, {effective:.2g} % compared: over the shadow budget"
-    return f"shadow {asked:g} %"
+        return {
+            "shadow": f"shadow {asked:g} % → {effective:.2g} % (budget)",
+            "shadow_why": f"shadow {asked:g} % asked, {effective:.2g} % compared: over the shadow budget",
+        }
+    return {"shadow": f"shadow {asked:g} %", "shadow_why": ""}
 
 
 def _flag_facts(query, flag):
     life = stages.summary(flag)
     return {
-        "shadow": _shadow(query, flag),
+        **_shadow(query, flag),
         "stage": life["stage"],
         "in_stage": life["time_in_stage_text"],
         "serving": serving(flag) if flag else "control (missing flag)",

@@ -69,6 +69,8 @@ def demo_server(tmp_path):
         "DATABASE_URL": database_url(),
         "DEMO_ADMIN_USER": LOGIN[0],
         "DEMO_ADMIN_PASSWORD": LOGIN[1],
+        # A newcomer's shadow budget, not the tests' (off): its notes under the serving rules must fit too.
+        "ROLLOUT_SHADOW_BUDGET": "0.10",
     }
     log = (tmp_path / "demo.log").open("w")
     process = subprocess.Popen(

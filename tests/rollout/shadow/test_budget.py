@@ -1,5 +1,7 @@
 """The shadow budget: measured from what calls and comparisons cost, it lowers the sampling rate and says so."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -53,7 +55,10 @@ def test_over_the_budget_fewer_calls_are_compared_and_the_dashboard_says_so(toy,
     assert cap is not None and cap < 0.5
     assert compared(200) < 150
     page = admin_client.get(reverse("rollout-dashboard")).content.decode()
-    assert "shadow 100 % asked" in page and "over the shadow budget" in page
+    # Brief under the serving rule, so the overview's rows stay two lines high; the sentence on hover.
+    [(why, brief)] = re.findall(r'<small class="shadow" title="([^"]*)">([^<]*)</small>', page)
+    assert re.fullmatch(r"shadow 100 % → [\d.]+ % \(budget\)", brief)
+    assert why.startswith("shadow 100 % asked, ") and why.endswith("% compared: over the shadow budget")
 
 
 def test_with_the_budget_off_every_call_asked_for_is_compared(toy, settings):
