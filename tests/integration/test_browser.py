@@ -137,6 +137,11 @@ def test_an_operator_reads_the_demo_on_the_dashboard_toggles_a_cohort_and_replay
         # The overview answers "is the rollout healthy?" without scrolling, with the demo's traffic in it.
         box = overview.bounding_box()
         assert box["y"] + box["height"] <= 900 and box["x"] + box["width"] <= 1400
+        # ... with the shadow budget's notes under the serving rules, each on one line.
+        notes = page.locator("#rollout-overview small.shadow")
+        assert notes.count() >= 6  # "(budget)" too where the budget caps the rate, as it does on a newcomer's machine
+        line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('small.shadow')).lineHeight) || 16")
+        assert all(note.bounding_box()["height"] < 1.5 * line for note in notes.all())
         # ... with the demo's tenth query, its guard tripped, in it too.
         assert page.locator("#rollout-overview tbody tr").count() >= 10
         assert "tripped" in page.locator("#row-demo_broken_bu_list .rollout-tripped").inner_text()
