@@ -19,6 +19,7 @@ import tracemalloc
 
 from django.db import connection, reset_queries
 from django.test.utils import CaptureQueriesContext
+from psycopg.rows import dict_row
 
 from query_backends.registry import REGISTRY
 
@@ -67,7 +68,7 @@ def schedule(sides, sets, rounds):
 def _sides(definition):
     """{side: callable(params)} for the sides this query has, and {side: why not} for the others."""
     connection.ensure_connection()
-    raw = connection.connection.cursor()  # a plain psycopg cursor: no Django in the way
+    raw = connection.connection.cursor(row_factory=dict_row)  # a plain psycopg cursor: no Django in the way
     present = {
         "function": lambda p: definition.run("pg", p),
         "twin": lambda p: definition.run("orm", p),

@@ -1,10 +1,11 @@
 """The floor for the benchmark: the best hand-written SQL for a query's semantics, through a plain cursor.
 
-Not a backend: it only tells how close the twins are to the physical limit of
-this database for the same answer, so it hands back what every caller gets — rows as dicts keyed by
-column — and nothing more (no checks, no error translation). Each query's definition holds its Floor;
-the SQL below is written once and shared where queries share it. A floor a twin beats was not the
-floor: it is rewritten with whatever the twin does better (docs/performance.md, "The floors").
+Not a backend: it only tells how close the twins are to the physical limit of this database for the
+same answer, so it hands back what every caller gets — rows as dicts keyed by column, made by psycopg's
+dict_row — and nothing more (no checks, no error translation). It runs on the same psycopg connection
+as the twins, so it is bound server-side and prepared by psycopg alike. Each query's definition holds
+its Floor; the SQL below is written once and shared where queries share it. A floor a twin beats was
+not the floor: it is rewritten with whatever the twin does better (docs/performance.md, "The floors").
 """
 
 import re
@@ -24,9 +25,9 @@ class Floor:
         return {name: source(params) if callable(source) else params[source] for name, source in self.arguments.items()}
 
     def run(self, cursor, params):
+        """cursor: a psycopg cursor whose row factory makes the dicts (psycopg.rows.dict_row)."""
         cursor.execute(self.sql, self.bind(params))
-        names = [column.name for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return cursor.fetchall()
 
     def problems(self, param_names):
         """What does not agree between the SQL, its argument map and the query's parameters."""

@@ -23,8 +23,9 @@ Threads: a Plan is built by one thread and then only read (calls bind values int
 executes on the calling thread's own connection (`connections[reading_alias()]`) and
 hands the converters that connection — never the compiling thread's, which is
 why rows are converted here rather than by `SQLCompiler.apply_converters`,
-which binds the compiler's. Plans live in a bounded LRU behind a lock; two
-threads compiling one shape at once build equal plans and either may stay.
+which binds the compiler's. Plans live in a bounded dict: a lookup is one dict read (atomic under
+the GIL), an addition takes a lock and, at the bound, drops the oldest shape; two threads compiling
+one shape at once build equal plans and either may stay.
 """
 
 import threading
@@ -32,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import django
-from cachetools import LRUCache
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
@@ -63,8 +63,9 @@ def _is_marked(value):
 class Plan(NamedTuple):
     sql: str
     template: tuple
+    arrays: tuple  # the indexes of array parameters, copied per call: the plan is shared
     slots: tuple  # (parameter index, index inside an array parameter or None, value name, list position or None)
-    order: tuple  # where each wanted column sits among the selected ones
+    order: tuple | None  # where each wanted column sits among the selected ones; None: in the order asked
     converters: tuple  # (position, converters, expression)
 
 
@@ -72,8 +73,8 @@ class CompiledQuery:
     def __init__(self, build):
         """build(**values) returns the QuerySet for these values."""
         self.build = build
-        self._lock = threading.Lock()
-        self._plans = LRUCache(maxsize=PLANS_PER_QUERY)
+        self._lock = threading.Lock()  # taken to add a plan; a lookup is one dict read, safe under the GIL
+        self._plans = {}
 
     @staticmethod
     def shape(columns, values):
@@ -92,7 +93,9 @@ class CompiledQuery:
         if plan is _UNCOMPILABLE:
             queryset = self.build(**values)
             return [dict(zip(columns, row)) for row in queryset.values_list(*columns)]
-        params = [list(p) if isinstance(p, list) else p for p in plan.template]  # copies: the plan is shared
+        params = list(plan.template)
+        for index in plan.arrays:
+            params[index] = list(params[index])
         for index, inner, name, position in plan.slots:
             value = values[name] if position is None else values[name][position]
             if inner is None:
@@ -100,22 +103,23 @@ class CompiledQuery:
             else:
                 params[index][inner] = value
         connection = connections[reading_alias()]  # this thread's own, on the alias being read
-        with connection.cursor() as cursor:
-            cursor.execute(plan.sql, params)
-            fetched = cursor.fetchall()
+        fetched = _fetched(connection, plan.sql, params)
         if plan.converters:
             fetched = [_converted(row, plan.converters, connection) for row in fetched]
-        if plan.order == tuple(range(len(columns))):  # the usual case: the columns come in the order asked
+        if plan.order is None:  # the usual case: the columns come in the order asked
             return [dict(zip(columns, row)) for row in fetched]
         return [dict(zip(columns, (row[i] for i in plan.order))) for row in fetched]
 
     def _plan(self, columns, values):
         key = self.shape(columns, values)
-        with self._lock:
-            plan = self._plans.get(key)
+        plan = self._plans.get(key)
         if plan is None:
             plan = self._compile(columns, values)  # outside the lock: two threads may both compile; equal plans
             with self._lock:
+                if (
+                    key not in self._plans and len(self._plans) >= PLANS_PER_QUERY
+                ):  # the oldest shape goes (dicts keep insertion order)
+                    del self._plans[next(iter(self._plans))]
                 self._plans[key] = plan
         return plan
 
@@ -160,7 +164,38 @@ class CompiledQuery:
             (position, tuple(convs), expression)
             for position, (convs, expression) in compiler.get_converters(fields).items()
         )
-        return Plan(sql, tuple(template), tuple(slots), tuple(names.index(c) for c in columns), converters)
+        order = tuple(names.index(c) for c in columns)
+        arrays = tuple(index for index, param in enumerate(template) if isinstance(param, list))
+        return Plan(
+            sql,
+            tuple(template),
+            arrays,
+            tuple(slots),
+            None if order == tuple(range(len(columns))) else order,
+            converters,
+        )
+
+
+def _fetched(connection, sql, params):
+    """Every row of one statement, on the Django connection's own psycopg connection.
+
+    Django's cursor wrapper costs a call as much as a small query's whole Python side (a wrapper object, the
+    execute-wrapper chain, its checks); the plan needs none of it but what keeps Django's bookkeeping true:
+    the health check, the connection (from the pool), the refusal inside a broken atomic block, and Django's
+    error wrapping (which marks the connection for its end-of-request check). Whoever watches statements —
+    the debug log, CaptureQueriesContext, an execute_wrapper — gets them through Django's cursor, unchanged.
+    The statement is prepared by psycopg after DB_PREPARE_THRESHOLD runs, as through Django's cursor.
+    """
+    if connection.queries_logged or connection.execute_wrappers:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _converted(row, converters, connection):

@@ -4,7 +4,9 @@ from datetime import UTC, datetime
 
 import django
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections, transaction
+from django.db.models import Func, TextField, Value
+from django.db.transaction import TransactionManagementError
 
 import rollout
 from query_backends.checks import compiled_twins_supported
@@ -150,3 +152,42 @@ def test_adispatch_and_shadow_worker_threads_run_the_compiled_twins_side_by_side
     assert not Discrepancy.objects.exists()
     numbers = metrics.snapshot()
     assert sum(numbers[(name, "orm")]["comparisons"] for name in queries) == len(calls)
+
+
+def test_a_plan_keeps_djangos_rules_off_its_cursor():
+    """The plan runs on the psycopg connection itself, yet a broken atomic block refuses it, and a failure
+    comes out as Django's error with the connection marked for Django's end-of-request check."""
+    query = CompiledQuery(lambda site: People.objects.filter(bu_id=site).order_by("id"))
+    query.rows(("id",), site=1)
+    connection = connections["default"]
+    with transaction.atomic():
+        transaction.set_rollback(True)
+        with pytest.raises(TransactionManagementError):
+            query.rows(("id",), site=1)
+    slow = CompiledQuery(
+        lambda seconds: People.objects.annotate(
+            pause=Func(Value(seconds), function="pg_sleep", output_field=TextField())
+        )
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 20")
+        connection.errors_occurred = False
+        with pytest.raises(OperationalError) as raised, transaction.atomic():
+            slow.rows(("id", "pause"), seconds=0.5)
+        assert raised.value.__cause__.sqlstate == "57014"
+        assert connection.errors_occurred
+
+
+def test_whoever_watches_the_statements_sees_each_plan_run():
+    query = CompiledQuery(lambda site: People.objects.filter(bu_id=site).order_by("id"))
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    unwatched = query.rows(("id",), site=1)
+    with connections["default"].execute_wrapper(spy):
+        assert query.rows(("id",), site=1) == unwatched
+    assert seen == [next(iter(query._plans.values())).sql]
