@@ -7,7 +7,8 @@ only the values do. CompiledQuery builds the QuerySet once with unique marker
 values, lets Django compile it, records where each marker landed among the
 SQL parameters, and from then on binds the real values there. Rows go through
 the converters Django chose for the compiled columns, so they are exactly what
-the QuerySet returns. Anything it cannot map safely (a marker inlined into the
+the QuerySet returns (less the int() casts of columns PostgreSQL already returns
+as integers, dropped after a plan's first execution). Anything it cannot map safely (a marker inlined into the
 SQL text, a marker that vanished, an empty result known at compile time,
 composite columns) runs the QuerySet as usual.
 
@@ -29,6 +30,7 @@ one shape at once build equal plans and either may stay.
 """
 
 import threading
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -46,6 +48,7 @@ PLANS_PER_QUERY = 256
 _INT_BASE = -(2**62)
 _DATE_BASE = datetime(1901, 1, 1, tzinfo=UTC)
 _UNCOMPILABLE = object()
+_INTEGER_TYPES = {20, 21, 23}  # int8, int2, int4: psycopg loads them as int
 
 
 def _marker(kind, number):
@@ -67,6 +70,7 @@ class Plan(NamedTuple):
     slots: tuple  # (parameter index, index inside an array parameter or None, value name, list position or None)
     order: tuple | None  # where each wanted column sits among the selected ones; None: in the order asked
     converters: tuple  # (position, converters, expression)
+    typed: bool  # whether the converters were checked against the column types PostgreSQL returns
 
 
 class CompiledQuery:
@@ -89,7 +93,8 @@ class CompiledQuery:
 
     def rows(self, columns, **values):
         """The QuerySet's rows as dicts keyed by `columns`, in order."""
-        plan = self._plan(columns, values) if COMPILING else _UNCOMPILABLE
+        key = self.shape(columns, values)
+        plan = self._plan(key, columns, values) if COMPILING else _UNCOMPILABLE
         if plan is _UNCOMPILABLE:
             queryset = self.build(**values)
             return [dict(zip(columns, row)) for row in queryset.values_list(*columns)]
@@ -103,15 +108,18 @@ class CompiledQuery:
             else:
                 params[index][inner] = value
         connection = connections[reading_alias()]  # this thread's own, on the alias being read
-        fetched = _fetched(connection, plan.sql, params)
+        if plan.typed:
+            fetched = _fetched(connection, plan.sql, params)
+        else:
+            fetched, types = _fetched(connection, plan.sql, params, types=True)
+            plan = self._typed(key, plan, types)
         if plan.converters:
             fetched = [_converted(row, plan.converters, connection) for row in fetched]
         if plan.order is None:  # the usual case: the columns come in the order asked
             return [dict(zip(columns, row)) for row in fetched]
         return [dict(zip(columns, (row[i] for i in plan.order))) for row in fetched]
 
-    def _plan(self, columns, values):
-        key = self.shape(columns, values)
+    def _plan(self, key, columns, values):
         plan = self._plans.get(key)
         if plan is None:
             plan = self._compile(columns, values)  # outside the lock: two threads may both compile; equal plans
@@ -120,6 +128,25 @@ class CompiledQuery:
                     key not in self._plans and len(self._plans) >= PLANS_PER_QUERY
                 ):  # the oldest shape goes (dicts keep insertion order)
                     del self._plans[next(iter(self._plans))]
+                self._plans[key] = plan
+        return plan
+
+    def _typed(self, key, plan, types):
+        """The plan without the converters that only cast to int what PostgreSQL returns as an integer.
+
+        Django casts every integer-typed expression that is not a plain column (a CTE's column, an
+        annotation) with int() per row, for backends whose driver may hand back another type; psycopg
+        hands back int for int2/int4/int8, so on such a column the cast changes nothing and costs a call per
+        row. A column of any other type (numeric, say) keeps its cast. Known after the first execution.
+        """
+        kept = tuple(
+            (position, convs, expression)
+            for position, convs, expression in plan.converters
+            if not (types[position] in _INTEGER_TYPES and convs == (_integer_cast(expression),))
+        )
+        plan = plan._replace(converters=kept, typed=True)
+        with self._lock:
+            if key in self._plans:
                 self._plans[key] = plan
         return plan
 
@@ -173,29 +200,72 @@ class CompiledQuery:
             tuple(slots),
             None if order == tuple(range(len(columns))) else order,
             converters,
+            typed=not converters,
         )
 
 
-def _fetched(connection, sql, params):
+def _integer_cast(expression):
+    """The expression's own int() cast (BaseExpression.convert_value for an integer field), or None."""
+    if expression.output_field.get_internal_type().endswith("IntegerField"):
+        return expression.convert_value
+    return None
+
+
+def _fetched(connection, sql, params, types=False):
     """Every row of one statement, on the Django connection's own psycopg connection.
 
-    Django's cursor wrapper costs a call as much as a small query's whole Python side (a wrapper object, the
-    execute-wrapper chain, its checks); the plan needs none of it but what keeps Django's bookkeeping true:
-    the health check, the connection (from the pool), the refusal inside a broken atomic block, and Django's
-    error wrapping (which marks the connection for its end-of-request check). Whoever watches statements —
-    the debug log, CaptureQueriesContext, an execute_wrapper — gets them through Django's cursor, unchanged.
-    The statement is prepared by psycopg after DB_PREPARE_THRESHOLD runs, as through Django's cursor.
+    Django's cursor (a wrapper object, the execute-wrapper chain, its checks) and a new psycopg cursor per
+    call cost a small twin a fifth of its time (docs/performance.md). The plan needs none of it but what
+    keeps Django's bookkeeping true: the health check, the connection (from the pool), the refusal inside a
+    broken atomic block, and Django's error wrapping (which marks the connection for its end-of-request
+    check). Whoever watches statements — the debug log, CaptureQueriesContext, an execute_wrapper — gets
+    them through Django's cursor, unchanged. The statement is prepared by psycopg after
+    DB_PREPARE_THRESHOLD runs, as through Django's cursor.
     """
     if connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            return _result(cursor, types)
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    with connection.wrap_database_errors:
+        cursor = _kept_cursor(connection)
+        try:
+            cursor.execute(sql, params)
+            result = _result(cursor, types)
+        except BaseException:
+            _drop_cursor(connection)  # whatever state a failure left it in, the next call starts afresh
+            raise
+        if cursor.rowcount > KEPT_CURSOR_ROWS:
+            _drop_cursor(connection)  # closing frees the raw result it holds until its next statement
+        return result
+
+
+# One psycopg cursor kept per Django connection (so per thread), on that connection's current psycopg
+# connection; it holds its last raw result until its next statement, so only after small ones.
+_CURSORS = weakref.WeakKeyDictionary()
+KEPT_CURSOR_ROWS = 1000
+
+
+def _kept_cursor(connection):
+    raw = connection.connection
+    cursor = _CURSORS.get(connection)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = _CURSORS[connection] = raw.cursor()
+    return cursor
+
+
+def _drop_cursor(connection):
+    cursor = _CURSORS.pop(connection, None)
+    if cursor is not None:
+        cursor.close()
+
+
+def _result(cursor, types):
+    """The rows, and with `types` the type OID of each column."""
+    rows = cursor.fetchall()
+    return (rows, [column.type_code for column in cursor.description]) if types else rows
 
 
 def _converted(row, converters, connection):

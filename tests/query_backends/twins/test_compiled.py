@@ -1,11 +1,12 @@
 import asyncio
 import threading
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import django
 import pytest
-from django.db import OperationalError, connections, transaction
-from django.db.models import Func, TextField, Value
+from django.db import DataError, OperationalError, connections, transaction
+from django.db.models import ExpressionWrapper, F, Func, IntegerField, TextField, Value
 from django.db.transaction import TransactionManagementError
 
 import rollout
@@ -191,3 +192,45 @@ def test_whoever_watches_the_statements_sees_each_plan_run():
     with connections["default"].execute_wrapper(spy):
         assert query.rows(("id",), site=1) == unwatched
     assert seen == [next(iter(query._plans.values())).sql]
+
+
+def test_an_int_cast_of_an_integer_column_is_dropped_after_the_first_call_and_of_a_numeric_one_kept():
+    def build(site):
+        return (
+            People.objects.filter(bu_id=site)
+            .annotate(
+                doubled=ExpressionWrapper(F("id") * 2, output_field=IntegerField()),
+                halved=ExpressionWrapper(F("id") / Value(Decimal(2)), output_field=IntegerField()),
+            )
+            .order_by("id")
+        )
+
+    query = CompiledQuery(build)
+    columns = ("id", "doubled", "halved")
+    sites = list(People.objects.filter(bu_id__gt=0).values_list("bu_id", flat=True).distinct()[:3])
+    assert sites
+    for site in sites:
+        answer = query.rows(columns, site=site)
+        assert answer == plain(build(site), columns)
+        assert all(type(row["halved"]) is int and type(row["doubled"]) is int for row in answer)
+    [plan] = query._plans.values()
+    assert plan.typed and [position for position, _, _ in plan.converters] == [2]
+
+
+def test_one_cursor_serves_small_answers_and_none_is_kept_after_a_big_one_or_a_failure(monkeypatch):
+    monkeypatch.setattr(compiled, "KEPT_CURSOR_ROWS", 2)
+    connection = connections["default"]
+    query = CompiledQuery(lambda top: People.objects.filter(id__gt=0, id__lte=top).order_by("id"))
+    first, second, third = People.objects.filter(id__gt=0).order_by("id").values_list("id", flat=True)[:3]
+    assert query.rows(("id",), top=first) == [{"id": first}]
+    kept = compiled._CURSORS[connection]
+    assert query.rows(("id",), top=second) == [{"id": first}, {"id": second}]
+    assert compiled._CURSORS[connection] is kept
+    assert query.rows(("id",), top=third) == [{"id": first}, {"id": second}, {"id": third}]
+    assert connection not in compiled._CURSORS and kept.closed  # its big raw result freed
+    query.rows(("id",), top=first)
+    kept = compiled._CURSORS[connection]
+    with pytest.raises(DataError), transaction.atomic():
+        query.rows(("id",), top="not a number")  # the statement fails in PostgreSQL
+    assert connection not in compiled._CURSORS and kept.closed
+    assert query.rows(("id",), top=first) == [{"id": first}]
