@@ -196,22 +196,33 @@ def slower_than(report, baseline, tolerance=0.10):
 
 
 def growth(reports):
-    """Lines of a table: each query's twin and function medians per report (smallest dataset first), and how
-    much each grew from one dataset to the next."""
+    """Lines of a table: each query's twin and function medians per report (smallest dataset first), how
+    much each grew from one dataset to the next, and how much the twin's time per answer row grew (an
+    answer that itself grows with the data costs more to build and to hand back, whatever the plan)."""
     reports = sorted(reports, key=lambda r: r["jobneeds"])
     by_query = [{q["query"]: q for q in r["queries"]} for r in reports]
     names = list(dict.fromkeys(name for queries in by_query for name in queries))
     head = "".join(f"{r['dataset'] + ' twin (fn)':>22}" for r in reports)
     steps = list(itertools.pairwise(reports))
     head += "".join(f"{b['dataset'] + '/' + a['dataset'] + ' twin (fn)':>28}" for a, b in steps)
+    head += "".join(f"{b['dataset'] + '/' + a['dataset'] + ' rows, per row':>30}" for a, b in steps)
     lines = [f"{'query':<24}{head}"]
     for name in names:
-        row = [(_median(q.get(name, {}), "twin"), _median(q.get(name, {}), "function")) for q in by_query]
+        results = [q.get(name, {}) for q in by_query]
+        row = [(_median(result, "twin"), _median(result, "function")) for result in results]
         cells = "".join(f"{_pair(twin, fn):>22}" for twin, fn in row)
         for (twin_a, fn_a), (twin_b, fn_b) in itertools.pairwise(row):
             cells += f"{_pair(_over(twin_b, twin_a), _over(fn_b, fn_a)):>28}"
+        for a, b in itertools.pairwise(results):
+            rows = f"{_number(a.get('rows_median'), 0)}→{_number(b.get('rows_median'), 0)}"
+            cells += f"{rows + ' ' + _number(_over(_per_row(b), _per_row(a))):>30}"
         lines.append(f"{name:<24}{cells}")
     return lines
+
+
+def _per_row(result):
+    rows = result.get("rows_median")
+    return _median(result, "twin") / rows if rows and _median(result, "twin") else None
 
 
 def _over(b, a):
@@ -222,8 +233,8 @@ def _pair(first, second):
     return f"{_number(first)} ({_number(second)})"
 
 
-def _number(value):
-    return "n/a" if value is None else f"{value:.2f}"
+def _number(value, digits=2):
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _median(result, side):

@@ -141,6 +141,8 @@ def test_the_growth_table_orders_datasets_by_size_and_divides_step_by_step(tmp_p
     small = {**report("small", a__function=1.0, a__twin=0.5), "jobneeds": 20}
     large = {**report("large", a__function=4.0, a__twin=3.0), "jobneeds": 2000}
     medium = {**report("medium", a__function=2.0, a__twin=1.0), "jobneeds": 200}
+    for r, rows in ((small, 1), (medium, 4), (large, 6)):
+        r["queries"][0]["rows_median"] = rows
     paths = []
     for r in (large, small, medium):
         paths.append(tmp_path / f"{r['dataset']}.json")
@@ -160,6 +162,10 @@ def test_the_growth_table_orders_datasets_by_size_and_divides_step_by_step(tmp_p
         "(2.00)",
         "3.00",
         "(2.00)",
+        "1→4",  # rows of the answer, small → medium
+        "0.50",  # twin per row: (1.0 / 4) / (0.5 / 1)
+        "4→6",
+        "2.00",  # (3.0 / 6) / (1.0 / 4)
     ]
     together = tmp_path / "together.json"  # as --growth-db --json writes them: one file, a list of reports
     together.write_text(json.dumps([large, small, medium]))
