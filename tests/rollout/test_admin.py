@@ -67,6 +67,20 @@ def test_a_flag_change_through_the_admin_writes_history_with_the_user(admin_clie
     assert html.escape(f"cohorts: {{}} → {{'site': {sites}}}").encode() in page.content
 
 
+def test_the_flag_form_refuses_ids_not_of_the_cohort_naming_the_field(admin_client, bu_flag, form):
+    data, sites = form
+    (zone,) = ids_of("ZONE", 1)  # a row of the same table as the sites, but no site
+    for field, value, message in (
+        ("cohort__site", f"{sites[0]},{zone}", f"cohort site: no site {zone}"),
+        ("exclude__site", "987654321", "cohort site: no site 987654321"),
+        ("cohort__client", str(sites[0]), f"cohort client: no client {sites[0]}"),
+    ):
+        response = admin_client.post(flag_url(bu_flag), {**data, field: value})
+        assert response.status_code == 200 and message in response.context["adminform"].form.non_field_errors()
+    bu_flag.refresh_from_db()
+    assert bu_flag.cohorts == {} and bu_flag.exclusions == {}
+
+
 def test_staff_without_change_permission_can_look_but_not_change(client, bu_flag, form):
     viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_queryflag"))
