@@ -52,6 +52,9 @@ DISCREPANCIES_PER_FINGERPRINT = 50
 RETIRE_AFTER_HOURS = 168
 RETIRE_MIN_COMPARISONS = 1000
 RETIRE_CALL_WINDOW_HOURS = 24
+# The pause on each side of reading PostgreSQL's call count: longer than both the metrics flush and PostgreSQL's
+# own statistics flush (an idle session reports its function calls within 10 s, PGSTAT_IDLE_INTERVAL).
+RETIRE_SETTLE_SECONDS = 11.0
 RECORDED_CALLS_PER_QUERY = 200  # distinct parameter sets of compared calls kept: validation's default cases
 # /metrics: a bearer token, or one of these client addresses.
 METRICS_TOKEN = ""

@@ -219,6 +219,9 @@ class GuardSample(models.Model):
     candidate_error = models.BooleanField()
     control_duration = models.FloatField()
     candidate_duration = models.FloatField()
+    # When it was judged: a plan's latency gate counts only the samples of the query's current stage. Empty on
+    # samples from before this column, which therefore count for no stage.
+    judged_at = models.DateTimeField(null=True)
 
     class Meta:
         indexes = [models.Index(fields=["flag", "-id"], name="rollout_guard_window")]
@@ -286,7 +289,9 @@ class FunctionCallCount(models.Model):
     function = models.CharField(max_length=300)  # regprocedure text
     taken_at = models.DateTimeField(default=timezone.now)
     database_calls = models.BigIntegerField()  # pg_stat_user_functions.calls
-    own_calls = models.BigIntegerField()  # the application's runs counted in taken_at's minute until then
+    own_calls = models.BigIntegerField()  # the application's runs counted in taken_at's minute and after, until then
+    # Own runs counted while this reading was taken: the most a window from it can overstate outside calls by.
+    own_in_flight = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-taken_at"]

@@ -68,17 +68,42 @@ class _Change:
         return fields
 
 
-def _to_stage(the_plan, index, expect_stage, *, autopilot=False, unpause=False):
-    """A change putting the flag at stage `index` of the plan, if the locked row is still at expect_stage.
+def _replaced(flag, stage):
+    """What putting the flag at this stage would overwrite that someone set on it: its cohorts, percent, everyone
+    or shadow where the stage says otherwise, in words (an empty value is nobody's setting)."""
+    values = stage.flag_values(flag)
+    replaced = []
+    for field, label in (
+        ("cohorts", "cohorts"),
+        ("percent", "percent"),
+        ("everyone", "everyone"),
+        ("shadow_percent", "shadow"),
+    ):
+        current = getattr(flag, field)
+        if current and current != values[field]:
+            if field == "cohorts":
+                shown = ", ".join(f"{name} {sorted(ids)}" for name, ids in sorted(current.items()))
+            else:
+                shown = "on" if current is True else f"{float(current):g} %"
+            replaced.append(f"{label} {shown}")
+    return replaced
+
+
+def _to_stage(the_plan, index, expect_stage, *, autopilot=False, unpause=False, replacing=None):
+    """A change putting the flag at stage `index` of the plan, if the locked row is still at expect_stage (and,
+    given `replacing`, would still overwrite exactly that).
 
     The autopilot's change also does nothing when the row got paused, killed or tripped since it looked."""
 
     @_Change
     def change(flag):
-        if flag.plan_stage != expect_stage or (autopilot and (flag.plan_paused or _why_stopped(flag))):
+        moved = flag.plan_stage != expect_stage or (
+            replacing is not None and _replaced(flag, the_plan.stages[index]) != replacing
+        )
+        if moved or (autopilot and (flag.plan_paused or _why_stopped(flag))):
             if autopilot:
                 return []
-            raise OperationError(f"{query_name(flag.name)}: its plan moved while this was asked; look again")
+            raise OperationError(f"{query_name(flag.name)}: its plan or flag moved while this was asked; look again")
         stage = the_plan.stages[index]
         values = stage.flag_values(flag)
         for field, value in values.items():
@@ -162,17 +187,27 @@ def _one(query):
     return flag, _plan_of(flag)
 
 
-def start(query, user=None, source="cli"):
-    """Put a query at its plan's first stage (its flag set as the stage says) and let the autopilot drive."""
+def start(query, user=None, source="cli", force=False):
+    """Put a query at its plan's first stage (its flag set as the stage says) and let the autopilot drive.
+
+    Refused when that would overwrite cohorts, a percent, everyone or a shadow someone set on the flag, unless
+    `force`; then the history's reason names what was replaced."""
     flag, the_plan = _one(query)
     if flag.plan_stage is not None:
         raise OperationError(f"{query}: its plan is already at stage {the_plan.stages[flag.plan_stage].name!r}")
+    first = the_plan.stages[0]
+    replaced = _replaced(flag, first)
+    if replaced and not force:
+        raise OperationError(
+            f"{query}: starting its plan at {first.name!r} would replace {'; '.join(replaced)} set on its flag; "
+            "pass --force to replace them"
+        )
     return write(
         [flag.name],
-        _to_stage(the_plan, 0, None, unpause=True),
+        _to_stage(the_plan, 0, None, unpause=True, replacing=replaced),
         user=user,
         source=source,
-        reason=f"plan started: {the_plan.stages[0].name}",
+        reason=f"plan started: {first.name}" + (f"; replaced {'; '.join(replaced)}" if replaced else ""),
     )[0]
 
 

@@ -1,9 +1,11 @@
 """The evidence a query has gathered in its current stage, and each gate of a plan stage checked against it.
 
-Counts come from the shared metric rollups from the first whole minute of the stage (so they reach back at most
-METRICS_RETENTION_HOURS, and a stage's first partial minute is left out). The latency ratio comes from the guard's
-window of judged comparisons, where both sides ran side by side on the same data (a shadow stage has no served
-candidate calls to time). Open discrepancies come from their records. Per-cohort numbers are the
+Every count is of what happened since the query entered its current stage. Counts come from the shared metric
+rollups from the first whole minute of the stage (so they reach back at most METRICS_RETENTION_HOURS, and a
+stage's first partial minute is left out). The latency ratio comes from the guard's window of judged comparisons,
+those judged since the stage began, where both sides ran side by side on the same data (a shadow stage has no
+served candidate calls to time). Open discrepancies come from their records: those are a state, not a count, so
+one left unacknowledged from an earlier stage still holds a require_acknowledged gate. Per-cohort numbers are the
 `…@cohort=id` counters the publisher adds for the ids a flag's cohort rule names.
 """
 
@@ -26,7 +28,8 @@ PER_COHORT = ("comparisons", "discrepancies", "noise")  # counted per cohort id 
 _P95 = f"""
 SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY control_duration),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY candidate_duration)
-FROM (SELECT * FROM {GuardSample._meta.db_table} WHERE flag = %s ORDER BY id DESC LIMIT %s) AS recent
+FROM (SELECT * FROM {GuardSample._meta.db_table} WHERE flag = %s AND judged_at >= %s ORDER BY id DESC LIMIT %s)
+  AS recent
 """
 
 
@@ -181,9 +184,9 @@ class Evidence:
         }
 
 
-def _latency(flag):
+def _latency(flag, since):
     with connection.cursor() as cursor:
-        cursor.execute(_P95, [flag.name, flag.guard_window])
+        cursor.execute(_P95, [flag.name, since, flag.guard_window])
         return cursor.fetchone()
 
 
@@ -208,7 +211,7 @@ def gather(flag, now=None):
     totals = metrics.totals_since(query, math.ceil(began.timestamp() / 60))
     served = totals.get(candidate.backend, {})
     records = Discrepancy.objects.filter(OPEN, query=query)
-    sample, control_p95, candidate_p95 = _latency(flag)
+    sample, control_p95, candidate_p95 = _latency(flag, began)
     return Evidence(
         since=began,
         minutes=max((now - began).total_seconds() / 60, 0),

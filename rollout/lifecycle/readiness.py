@@ -6,11 +6,14 @@ Ready only when every check says so:
 - nothing in the database depends on the function (pg_depend) or names it in its body (pg_proc.prosrc);
 - nothing outside this application called it over the last RETIRE_CALL_WINDOW_HOURS: PostgreSQL's call count
   (pg_stat_user_functions) minus the application's own runs of it (counted by rollout wherever it runs a
-  control). Each check records a count; the window runs from the newest count at least that old.
+  control). Each check records a count; the window runs from the newest count at least that old. The two
+  sides are read in an order (_Reading) that can only overstate the calls from outside, never hide one; by how
+  much at most is known, and a remainder within it is "cannot tell", not ready.
 "Cannot tell" is not ready: with track_functions off, nobody knows who else calls the function.
 """
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,7 +22,7 @@ from django.utils import timezone
 from rollout.conf import get_setting
 from rollout.experiments import get_experiment, query_name, registry
 from rollout.lifecycle import evidence, stages
-from rollout.metrics.rollups import FUNCTION_CALLS, current_minute, metrics
+from rollout.metrics.rollups import FUNCTION_CALLS, metrics
 from rollout.models import Discrepancy, FunctionCallCount, QueryFlag
 from rollout.operations import OperationError, flags_for
 from rollout.postgres import dependencies
@@ -130,14 +133,47 @@ def _own_calls(query, since_minute):
     return metrics.totals_since(query, since_minute).get(control, {}).get(FUNCTION_CALLS, 0)
 
 
-def _count(query, function, now):
-    """Record PostgreSQL's call count now, beside the application's own calls of this minute so far."""
-    counted = dependencies.calls(function)
-    own = _own_calls(query, current_minute())
-    FunctionCallCount.objects.create(function=function.signature, taken_at=now, database_calls=counted, own_calls=own)
+@dataclass(frozen=True)
+class _Reading:
+    """PostgreSQL's call count of one function read between two reads of the application's own calls, each
+    SETTLE seconds apart: own calls counted before the first read were made before it, so PostgreSQL has
+    counted them by its read; own calls it counted were made before its read, so the application has counted
+    them by the second read. The own calls counted between the two reads (`in_flight`) are the ones the window
+    cannot place on either side of PostgreSQL's read."""
+
+    database: int
+    own_before: dict  # {minute: the application's own calls counted in minutes from it on} at the first read
+    own_after: dict  # the same at the second read
+
+
+def _read(readings, minutes):
+    """A _Reading of each (query, function) in `readings`, with own calls summed from each of `minutes`;
+    one pair of pauses serves them all."""
+
+    def own():
+        return {key: {m: _own_calls(key[0], m) for m in minutes} for key in readings}
+
+    settle = get_setting("RETIRE_SETTLE_SECONDS")
+    before = own()
+    time.sleep(settle)
+    database = {key: dependencies.calls(key[1]) for key in readings}
+    time.sleep(settle)
+    after = own()
+    return {key: _Reading(database[key], before[key], after[key]) for key in readings}
+
+
+def _record(query, function, now, reading, minute):
+    """Keep a reading as a window's possible start: own calls as of the second read (so every own call
+    PostgreSQL had counted is subtracted), and how many were in flight."""
     window = timedelta(hours=get_setting("RETIRE_CALL_WINDOW_HOURS"))
+    FunctionCallCount.objects.create(
+        function=function.signature,
+        taken_at=now,
+        database_calls=reading.database,
+        own_calls=reading.own_after[minute],
+        own_in_flight=reading.own_after[minute] - reading.own_before[minute],
+    )
     FunctionCallCount.objects.filter(function=function.signature, taken_at__lt=now - 2 * window - KEPT).delete()
-    return counted
 
 
 def record_counts(now=None):
@@ -146,6 +182,7 @@ def record_counts(now=None):
     now = now or timezone.now()
     if dependencies.track_functions() == "none":
         return
+    due = []
     for flag in QueryFlag.objects.filter(everyone=True, retired_at__isnull=True):
         query = query_name(flag.name)
         if query not in registry().names():
@@ -153,20 +190,32 @@ def record_counts(now=None):
         function = dependencies.find(control_function(query)) if _declares_function(query) else None
         recent = FunctionCallCount.objects.filter(taken_at__gt=now - RECORD_EVERY)
         if function is not None and not recent.filter(function=function.signature).exists():
-            _count(query, function, now)
+            due.append((query, function))
+    minute = _minute(now)
+    for (query, function), reading in _read(due, [minute]).items() if due else ():
+        _record(query, function, now, reading, minute)
 
 
 def _declares_function(query):
     return bool(getattr(get_experiment(query), "control_function", None))
 
 
+def _minute(moment):
+    return math.floor(moment.timestamp() / 60)
+
+
 def _external_calls(query, function):
+    """PostgreSQL's calls of the function over the window minus the application's own: never fewer than the
+    calls from outside (see _Reading), and "cannot tell" when own calls in flight at the window's edges could
+    account for what is left."""
     if dependencies.track_functions() == "none":
         return Reason("external_calls", None, f"cannot tell: track_functions is 'none'; {ENABLE_TRACKING}")
     now = timezone.now()
     window = timedelta(hours=get_setting("RETIRE_CALL_WINDOW_HOURS"))
     base = FunctionCallCount.objects.filter(function=function.signature, taken_at__lte=now - window).first()
-    counted = _count(query, function, now)
+    minutes = [_minute(now)] + ([_minute(base.taken_at)] if base else [])
+    reading = _read([(query, function)], minutes)[query, function]
+    _record(query, function, now, reading, minutes[0])
     if base is None:
         return Reason(
             "external_calls",
@@ -174,18 +223,35 @@ def _external_calls(query, function):
             f"cannot tell yet: no call count from {_hours(window)} ago; this check recorded one (so does the "
             f"autopilot's tick), check again after {(now + window):%Y-%m-%d %H:%M} UTC",
         )
-    database = counted - base.database_calls
+    database = reading.database - base.database_calls
     if database < 0:
         return Reason("external_calls", None, "cannot tell: the function statistics were reset within the window")
-    own = _own_calls(query, math.floor(base.taken_at.timestamp() / 60)) - base.own_calls
-    outside = database - own
+    start = minutes[1]
+    own = reading.own_before[start] - base.own_calls  # every own call PostgreSQL can have counted, at most
+    in_flight = base.own_in_flight + reading.own_after[start] - reading.own_before[start]
+    outside = database - own  # never fewer than the calls from outside; more by at most `in_flight`
     since = f"since {base.taken_at:%Y-%m-%d %H:%M:%S} UTC"
-    if outside > 0:
+    counted = f"PostgreSQL counted {database}, this application made {own}"
+    if outside - in_flight > 0:
+        least = "" if not in_flight else "at least "
         return Reason(
             "external_calls",
             False,
-            f"{outside} calls from outside this application {since} (PostgreSQL counted {database}, "
-            f"this application made {own})",
+            f"{least}{outside - in_flight} calls from outside this application {since} ({counted})",
+        )
+    if outside < 0:
+        return Reason(
+            "external_calls",
+            None,
+            f"cannot tell: PostgreSQL has not yet counted {-outside} of this application's calls {since} "
+            f"({counted}; a session still inside a transaction?); check again",
+        )
+    if outside > 0:
+        return Reason(
+            "external_calls",
+            None,
+            f"cannot tell: {outside} calls unaccounted for {since} ({counted}), no more than the {in_flight} of "
+            "its own that were in flight at the window's edges; check again",
         )
     return Reason("external_calls", True, f"none from outside this application {since} ({database} calls, all its own)")
 

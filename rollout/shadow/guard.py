@@ -12,6 +12,7 @@ the candidate/control median latency ratio reaches its threshold.
 import logging
 
 from django.db import connection
+from django.utils import timezone
 
 from rollout.metrics.rollups import metrics
 from rollout.models import GuardSample, QueryFlag
@@ -36,6 +37,7 @@ def add_samples(results):
 
     Returns the last judged result of each flag: the guard evaluates each flag once per batch."""
     judged = [r for r in results if r.judged]
+    now = timezone.now()
     samples = GuardSample.objects.bulk_create(
         [
             GuardSample(
@@ -44,6 +46,7 @@ def add_samples(results):
                 candidate_error=r.candidate.raised,
                 control_duration=r.control.duration,
                 candidate_duration=r.candidate.duration,
+                judged_at=now,
             )
             for r in judged
         ]

@@ -139,6 +139,9 @@ class Command(BaseCommand):
         for move, text in PLAN_MOVES.items():
             moves.add_argument(f"--{move}", action="store_true", help=text)
         plan.add_argument("--reason", default="", help="why (with --pause)")
+        plan.add_argument(
+            "--force", action="store_true", help="with --start: replace the cohorts, percent or shadow set on the flag"
+        )
         sub.add_parser("autopilot", help="advance or pause every query with a started plan, once (for cron)")
         retire = sub.add_parser(
             "retire", help="write the migration that drops a query's function (reversible); --check: ready or not"
@@ -250,7 +253,9 @@ class Command(BaseCommand):
             else f"{query}: deleted {deleted['flags']} flag and {deleted['discrepancies']} discrepancies"
         )
 
-    def do_plan(self, query, export, apply, reason, **options):
+    def do_plan(self, query, export, apply, reason, force, **options):
+        if force and not options["start"]:
+            raise OperationError("--force: only with --start")
         if apply:
             raw = _read_json(apply, "--apply")
             query = query or (raw.get("query") if isinstance(raw, dict) else None)
@@ -267,8 +272,10 @@ class Command(BaseCommand):
             return exported if options["json"] else json.dumps(exported, indent=2)
         for move in PLAN_MOVES:
             if options[move]:
-                args = (query, reason) if move == "pause" else (query,)
-                getattr(autopilot, move)(*args)
+                if move == "start":
+                    autopilot.start(query, force=force)
+                else:
+                    getattr(autopilot, move)(*((query, reason) if move == "pause" else (query,)))
                 break
         report = plan_report(query)
         return report if options["json"] else plan_text(report)

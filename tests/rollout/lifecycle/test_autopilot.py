@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from query_backends.registry import REGISTRY
 from rollout.flags import writes
-from rollout.lifecycle import autopilot
+from rollout.lifecycle import autopilot, evidence
 from rollout.lifecycle.autopilot import ADVANCED, PAUSED, RACED, WAITING
 from rollout.lifecycle.tasks import autopilot as autopilot_task
 from rollout.models import FlagChange, QueryFlag
@@ -129,6 +129,18 @@ def test_a_slow_candidate_is_held_back_by_the_latency_gate():
     compared(25, control=0.010, candidate=0.050)
     [move] = autopilot.tick(now=timezone.now() + timedelta(hours=1))
     assert move.outcome == PAUSED and "max_p95_ratio 5" in move.reason
+
+
+def test_every_gate_counts_only_what_happened_since_the_stage_began_the_latency_gate_too():
+    started(minutes_ago=60)
+    compared(25, control=0.010, candidate=0.050)  # a slow twin in the first stage
+    first = evidence.gather(flag())
+    assert (first.comparisons, first.latency_sample, round(first.p95_ratio)) == (25, 25, 5)
+    autopilot.skip("bu_list")  # the next stage begins now: the slow comparisons are the stage before's
+    compared(5, control=0.010, candidate=0.011)
+    found = evidence.gather(flag(), now=timezone.now() + timedelta(minutes=2))
+    assert found.latency_sample == 5 and found.p95_ratio == pytest.approx(1.1)
+    assert not any(check.regressed for check in found.check(GATES))
 
 
 def test_an_operator_pause_at_the_same_moment_wins_over_the_autopilot():

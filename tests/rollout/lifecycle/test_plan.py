@@ -14,12 +14,13 @@ from rollout.flags import transfer, writes
 from rollout.flags.cache import flags
 from rollout.lifecycle import autopilot, plan
 from rollout.lifecycle.plan import PlanError
-from rollout.models import QueryFlag
+from rollout.models import FlagChange, QueryFlag
 from rollout.operations import OperationError
 from rollout.shadow import result as outcome
 from rollout.shadow.observation import Observation
 from rollout.shadow.publish import publish
 from rollout.shadow.result import Result
+from tests.legacy_world import ids_of
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +166,43 @@ def test_moves_on_a_query_without_a_started_plan_are_refused_plainly():
         autopilot.skip("bu_list")
     with pytest.raises(CommandError, match="unknown query nope"):
         cli("plan", "nope")
+
+
+def test_start_refuses_to_replace_what_an_operator_set_unless_forced_and_says_what_it_replaced():
+    sites = ids_of("SITE", 2)
+    writes.change_cohort("bu_list", "site", add=sites)
+    writes.set_percent("bu_list", 10)
+    autopilot.set_plan("bu_list", {"stages": [{"name": "shadow", "shadow": 100}, {"name": "all", "everyone": True}]})
+    version = QueryFlag.objects.get(name="orm.bu_list").version
+    with pytest.raises(CommandError) as refused:
+        cli("plan", "bu_list", "--start")
+    message = str(refused.value)
+    assert message == (
+        f"bu_list: starting its plan at 'shadow' would replace cohorts site {sorted(sites)}; percent 10 % set on its "
+        "flag; pass --force to replace them"
+    )
+    flag = QueryFlag.objects.get(name="orm.bu_list")
+    assert (flag.version, flag.plan_stage, flag.cohorts, float(flag.percent)) == (version, None, {"site": sites}, 10)
+    with pytest.raises(CommandError, match="--force: only with --start"):
+        cli("plan", "bu_list", "--force")
+    # With --force it starts, and the history says what went.
+    assert "> 1. shadow" in cli("plan", "bu_list", "--start", "--force")
+    flag = QueryFlag.objects.get(name="orm.bu_list")
+    assert (flag.plan_stage, flag.cohorts, float(flag.percent), float(flag.shadow_percent)) == (0, {}, 0, 100)
+    started = FlagChange.objects.filter(flag_name="orm.bu_list").latest("id")
+    assert started.reason == f"plan started: shadow; replaced cohorts site {sorted(sites)}; percent 10 %"
+    assert started.changes["cohorts"] == [{"site": sites}, {}]
+    # A flag with nothing of its own set starts without --force.
+    autopilot.set_plan("sites_list_web", {"stages": [{"name": "shadow", "shadow": 100}]})
+    assert autopilot.start("sites_list_web").plan_stage == 0
+
+
+def test_start_refuses_when_the_flag_changed_between_its_look_and_its_write():
+    autopilot.set_plan("bu_list", {"stages": [{"name": "shadow", "shadow": 100}]})
+    [flag] = QueryFlag.objects.filter(name="orm.bu_list")
+    the_plan = plan.of(flag)
+    change = autopilot._to_stage(the_plan, 0, None, unpause=True, replacing=[])
+    writes.set_percent("bu_list", 20)  # an operator, between start()'s read and its locked write
+    with pytest.raises(OperationError, match="moved while this was asked"):
+        writes.write(["orm.bu_list"], change)
+    assert float(QueryFlag.objects.get(name="orm.bu_list").percent) == 20
