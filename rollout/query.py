@@ -22,6 +22,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import ClassVar
 
+from django.apps import apps
 from django.db import connections
 
 from rollout.equality import compare
@@ -133,10 +134,25 @@ class Query:
         """The function as PostgreSQL names it (regprocedure text): for `rollout functions` and retirement."""
         return self.signature.signature
 
+    @property
+    def app_label(self):
+        """The installed app that owns the query, where `rollout retire` writes its migration: the twin's."""
+        config = apps.get_containing_app_config(self.twin.__module__)
+        return config.label if config else None
+
     @cached_property
     def signature(self):
-        """The function as pg_proc describes it (read once; a missing function is looked up again next time)."""
-        return catalog.find(self.function_name)
+        """The function as pg_proc describes it (read once; a missing function is looked up again next time).
+        Once retired, its function is dropped: the description its flag kept at retirement serves instead."""
+        try:
+            return catalog.find(self.function_name)
+        except catalog.FunctionNotFound:
+            from rollout.lifecycle.retire import retired_function
+
+            kept = retired_function(self.name)
+            if kept is None:
+                raise
+            return kept
 
     @cached_property
     def params(self):

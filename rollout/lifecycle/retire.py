@@ -24,7 +24,7 @@ from rollout.flags.writes import write
 from rollout.lifecycle import readiness
 from rollout.models import QueryFlag
 from rollout.operations import OperationError
-from rollout.postgres import dependencies
+from rollout.postgres import catalog, dependencies
 
 TEMPLATE = '''"""Retire {query}: its twin serves everyone and the function {signature} is dropped.
 
@@ -57,6 +57,7 @@ def retire_flag(query, why, source="migration"):
     """Mark the flag retired, keeping its state to give back and its function's signature (which `rollout
     functions` still lists once the function is gone). The migration's first step."""
     signature = readiness.control_function(query)
+    described = catalog.as_data(catalog.find(signature))
 
     def change(flag):
         if flag.retired_at is not None:
@@ -65,6 +66,7 @@ def retire_flag(query, why, source="migration"):
             "values": values_of(flag),
             "stage_since": flag.stage_since and flag.stage_since.isoformat(),
             "function": signature,
+            "catalog": described,  # what a rollout.Query reads its parameters from once the function is gone
         }
         flag.retired_at = timezone.now()
         return ["retired_from", "retired_at"]
@@ -91,6 +93,14 @@ def restore_flag(query, source="migration", reason="retirement migrated back"):
         return fields
 
     write([flag_name(query)], change, source=source, reason=reason)
+
+
+def retired_function(query):
+    """The catalog's description of a retired query's dropped function, as its flag keeps it; None when the query
+    is not retired."""
+    flag = QueryFlag.objects.filter(name=flag_name(query), retired_at__isnull=False).first()
+    kept = flag.retired_from.get("catalog") if flag else None
+    return catalog.from_data(kept) if kept else None
 
 
 def forward(query, migration):
@@ -137,7 +147,11 @@ def write_migration(query, force=False):
     loader = MigrationLoader(None, ignore_no_migrations=True)
     name = _next_name(loader, label, query)
     depends = sorted({*loader.graph.leaf_nodes(label), *loader.graph.leaf_nodes("rollout")})
-    path = Path(apps.get_app_config(label).path) / "migrations" / f"{name}.py"
+    folder = Path(apps.get_app_config(label).path) / "migrations"
+    if not (folder / "__init__.py").exists():  # an app with no migrations yet gets its package
+        folder.mkdir(exist_ok=True)
+        (folder / "__init__.py").touch()
+    path = folder / f"{name}.py"
     path.write_text(
         TEMPLATE.format(
             query=query,

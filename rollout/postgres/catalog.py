@@ -3,6 +3,7 @@
 Read from pg_proc (with pg_type, pg_namespace, pg_language) and pg_stat_user_functions; never from a file.
 """
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -128,6 +129,22 @@ def _function(row):
 
 class FunctionNotFound(LookupError):
     pass
+
+
+def as_data(function):
+    """The Function as JSON data: what a retired query's flag keeps of its dropped function."""
+    return dataclasses.asdict(function)
+
+
+def from_data(data):
+    """The Function that as_data() gave."""
+    return Function(
+        **{
+            **data,
+            "arguments": tuple(Argument(**argument) for argument in data["arguments"]),
+            "columns": tuple(tuple(column) for column in data["columns"]),
+        }
+    )
 
 
 def _matching(name, using):

@@ -1,5 +1,6 @@
 """docs/adopting.md, followed as written: the wheel in a fresh `django-admin startproject`, a function adopted,
-compared in shadow, a deliberately wrong twin recorded and the guard sending it back.
+compared in shadow, a deliberately wrong twin recorded and the guard sending it back, then the right twin rolled
+out and the function retired by the migration `rollout retire` writes into the host's app, and migrated back.
 
 The code blocks of the doc are taken from it, section by section, and run in order: a step that stops
 working there fails here.
@@ -187,3 +188,33 @@ def test_a_stranger_adopts_a_function_by_the_doc(host):
     assert found.split() == ["mismatch", "{'client_id':", "1}", "False", "True"], found
     assert "tripped" in host.manage("rollout", "status").stdout
     assert host.shell('import rollout; print(rollout.dispatch("fn_open_tickets", client_id=1))').strip() == "1"
+
+    # 10. The right twin again, for everyone; retired (forced: it has served for seconds, not a week).
+    (app / "twins.py").write_text(doc["8. Write the twin"][0])
+    host.manage("rollout", "clear-guard", "fn_open_tickets")
+    host.manage("rollout", "enable", "fn_open_tickets")
+    check, retire, migrate = doc["10. Retire the function"][0].splitlines()
+    assert host.manage(*check.split()[2:], check=False).returncode == 1  # not ready: it says why, exit 1
+    written = host.manage(*retire.split()[2:], "--force").stdout
+    [migration] = (app / "migrations").glob("0003_retire_fn_open_tickets.py")
+    assert str(migration) in written
+    host.manage(*migrate.split()[2:])
+    gone = """
+        import rollout
+        from django.db import connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regprocedure('fn_open_tickets(bigint)') IS NULL")
+            print(cursor.fetchone()[0], [rollout.dispatch("fn_open_tickets", client_id=c) for c in (1, 2, 3)],
+                  rollout.last_decision().rule)
+    """
+    assert host.shell(gone).split() == ["True", "[1,", "1,", "0]", "retired"]
+    assert host.manage("check").returncode == 0 and "retired" in host.manage("rollout", "status").stdout
+    host.manage("migrate", "tickets", "0002")
+    back = """
+        import rollout
+        from django.db import connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT fn_open_tickets(1)")
+            print(cursor.fetchone()[0], rollout.dispatch("fn_open_tickets", client_id=1), rollout.last_decision().rule)
+    """
+    assert host.shell(back).split() == ["1", "1", "everyone"]
