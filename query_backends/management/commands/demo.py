@@ -330,11 +330,10 @@ class Command(BaseCommand):
 
         title = f"8. retire {RETIRED_QUERY}: its function dropped, the twin serves with no flag decision"
         [flag] = operations.flags_for([RETIRED_QUERY])
+        self.say(title)
         if flag.everyone is not True or RETIRED_QUERY not in params:
-            self.say(title)
             self.stdout.write(f"  not retired: its twin does not serve everyone ({reports.serving(flag)})")
             return None
-        self.say(title)
         self.stdout.write(f"  `rollout retire {RETIRED_QUERY} --check` first:")
         self.stdout.write(textwrap.indent(readiness.check(RETIRED_QUERY).text(), "    "))
         self.stdout.write(
