@@ -21,7 +21,7 @@ from rollout.shadow.observation import Observation
 from rollout.shadow.recorder import write
 from rollout.shadow.result import Result
 from tests.legacy_world import ids_of
-from tests.rollout_helpers import ROOT, committed, database_url, reset_flags
+from tests.rollout_helpers import ROOT, committed, database_url, free_port, reset_flags
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
@@ -30,12 +30,6 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
