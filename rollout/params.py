@@ -45,12 +45,18 @@ class Param:
         raise InvalidQueryParams(self.name, problem)
 
     def clean(self, value):
+        # The common cases in one frame (every routed call cleans its parameters); the checks below say the same.
+        kind = type(value)
+        if kind is self.type:
+            if kind is int and INT64_MIN <= value <= INT64_MAX:
+                return value
+            if kind is str and not self.choices and "\x00" not in value:
+                return value
         if value is None:
             if self.nullable:
                 return None
             self._reject("must not be None")
-        check = getattr(self, f"_clean_{self.type.__name__}")
-        return check(value)
+        return _CLEANERS[self.type.__name__](self, value)
 
     def _clean_int(self, value):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -143,12 +149,19 @@ class Param:
         return self.clean(text)
 
 
+# Each type's check, found by the type's name (Param.clean runs on every routed call).
+_CLEANERS = {name[len("_clean_") :]: check for name, check in vars(Param).items() if name.startswith("_clean_")}
+
+
 def clean_params(params_spec, given, parse=False):
     """Validate a mapping of parameters against the spec; returns them in spec order, defaults filled."""
-    known = {p.name for p in params_spec}
-    for name in given:
-        if name not in known:
-            raise InvalidQueryParams(name, f"unknown parameter (expected: {', '.join(p.name for p in params_spec)})")
+    present = 0
+    for param in params_spec:  # a loop, not sum(…): on every routed call
+        present += param.name in given
+    if present < len(given):  # some name is not the spec's
+        known = {p.name for p in params_spec}
+        unknown = next(name for name in given if name not in known)
+        raise InvalidQueryParams(unknown, f"unknown parameter (expected: {', '.join(p.name for p in params_spec)})")
     cleaned = {}
     for param in params_spec:
         if param.name in given:

@@ -51,6 +51,11 @@ class FlagState:
     shadow_percent: float = 0.0
     fallback: bool = True
     retired: bool = False
+    # The rules this state has data for (rules_in_force), found once: deciding asks only these.
+    _chain: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_chain", tuple(self.rules_in_force()))
 
     @classmethod
     def from_flag(cls, flag):
@@ -84,7 +89,7 @@ class FlagState:
 
     def decide(self, actor):
         """(active, rule): whether the candidate serves this actor, and the name of the rule that said so."""
-        for rule in PRECEDENCE:
+        for rule in self._chain:  # a rule not in force has no opinion: skipping it changes no answer
             verdict = rule.check(self, actor)
             if verdict is not None:
                 return verdict, rule.name
@@ -163,7 +168,11 @@ def _by_cohort(stored):
 
 
 def _in_any(ids_by_cohort, actor):
-    return any(not ids.isdisjoint(actor.ids(name)) for name, ids in ids_by_cohort.items())
+    facts = actor.cohorts
+    for name, ids in ids_by_cohort.items():  # noqa: SIM110 — a loop, not any(…): asked on every routed call
+        if name in facts and not ids.isdisjoint(facts[name]):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

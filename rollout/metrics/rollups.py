@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import Future
 
 from django.db import connection
@@ -109,7 +109,7 @@ def current_minute():
 
 
 def _counting_minute():
-    return current_minute() if _recorded_in is None else _recorded_in
+    return int(time.time() // 60) if _recorded_in is None else _recorded_in
 
 
 @contextlib.contextmanager
@@ -138,6 +138,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._pending = defaultdict(Counter)  # (minute, query, backend) -> counts
         self._samples = defaultdict(list)  # (minute, query, backend) -> seconds
+        self._served = deque()  # served calls as they came, counted into _pending when taken
         self._pid = None
         self._writer = None
         self._purged_at = 0.0
@@ -150,13 +151,30 @@ class Metrics:
         with self._lock:
             self._pending[(_counting_minute(), query, backend)][name] += n
 
-    def observe(self, query, backend, seconds):
-        """A served call's duration: a latency sample, and its time added to served_us (the shadow budget's base)."""
-        self._ensure_writer()
-        minute = _counting_minute()
-        with self._lock:
-            self._pending[(minute, query, backend)]["served_us"] += round(seconds * 1e6)
-            samples = self._samples[(minute, query, backend)]
+    def served(self, query, backend, seconds, raised=False, function_calls=0):
+        """One served call (the router's every call): its calls (and errors, and the runs of the function it
+        made) count, its duration is a latency sample and adds to served_us (the shadow budget's base).
+
+        Only appended here — a deque's append needs no lock — and counted when the writer (or a reader) takes
+        the pending counts: the request path spends the least it can."""
+        if self._pid != os.getpid():
+            self._ensure_writer()
+        self._served.append((_recorded_in, time.time(), query, backend, seconds, raised, function_calls))
+
+    def _count_served(self):
+        """Move the served calls appended so far into the pending counts and samples (under the lock)."""
+        served = self._served
+        while served:
+            recorded_in, at, query, backend, seconds, raised, function_calls = served.popleft()
+            key = (int(at // 60) if recorded_in is None else recorded_in, query, backend)
+            counts = self._pending[key]
+            counts["calls"] += 1
+            counts["served_us"] += round(seconds * 1e6)
+            if raised:
+                counts["errors"] += 1
+            if function_calls:
+                counts[FUNCTION_CALLS] += function_calls
+            samples = self._samples[key]
             if len(samples) < SAMPLES_PER_MINUTE:
                 samples.append(seconds)
 
@@ -171,7 +189,8 @@ class Metrics:
                 return
             self._writer = _Writer()
             self._pid = os.getpid()
-            self._pending, self._samples = defaultdict(Counter), defaultdict(list)  # a fork's copy is the parent's
+            # A fork's copies are the parent's.
+            self._pending, self._samples, self._served = defaultdict(Counter), defaultdict(list), deque()
 
         def tick():
             while True:
@@ -195,6 +214,7 @@ class Metrics:
 
     def _take_pending(self):
         with self._lock:
+            self._count_served()
             pending, samples = self._pending, self._samples
             self._pending, self._samples = defaultdict(Counter), defaultdict(list)
         return pending, samples

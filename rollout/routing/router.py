@@ -30,17 +30,30 @@ def last_decision():
     return _last_decision.get()
 
 
+# Decisions are immutable and few (queries × rules × roles × shadow or not): each is built once and shared.
+_decisions = {}
+
+
+def _decision(*facts):
+    decision = _decisions.get(facts)
+    if decision is None:
+        decision = _decisions[facts] = Decision(*facts)
+    return decision
+
+
 def decide(query, actor=None, experiment=None):
     """The Decision for one call, and the FlagState it came from (None when the flag is missing)."""
     experiment = experiment or get_experiment(query)
     name = flag_name(query)
     state = flags.get(name)
     if state is None:
-        return Decision(query, name, experiment.control, "control", "missing_flag"), None
+        return _decision(query, name, experiment.control, "control", "missing_flag"), None
     active, rule = state.decide(actor)
-    role = "candidate" if active else "control"
-    backend = experiment.candidate if active else experiment.control
-    return Decision(query, name, backend, role, rule, shadow=state.shadow_sampled(budget.cap(query))), state
+    # The budget is asked only when shadow mode is: a query not in shadow pays nothing for it.
+    shadow = bool(state.shadow_percent) and state.shadow_sampled(budget.cap(query))
+    if active:
+        return _decision(query, name, experiment.candidate, "candidate", rule, shadow), state
+    return _decision(query, name, experiment.control, "control", rule, shadow), state
 
 
 def _through_cache(experiment, decision, params):
@@ -60,7 +73,8 @@ def _through_cache(experiment, decision, params):
 
 
 def _rescuable(experiment, decision, served):
-    if decision.role != "control" or not served.raised or getattr(experiment, "writes", None):
+    """Whether the control's failure (served raised) may be rescued by the candidate."""
+    if decision.role != "control" or getattr(experiment, "writes", None):
         return False
     try:
         return guard.may_rescue(decision.flag)
@@ -69,9 +83,7 @@ def _rescuable(experiment, decision, served):
 
 
 def _run(experiment, decision, answer):
-    """Run the decided backend for the caller; a run of the control is counted as the application's own calls."""
-    if decision.backend == experiment.control:
-        metrics.increment(decision.query, decision.backend, FUNCTION_CALLS, answer.calls)
+    """Run the decided backend for the caller (its runs of the control are counted by _count, or by a rescue)."""
     return observe(decision.backend, answer, decision.backend)
 
 
@@ -81,7 +93,9 @@ def _serve(experiment, decision, state, answer, params, actor):
         decision, served = _through_cache(experiment, decision, params)
     else:
         served = _run(experiment, decision, answer)
-    if served.raised and decision.role == "candidate" and state.falls_back:
+    if not served.raised:
+        return decision, served
+    if decision.role == "candidate" and state.falls_back:
         logger.warning("candidate of %s raised %r; serving the control", decision.query, served.exception)
         metrics.increment(decision.query, decision.backend, "fallbacks")
         failed, decision = served, decision.with_fallback(experiment.control)
@@ -94,20 +108,25 @@ def _serve(experiment, decision, state, answer, params, actor):
                 "control of %s raised %r; the candidate's answer was served", decision.query, served.exception
             )
             metrics.increment(decision.query, experiment.candidate, "rescues")
+            metrics.increment(decision.query, experiment.control, FUNCTION_CALLS, answer.calls)  # it ran, and raised
             job.rescue(experiment, decision, answer.params_of_record, served, rescued, actor)
             served = rescued
             decision = dataclasses.replace(decision, backend=experiment.candidate, role="candidate", rescued=True)
     return decision, served
 
 
-def _count(decision, served, params):
-    metrics.increment(decision.query, decision.backend, "calls")
-    metrics.observe(decision.query, decision.backend, served.duration)
-    if served.raised:
-        metrics.increment(decision.query, decision.backend, "errors")
+def _count(experiment, decision, served, answer):
+    """Count the served call; when the control served, its runs are the application's own calls of the function
+    (retirement tells them from anyone else's)."""
+    function_calls = answer.calls if decision.backend == experiment.control else 0
+    metrics.served(decision.query, decision.backend, served.duration, served.raised, function_calls)
     if served.duration >= get_setting("SLOW_CALL_SECONDS"):
         logger.warning(
-            "slow call: %s on %s took %.3f s (params %s)", decision.query, decision.backend, served.duration, params
+            "slow call: %s on %s took %.3f s (params %s)",
+            decision.query,
+            decision.backend,
+            served.duration,
+            answer.params_of_record,
         )
 
 
@@ -150,7 +169,7 @@ class _Many:
 def _dispatch(experiment, query_name, answer, actor):
     decision, state = decide(query_name, actor, experiment)
     decision, served = _serve(experiment, decision, state, answer, answer.params_of_record, actor)
-    _count(decision, served, answer.params_of_record)
+    _count(experiment, decision, served, answer)
     # A fallback or a rescue already ran both backends and queued their comparison. A function that may write
     # is never run a second time (flags/writes.py refuses its shadow; this holds whatever the row says).
     if decision.shadow and not (decision.fell_back or decision.rescued or getattr(experiment, "writes", None)):
@@ -158,7 +177,8 @@ def _dispatch(experiment, query_name, answer, actor):
         for params, observation in samples:
             job.sample(experiment, decision, params, observation, actor)
     _last_decision.set(decision)
-    logger.debug("%s", decision)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s", decision)
     return served.unwrap()
 
 

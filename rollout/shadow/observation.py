@@ -60,7 +60,7 @@ class Observation:
         return f"{type(self.exception).__name__}: {self.exception}"
 
     def unwrap(self):
-        if self.raised:
+        if self.exception is not None:
             raise self.exception
         return self.value
 
@@ -77,11 +77,11 @@ class Observation:
 def observe(backend, behaviour, *args, using=DEFAULT_DB_ALIAS):
     """Run one side. Inside a transaction it gets a savepoint: its failure must not poison the transaction for
     what follows (the other side of a comparison, a fallback, a rescue)."""
+    if connections[using].in_atomic_block:
+        return Observation.of(backend, _in_savepoint, using, behaviour, *args)
+    return Observation.of(backend, behaviour, *args)
 
-    def in_savepoint(*args):
-        if not connections[using].in_atomic_block:
-            return behaviour(*args)
-        with transaction.atomic(using=using):
-            return behaviour(*args)
 
-    return Observation.of(backend, in_savepoint, *args)
+def _in_savepoint(using, behaviour, *args):
+    with transaction.atomic(using=using):
+        return behaviour(*args)

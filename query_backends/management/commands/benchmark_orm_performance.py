@@ -70,6 +70,12 @@ class Command(BaseCommand):
         parser.add_argument("--plot", dest="plot_path", help="PNG chart of the ratios (needs matplotlib)")
         parser.add_argument("--skip-router", action="store_true", help="skip the router and shadow measurements")
         parser.add_argument(
+            "--router-only",
+            action="store_true",
+            help="instead: only the router's costs (dispatch vs a direct call of the function, shadow vs none) for "
+            "each query, --iterations rounds per pair over --param-sets rotating sets",
+        )
+        parser.add_argument(
             "--explain",
             action="store_true",
             help="instead: print EXPLAIN (ANALYZE, BUFFERS) of the generic plans of function, twin and floor for "
@@ -103,6 +109,8 @@ class Command(BaseCommand):
             raise CommandError(f"--queries: unknown query {', '.join(unknown)}")
         if options["explain"]:
             return self.explain(names, options["seed"])
+        if options["router_only"]:
+            return self.router_only(names, iterations, param_sets, options["seed"])
         if options["growth_db"]:
             return self.growth_dbs(options["growth_db"], names, iterations, warmup, param_sets, options, json_path)
         previous = self.read_report(baseline, "--baseline") if baseline else None
@@ -172,6 +180,31 @@ class Command(BaseCommand):
         if json_path:
             with open(json_path, "w") as handle:
                 json.dump(reports, handle, indent=2, default=str)
+
+    def router_only(self, names, rounds, param_sets, seed):
+        """What routing adds to a call, per query: dispatch ÷ a direct call of the function (the router's own
+        work: cleaning, deciding, timing, counting), pairs interleaved and alternating, on rotating sets."""
+        from rollout.routing.benchmark import measure_router
+
+        with open("/proc/loadavg") as handle:
+            load = " ".join(handle.read().split()[:3])
+        self.stdout.write(f"router: {rounds} rounds per pair, up to {param_sets} rotating parameter sets, load {load}")
+        self.stdout.write(
+            f"{'query':<24} {'sets':>4} {'direct ms':>9} {'dispatch ms':>11} {'router µs':>9} {'dispatch/direct':>15} "
+            f"{'decision µs':>11} {'shadow/none':>11}"
+        )
+        for name in names:
+            definition = REGISTRY.get(name)
+            sets = [definition.clean(p) for p in definition.sample(param_sets, seed=seed)]
+            if not sets:
+                self.stdout.write(f"{name}: no parameters to sample in this dataset")
+                continue
+            r = measure_router(name, sets, rounds)
+            self.stdout.write(
+                f"{name:<24} {len(sets):>4} {r['direct_ms_median']:>9.3f} {r['dispatch_ms_median']:>11.3f} "
+                f"{r['router_us']:>9.1f} {r['dispatch/direct']:>15.3f} {r['decision_us_median']:>11.2f} "
+                f"{r['shadow/no_shadow']:>11.3f}"
+            )
 
     def explain(self, names, seed):
         from query_backends.explain import plans
