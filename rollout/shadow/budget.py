@@ -7,8 +7,10 @@ worker). Sampling a share p of the calls spends p × comparison ÷ call of the
 request path's time, so the budget caps the sampling rate at
 SHADOW_BUDGET × call ÷ comparison. A flag asking for more is sampled at the
 cap — the dashboard shows both — and asks for its own rate again as soon as
-the measurement allows it. A query without comparisons in the window is not
-capped: there is nothing to measure yet.
+the measurement allows it. A query without comparisons in the window is
+sampled at most at SHADOW_BUDGET itself until its first comparisons are
+measured: a comparison runs the served side again (and the other side), so it
+costs at least a served call, and the cap can only be lower than the budget.
 
 The caps are recomputed at most every REFRESH_SECONDS on a thread of their
 own; the request path reads a dict and never waits on the database for them.
@@ -62,8 +64,8 @@ class Budget:
             return None
         if time.monotonic() - self._refreshed_at >= REFRESH_SECONDS or self._pid != os.getpid():
             self._refresh_in_background()
-        cap = self._caps.get(query)
-        return None if cap is None or cap >= 1.0 else cap
+        cap = self._caps.get(query, share)  # not measured yet: a comparison costs at least the call it repeats
+        return None if cap >= 1.0 else cap
 
     def effective_percent(self, query, asked):
         """The share of calls (in %) compared when `asked` % is asked (refresh() first for a fresh measure)."""

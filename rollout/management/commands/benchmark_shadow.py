@@ -2,23 +2,24 @@
 
 records  — queue N recorded results (rescues of one query, so no backend runs: it is the record path that is
            measured) and time until the database holds them all; with a broker, the workers must be running.
-latency  — GET one URL at a fixed offered rate (open loop: each request's latency counts from the time it was due,
-           at most --concurrency in flight) and report p50/p95/p99; or with --clients, as fast as that many
-           clients can (throughput at saturation).
+latency  — GET URLs in turn at a fixed offered rate (open loop: each request's latency counts from the time it
+           was due, at most --concurrency in flight) and report p50/p95/p99; with --alternate QUERY, in windows
+           of shadow 0 % and 100 % for that query, ABBA, and the medians of the windows' percentiles; or with
+           --clients, as fast as that many clients can (throughput at saturation).
 """
 
 import dataclasses
+import http.client
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from django.core.management.base import BaseCommand, CommandError
 
-from rollout.experiments import get_experiment, registry
+from rollout.experiments import flag_name, get_experiment, registry
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, RecordedComparison
 from rollout.routing.router import decide
@@ -40,12 +41,18 @@ class Command(BaseCommand):
         sample.add_argument("query")
         sample.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="the call's parameters")
         latency = sub.add_parser("latency", help="latency of one URL at a fixed rate, or throughput with --clients")
-        latency.add_argument("url")
+        latency.add_argument("url", nargs="*", help="one or more URLs, requested in turn")
+        latency.add_argument("--urls-from", metavar="FILE", help="more URLs, one a line (rotating parameter sets)")
         latency.add_argument("--token", default="", help="an API token (rollout token issue USER)")
         latency.add_argument("--rate", type=float, default=100.0, help="requests per second offered")
-        latency.add_argument("--seconds", type=float, default=20.0)
+        latency.add_argument("--seconds", type=float, default=20.0, help="per window")
         latency.add_argument("--clients", type=int, help="closed loop: this many clients, as fast as they can")
         latency.add_argument("--concurrency", type=int, default=64, help="open loop: at most this many in flight")
+        latency.add_argument(
+            "--alternate", metavar="QUERY", help="windows of shadow 0 %% and 100 %% for this query, in ABBA order"
+        )
+        latency.add_argument("--rounds", type=int, default=3, help="with --alternate: rounds of two windows")
+        latency.add_argument("--settle", type=float, default=2.5, help="with --alternate: seconds after each switch")
 
     def handle(self, mode, **options):
         if mode == "records":
@@ -138,51 +145,189 @@ class Command(BaseCommand):
         )
 
     def latency(self, options):
-        """Open loop: request i is due at start + i / rate and its latency counts from then, so a client that
-        falls behind shows as latency, not as a slower offered rate; at most --concurrency requests in flight
-        (beyond that they wait, and their wait counts). Closed loop with --clients."""
-        headers = {"Authorization": f"Token {options['token']}"} if options["token"] else {}
-        timings, errors, lock = [], [], threading.Lock()
-
-        def get(due):
+        urls = list(options["url"])
+        if options["urls_from"]:
             try:
-                with urllib.request.urlopen(urllib.request.Request(options["url"], headers=headers), timeout=30) as r:
-                    r.read()
-                    ok = r.status == 200
-            except Exception as exc:  # noqa: BLE001 — a failed request is counted, whatever failed
-                ok = exc
+                with open(options["urls_from"]) as handle:
+                    urls += [line.strip() for line in handle if line.strip()]
+            except OSError as exc:
+                raise CommandError(f"--urls-from: {exc}") from None
+        if not urls:
+            raise CommandError("url: give at least one URL (or --urls-from FILE)")
+        if options["seconds"] <= 0 or options["rate"] <= 0 or options["concurrency"] < 1:
+            raise CommandError("--seconds, --rate and --concurrency must be positive")
+        client = Client(urls, options["token"])
+        if options["clients"]:
+            self.stdout.write(client.closed_loop(options["clients"], options["seconds"]).line())
+        elif options["alternate"]:
+            self.alternate(client, options)
+        else:
+            self.stdout.write(client.open_loop(options["rate"], options["seconds"], options["concurrency"]).line())
+
+    def alternate(self, client, options):
+        """Windows of shadow 0 % and 100 % for one query, in one run: ABBA order over --rounds rounds, so load
+        that drifts during the run falls on both sides alike; then the medians of the windows' percentiles."""
+        from rollout.flags import writes
+        from rollout.models import QueryFlag
+        from rollout.shadow.budget import budget
+
+        query = options["alternate"]
+        try:
+            get_experiment(query)
+            saved = QueryFlag.objects.get(name=flag_name(query)).shadow_percent
+        except (LookupError, QueryFlag.DoesNotExist):
+            raise CommandError(f"--alternate: no query {query!r} with a flag") from None
+        windows = {0: [], 100: []}
+        try:
+            for round_ in range(options["rounds"]):
+                for percent in (0, 100) if round_ % 2 == 0 else (100, 0):
+                    writes.set_shadow(query, percent, source="benchmark")
+                    time.sleep(options["settle"])  # every process rereads its flags within a second
+                    before = _counted(query)
+                    window = client.open_loop(options["rate"], options["seconds"], options["concurrency"])
+                    counted = {k: v - before.get(k, 0) for k, v in _counted(query).items()}
+                    budget.refresh()
+                    windows[percent].append(window)
+                    self.stdout.write(
+                        f"shadow {percent:>3} % (budget: {budget.effective_percent(query, percent):.3g} %), "
+                        f"{window.line()}, compared {counted.get('comparisons', 0)}, "
+                        f"dropped {counted.get('drops', 0)}, load {load_average()}"
+                    )
+        finally:
+            writes.set_shadow(query, saved, source="benchmark")
+        medians = {
+            percent: {q: statistics.median(w.ms(q) for w in runs) for q in (0.5, 0.95, 0.99)}
+            for percent, runs in windows.items()
+        }
+        for percent, m in medians.items():
+            self.stdout.write(
+                f"shadow {percent:>3} %, median of {len(windows[percent])} windows: "
+                f"p50 {m[0.5]:.2f} ms, p95 {m[0.95]:.2f} ms, p99 {m[0.99]:.2f} ms"
+            )
+        self.stdout.write(
+            "shadow 100 % ÷ 0 %: "
+            + ", ".join(f"p{round(q * 100)} {medians[100][q] / medians[0][q]:.3f}×" for q in (0.5, 0.95, 0.99))
+        )
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _counted(query):
+    """The query's comparisons and drops in the metrics so far (as the workers have published them)."""
+    metrics.flush()
+    totals = metrics.totals(60)
+    return {
+        name: sum(counts.get(name, 0) for (q, _), counts in totals.items() if q == query)
+        for name in ("comparisons", "drops")
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    seconds: float
+    latencies: tuple  # of the requests answered 200, sorted
+    failed: int
+
+    def ms(self, q):
+        ordered = self.latencies
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000 if ordered else float("nan")
+
+    def line(self):
+        return (
+            f"{len(self.latencies)} ok, {self.failed} failed in {self.seconds:.0f} s "
+            f"({len(self.latencies) / self.seconds:.1f} req/s): p50 {self.ms(0.5):.2f} ms, "
+            f"p95 {self.ms(0.95):.2f} ms, p99 {self.ms(0.99):.2f} ms"
+        )
+
+
+class Client:
+    """GETs the URLs in turn over keep-alive connections (one per client thread), so that the client spends
+    little of the CPU it shares with the server under test on connecting."""
+
+    def __init__(self, urls, token):
+        parts = [urllib.parse.urlsplit(url) for url in urls]
+        origins = {(p.scheme, p.hostname, p.port) for p in parts}
+        if len(origins) != 1 or next(iter(origins))[0] not in ("http", "https"):
+            raise CommandError("url: every URL must be http(s) on one host and port")
+        self.scheme, self.host, self.port = next(iter(origins))
+        self.paths = [p.path + (f"?{p.query}" if p.query else "") for p in parts]
+        self.headers = {"Authorization": f"Token {token}"} if token else {}
+        self._local = threading.local()
+
+    def _connection(self):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            connection = self._local.connection = kind(self.host, self.port, timeout=30)
+        return connection
+
+    def get(self, i):
+        """Whether request i (of the i-th URL, in turn) was answered 200. A keep-alive connection the server
+        closed while idle is reopened once."""
+        for attempt in (1, 2):
+            connection = self._connection()
+            reused = connection.sock is not None
+            try:
+                connection.request("GET", self.paths[i % len(self.paths)], headers=self.headers)
+                response = connection.getresponse()
+                response.read()
+                return response.status == 200
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                if not (reused and attempt == 1):
+                    return False
+        return False
+
+    def open_loop(self, rate, seconds, concurrency):
+        """Request i is due at start + i / rate and its latency counts from then, so a client (or a server) that
+        falls behind shows as latency, not as a lower offered rate; at most `concurrency` requests in flight
+        (beyond that they wait, and their wait counts)."""
+        timings, failed, lock = [], [0], threading.Lock()
+
+        def send(i, due):
+            ok = self.get(i)
+            elapsed = time.perf_counter() - due
             with lock:
-                (timings if ok is True else errors).append(time.perf_counter() - due)
+                if ok:
+                    timings.append(elapsed)
+                else:
+                    failed[0] += 1
 
         started = time.perf_counter()
-        deadline = started + options["seconds"]
-        if options["clients"]:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for i in range(int(seconds * rate)):
+                due = started + i / rate
+                time.sleep(max(0.0, due - time.perf_counter()))
+                pool.submit(send, i, due)
+        return Window(seconds, tuple(sorted(timings)), failed[0])
 
-            def client():
-                while time.perf_counter() < deadline:
-                    get(time.perf_counter())
+    def closed_loop(self, clients, seconds):
+        """As fast as `clients` clients can: throughput at saturation."""
+        timings, failed, lock = [], [0], threading.Lock()
+        deadline = time.perf_counter() + seconds
 
-            threads = [threading.Thread(target=client) for _ in range(options["clients"])]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        else:
-            count = int(options["seconds"] * options["rate"])
-            with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
-                for i in range(count):
-                    due = started + i / options["rate"]
-                    time.sleep(max(0.0, due - time.perf_counter()))
-                    pool.submit(get, due)
-        if not timings:
-            raise CommandError(f"no successful request ({len(errors)} failed)")
-        ordered = sorted(timings)
+        def client(first):
+            i = first
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                ok = self.get(i)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if ok:
+                        timings.append(elapsed)
+                    else:
+                        failed[0] += 1
+                i += clients
 
-        def ms(q):
-            return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
-
-        self.stdout.write(
-            f"{len(timings)} ok, {len(errors)} failed in {options['seconds']:.0f} s "
-            f"({len(timings) / options['seconds']:.1f} req/s): p50 {ms(0.5):.2f} ms, p95 {ms(0.95):.2f} ms, "
-            f"p99 {ms(0.99):.2f} ms"
-        )
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return Window(seconds, tuple(sorted(timings)), failed[0])

@@ -5,10 +5,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
-from rollout.models import Discrepancy, RecordedComparison, SentBatch
+from rollout.experiments import flag_name
+from rollout.models import Discrepancy, QueryFlag, RecordedComparison, SentBatch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,3 +60,90 @@ def test_the_latency_client_sends_every_scheduled_request_with_at_most_its_concu
         server.shutdown()
     assert out.getvalue().startswith("100 ok, 0 failed") and "p99" in out.getvalue()
     assert Slow.most == 2  # 100 requests of 50 ms offered at 100/s: they queue behind the two in flight
+
+
+class Paths(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn answers
+    seen, lock = [], threading.Lock()
+
+    def do_GET(self):
+        with Paths.lock:
+            Paths.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def paths_server():
+    Paths.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Paths)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_latency_client_requests_its_urls_in_turn(paths_server, tmp_path):
+    more = tmp_path / "urls"
+    more.write_text(f"{paths_server}/b?x=1\n\n{paths_server}/c\n")
+    out = io.StringIO()
+    call_command(
+        "benchmark_shadow",
+        "latency",
+        f"{paths_server}/a",
+        "--urls-from",
+        str(more),
+        "--rate",
+        "60",
+        "--seconds",
+        "1",
+        stdout=out,
+    )
+    assert out.getvalue().startswith("60 ok, 0 failed")
+    assert sorted(Paths.seen) == sorted(["/a", "/b?x=1", "/c"] * 20)
+
+
+def test_alternating_windows_measure_both_sides_and_put_the_flag_back(paths_server):
+    from rollout.flags import writes
+
+    writes.set_shadow("bu_list", 5, source="test")
+    percents = []
+    original = writes.set_shadow
+
+    def spy(query, percent, **kwargs):
+        percents.append(int(percent))
+        return original(query, percent, **kwargs)
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(writes, "set_shadow", spy)
+        call_command(
+            "benchmark_shadow",
+            "latency",
+            f"{paths_server}/a",
+            "--rate",
+            "50",
+            "--seconds",
+            "0.2",
+            "--alternate",
+            "bu_list",
+            "--rounds",
+            "2",
+            "--settle",
+            "0",
+            stdout=out,
+        )
+    assert percents == [0, 100, 100, 0, 5]  # ABBA, then back to what the flag had
+    assert QueryFlag.objects.get(name=flag_name("bu_list")).shadow_percent == 5
+    text = out.getvalue()
+    assert text.count("shadow   0 % (budget") == 2 and text.count("shadow 100 % (budget") == 2
+    assert "median of 2 windows" in text and "shadow 100 % ÷ 0 %: p50" in text
+
+
+def test_alternating_needs_a_query_with_a_flag(paths_server):
+    with pytest.raises(CommandError, match="--alternate: no query 'nope'"):
+        call_command("benchmark_shadow", "latency", f"{paths_server}/a", "--alternate", "nope", "--seconds", "0.1")
