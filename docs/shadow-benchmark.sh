@@ -3,11 +3,12 @@
 # Uses the caller's environment (DATABASE_URL with seeded data; the broker: CELERY_BROKER_URL, else REDIS_URL) and
 # expects one Celery worker, niced, on the same machine:
 #   nice -n 19 .venv/bin/celery -A settings worker -c 1 -l warning &
-# Usage: bash docs/shadow-benchmark.sh   (QUERIES="job_needs asset_questionsets" RATE=100 SECONDS_EACH=30 ROUNDS=3
+# Usage: bash docs/shadow-benchmark.sh   (QUERIES="job_needs asset_questionsets" RATE=100 SECONDS_EACH=20 ROUNDS=4 WARMUP=20
 #        SETS=60 PORT=17850 by default)
 # gunicorn serves as the shipped gunicorn.conf.py says (threaded workers). For each query: its twin serves
 # everyone, the open-loop client requests SETS parameter sets in turn at RATE req/s, in windows of SECONDS_EACH
-# alternating shadow 0 % and 100 % (ABBA, ROUNDS rounds of two), and prints each window and the medians.
+# alternating shadow 0 % and 100 % (ABBA, ROUNDS rounds of two) after a warm-up window at 100 % (WARMUP s, not
+# counted: the budget measures what comparisons cost before it caps them), and prints each window and the medians.
 # Leaves nothing behind: on exit (even after an error or ^C) the flags get back every field they had
 # (`rollout flags --apply`), and the benchmark's user — with its token — is deleted.
 set -euo pipefail
@@ -15,8 +16,9 @@ cd "$(dirname "$0")/.."
 QUERIES=${QUERIES:-job_needs asset_questionsets}
 RATE=${RATE:-100}
 PORT=${PORT:-17850}
-SECONDS_EACH=${SECONDS_EACH:-30}
-ROUNDS=${ROUNDS:-3}
+SECONDS_EACH=${SECONDS_EACH:-20}
+WARMUP=${WARMUP:-20}
+ROUNDS=${ROUNDS:-4}
 SETS=${SETS:-60}
 USERNAME="shadow-benchmark-$$"
 PY=.venv/bin/python
@@ -60,5 +62,5 @@ for params in experiment.sample(int(os.environ['SETS']), seed=3):
   $PY manage.py rollout enable "$query" >/dev/null
   echo "$query: $(wc -l <"$WORK/$query.urls") parameter sets in turn, $RATE req/s, load $(cut -d' ' -f1-3 /proc/loadavg)"
   $PY manage.py benchmark_shadow latency --urls-from "$WORK/$query.urls" --token "$TOKEN" --rate "$RATE" \
-    --seconds "$SECONDS_EACH" --alternate "$query" --rounds "$ROUNDS"
+    --seconds "$SECONDS_EACH" --alternate "$query" --rounds "$ROUNDS" --warmup "$WARMUP"
 done

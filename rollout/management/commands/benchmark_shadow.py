@@ -53,6 +53,13 @@ class Command(BaseCommand):
         )
         latency.add_argument("--rounds", type=int, default=3, help="with --alternate: rounds of two windows")
         latency.add_argument("--settle", type=float, default=2.5, help="with --alternate: seconds after each switch")
+        latency.add_argument(
+            "--warmup",
+            type=float,
+            default=0.0,
+            help="with --alternate: first a window this long at shadow 100 %%, printed and not counted (the budget "
+            "measures what comparisons cost before it caps them)",
+        )
 
     def handle(self, mode, **options):
         if mode == "records":
@@ -178,21 +185,27 @@ class Command(BaseCommand):
         except (LookupError, QueryFlag.DoesNotExist):
             raise CommandError(f"--alternate: no query {query!r} with a flag") from None
         windows = {0: [], 100: []}
+
+        def window(percent, seconds, label=""):
+            writes.set_shadow(query, percent, source="benchmark")
+            time.sleep(options["settle"])  # every process rereads its flags within a second
+            before = _counted(query)
+            measured = client.open_loop(options["rate"], seconds, options["concurrency"])
+            counted = {k: v - before.get(k, 0) for k, v in _counted(query).items()}
+            budget.refresh()
+            self.stdout.write(
+                f"{label}shadow {percent:>3} % (budget: {budget.effective_percent(query, percent):.3g} %), "
+                f"{measured.line()}, compared {counted.get('comparisons', 0)}, "
+                f"dropped {counted.get('drops', 0)}, load {load_average()}"
+            )
+            return measured
+
         try:
+            if options["warmup"] > 0:
+                window(100, options["warmup"], label="warm-up, not counted: ")
             for round_ in range(options["rounds"]):
                 for percent in (0, 100) if round_ % 2 == 0 else (100, 0):
-                    writes.set_shadow(query, percent, source="benchmark")
-                    time.sleep(options["settle"])  # every process rereads its flags within a second
-                    before = _counted(query)
-                    window = client.open_loop(options["rate"], options["seconds"], options["concurrency"])
-                    counted = {k: v - before.get(k, 0) for k, v in _counted(query).items()}
-                    budget.refresh()
-                    windows[percent].append(window)
-                    self.stdout.write(
-                        f"shadow {percent:>3} % (budget: {budget.effective_percent(query, percent):.3g} %), "
-                        f"{window.line()}, compared {counted.get('comparisons', 0)}, "
-                        f"dropped {counted.get('drops', 0)}, load {load_average()}"
-                    )
+                    windows[percent].append(window(percent, options["seconds"]))
         finally:
             writes.set_shadow(query, saved, source="benchmark")
         medians = {
