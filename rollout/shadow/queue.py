@@ -244,19 +244,42 @@ def _keys(batch):
     return Counter((job.query, job.candidate_backend) for job in batch)
 
 
-def broker_depth():
-    """Messages waiting in the shadow queue of the broker (0 when it does not exist yet)."""
-    from celery import current_app
+class _BrokerDepth:
+    """Messages waiting in the shadow queue of the broker (0 when it does not exist yet).
 
-    name = current_app.conf.task_default_queue
-    # A connection of its own: a passive declare of a queue not yet declared closes its channel (AMQP 404).
-    with current_app.connection_for_write() as connection:
+    One connection per process, kept between checks: a new one each second cost the web process a connect and
+    kombu's transport lookup every time. A failed check closes it; the next one connects again."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._connection = None
+        self._pid = None
+
+    def __call__(self):
+        from celery import current_app
+
+        name = current_app.conf.task_default_queue
+        with self._lock:
+            if self._connection is None or self._pid != os.getpid():
+                self._connection, self._pid = current_app.connection_for_write(), os.getpid()
+            try:
+                return self._connection.default_channel.queue_declare(queue=name, passive=True).message_count
+            except Exception as exc:
+                # A passive declare of a queue not yet declared closes its channel (AMQP 404): start afresh.
+                self._close()
+                if "NOT_FOUND" in str(exc) or "404" in str(exc):
+                    return 0
+                raise
+
+    def _close(self):
+        connection, self._connection = self._connection, None
         try:
-            return connection.default_channel.queue_declare(queue=name, passive=True).message_count
-        except Exception as exc:
-            if "NOT_FOUND" in str(exc) or "404" in str(exc):
-                return 0
-            raise
+            connection.release()
+        except Exception:  # noqa: BLE001 — a broken connection may fail to close; it is dropped either way
+            pass
+
+
+broker_depth = _BrokerDepth()
 
 
 background = Background()
