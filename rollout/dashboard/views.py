@@ -142,7 +142,7 @@ def _shadow(query, flag):
     """What the flag asks of shadow mode and, when the shadow budget caps it, what is compared instead: a brief
     line under the serving rule (a longer one wrapped the rows past 1400×900) and the sentence on hover."""
     asked = float(flag.shadow_percent) if flag else 0.0
-    if not asked:
+    if not asked or flag.retired_at:  # retired: no control left to compare with, whatever the flag asks
         return {"shadow": "", "shadow_why": ""}
     effective = budget.effective_percent(query, asked)
     if effective < asked:

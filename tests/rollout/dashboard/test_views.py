@@ -66,6 +66,17 @@ def test_the_query_page_draws_three_charts_over_each_range(admin_client, compare
     assert 'id="rollout-discrepancies"' in html
 
 
+def test_a_shadow_note_says_what_is_compared_and_a_retired_query_has_none(admin_client):
+    from django.utils import timezone
+
+    QueryFlag.objects.filter(name__in=["orm.bu_list", "orm.web_capabilities"]).update(shadow_percent=100)
+    QueryFlag.objects.filter(name="orm.web_capabilities").update(everyone=True, retired_at=timezone.now())
+    html = admin_client.get(reverse("rollout-dashboard")).content.decode()
+    assert "shadow 100 %" in row(html, "bu_list")
+    # Retired, its flag still says shadow 100 %, but the function is gone: no comparison happens.
+    assert "shadow" not in row(html, "web_capabilities") and "(function retired)" in row(html, "web_capabilities")
+
+
 def test_the_query_page_of_an_unknown_query_is_a_404(admin_client):
     assert admin_client.get(reverse("rollout-dashboard-query", args=["nope"])).status_code == 404
 
