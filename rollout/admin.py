@@ -276,18 +276,6 @@ class DiscrepancyAdmin(admin.ModelAdmin):
     list_filter = ("query", "kind", "status", "last_seen")
     date_hierarchy = "last_seen"
     actions = [_set_status(s) for s in ("acknowledged", "ignored", "fixed")]
-    readonly_fields = (
-        "query",
-        "flag",
-        "kind",
-        "fingerprint",
-        "occurrences",
-        "first_seen",
-        "last_seen",
-        "status_changed_by",
-        "status_changed_at",
-        "difference",
-    )
     fields = (
         "query",
         "flag",
@@ -301,6 +289,7 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         "difference",
         "fingerprint",
     )
+    readonly_fields = tuple(field for field in fields if field != "status")  # an operator sets the status only
 
     def has_add_permission(self, request):
         return False
