@@ -21,12 +21,15 @@ def rows(table):
 
 
 def test_the_records_benchmark_leaves_nothing_in_the_database():
-    before = (Discrepancy.objects.count(), RecordedComparison.objects.count(), rows("rollout_metricminute"))
+    def counts():  # what is there already (a failed worker test may leave a batch behind) stays as it was
+        tables = (Discrepancy, RecordedComparison, SentBatch)
+        return (*(model.objects.count() for model in tables), rows("rollout_metricminute"))
+
+    before = counts()
     out = io.StringIO()
     call_command("benchmark_shadow", "records", "--count", "40", "--query", "bu_list", stdout=out)
     assert "40 records of bu_list" in out.getvalue()
-    after = (Discrepancy.objects.count(), RecordedComparison.objects.count(), rows("rollout_metricminute"))
-    assert after == before and SentBatch.objects.count() == 0
+    assert counts() == before
 
 
 class Slow(BaseHTTPRequestHandler):
