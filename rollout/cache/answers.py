@@ -5,6 +5,7 @@ import inspect
 import threading
 import time
 from functools import cache as memoize
+from operator import itemgetter
 
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -38,11 +39,6 @@ def _version(deploy_id, code):
     return digest.hexdigest()[:16]
 
 
-def _key(entry, params, version):
-    day = int(time.time() // 86400) if entry.cache == "daily" else 0  # the UTC day, cheaply
-    return (entry.name, version, day, tuple(params.items()))
-
-
 def _redis_key(key):
     return f"{PREFIX}:{key[0]}:{hashlib.sha256(repr(key).encode()).hexdigest()}"
 
@@ -53,47 +49,65 @@ _thread = threading.local()
 def _connection():
     """This thread's default connection. Django keeps one wrapper per thread for its lifetime; looking it
     up through `connections` costs more than the rest of a hit together (asgiref's Local), so once per thread."""
-    try:
-        return _thread.connection
-    except AttributeError:
-        _thread.connection = connections[DEFAULT_DB_ALIAS]
-        return _thread.connection
+    _thread.connection = connections[DEFAULT_DB_ALIAS]
+    return _thread.connection
 
 
-def _wrote_watched_tables_in_this_transaction():
-    connection = _connection()
-    if not connection.in_atomic_block:
-        return False
+def _wrote_watched_tables(connection):
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('query_cache.wrote', true) = 'on'")  # set by the triggers
         return bool(cursor.fetchone()[0])
 
 
-def _current(entry):
-    """The generations this entry's answer depends on now, or None when the cache must be bypassed."""
-    known = generations.listener.generations()
-    if known is None:
-        return None
+@memoize
+def _generations_of(reads):
+    """A getter of these tables' generations out of the listener's {table: generation}: C code (one table:
+    its generation alone; none: always the same empty tuple). Kept in each in-process entry too: a hit
+    reads its generations through the entry's own getter, without hashing `reads` to find this one."""
+    return itemgetter(*reads) if reads else lambda known: ()
+
+
+# What a call learns before computing: the answer (MISS when no tier holds a current one), the tier that
+# held it (False: none), and the key and generations to keep a computed answer under (None: keep nothing).
+_BYPASS = (MISS, False, None, None)
+
+
+def _read(entry, params, version, tiers):
+    """(answer, tier, key, current generations) — see _BYPASS. One function, not one per step: a hit is read
+    right after the caller's database work has evicted the CPU caches, where each Python frame and each
+    object it touches costs a fraction of a microsecond of a hit's few."""
+    listener = generations.listener
+    known = listener.known
+    if known is None or time.monotonic() > listener.known_until:
+        known = listener.generations()  # not started yet (it starts), or down or silent (None)
+        if known is None:
+            return _BYPASS
     try:
-        current = tuple([known[table] for table in entry.reads])
+        connection = _thread.connection
+    except AttributeError:
+        connection = _connection()
+    if connection.in_atomic_block and _wrote_watched_tables(connection):
+        return _BYPASS
+    day = int(time.time() // 86400) if entry.cache == "daily" else 0  # the UTC day, cheaply
+    # Flat, the parameters' names then their values: one tuple to hash and compare, not one per parameter.
+    key = (entry.name, version_of() if version is None else version, day, *params, *params.values())
+    reads = entry.reads
+    kept = listener.memory.get(key) if "memory" in tiers else None
+    # Nothing kept, or kept by a declaration of other tables: the caller's tables are checked (tuple() of a
+    # tuple is the tuple itself).
+    kept_for_these = kept is not None and kept.reads is reads
+    generations_of = kept.generations_of if kept_for_these else _generations_of(tuple(reads))
+    try:
+        current = generations_of(known)
     except KeyError:  # a table without its trigger: no write to it would retire the answer
-        return None
-    if _wrote_watched_tables_in_this_transaction():
-        return None
-    return current
-
-
-def _lookup(key, current, tiers):
-    """(answer, tier) from the first tier holding a current entry, else (MISS, False)."""
-    if "memory" in tiers:
-        kept = generations.listener.memory.get(key)
-        if kept is not None and kept.generations == current:
-            return kept.answer, "memory"
+        return _BYPASS
+    if kept is not None and kept.generations == current:
+        return kept.answer, "memory", key, current
     if "redis" in tiers:
         shared = cache.get(_redis_key(key))  # unpickled: a fresh object
         if shared is not None and shared[0] == current:
-            return _remember(key, current, shared[1]), "redis"
-    return MISS, False
+            return _remember(key, current, reads, shared[1]), "redis", key, current
+    return MISS, False, key, current
 
 
 def cached(entry, params, compute, version=None):
@@ -103,26 +117,24 @@ def cached(entry, params, compute, version=None):
     of hashable values) and version (version_of() the computing code; None: the deploy's) key the answer.
     An answer the in-process tier keeps is read-only (frozen.py): a caller that changes it changes a copy.
     """
-    current = _current(entry)
-    if current is None:
-        return compute(), False
-    key = _key(entry, params, version_of() if version is None else version)
-    value, tier = _lookup(key, current, TIERS)
-    if value is not MISS:
+    value, tier, key, current = _read(entry, params, version, TIERS)
+    if tier:
         return value, tier
     value = compute()
+    if key is None:
+        return value, False
     cache.set(_redis_key(key), (current, value), timeout=get_setting("CACHE_TTL_SECONDS"))
-    return _remember(key, current, value), False
+    return _remember(key, current, entry.reads, value), False
 
 
-def _remember(key, current, value):
+def _remember(key, current, reads, value):
     """Keep a read-only copy in the in-process tier when it fits; return what the caller gets."""
     memory = generations.listener.memory
     frozen = freeze(value, memory.entry_limit)
     if frozen is None:  # too big, or objects it cannot make read-only: Redis keeps it, this process does not
         return value
     answer, nbytes = frozen
-    memory.put(key, Entry(current, answer, nbytes))
+    memory.put(key, Entry(current, answer, nbytes, reads, _generations_of(tuple(reads))))
     return answer
 
 
@@ -133,8 +145,4 @@ def peek(entry, params, tier=None, version=None):
     """
     if tier is not None and tier not in TIERS:
         raise ValueError(f"tier {tier!r} is not one of {', '.join(TIERS)}")
-    current = _current(entry)
-    if current is None:
-        return MISS
-    key = _key(entry, params, version_of() if version is None else version)
-    return _lookup(key, current, TIERS if tier is None else (tier,))[0]
+    return _read(entry, params, version, TIERS if tier is None else (tier,))[0]

@@ -21,21 +21,21 @@ class GenerationListener:
         self._thread = None
         self._first_attempt = threading.Event()
         self._stopping = threading.Event()
-        self._generations = None  # {watched table: generation}, None while down
-        self._alive_at = 0.0
+        # {watched table: generation}, None while down; trusted until `known_until` (monotonic), a liveness
+        # bound renewed by every read. Public for the hit path (answers.py), which reads both without a call.
+        self.known = None
+        self.known_until = 0.0
         self.backend_pid = None  # the listening connection's server pid, for operators and tests
         self._lost = False  # a lost connection was logged: its return is news too
-        self._silent_for_at_most = 3 * _heartbeat()  # kept here: a hit must not pay for a settings lookup
+        self._silent_for_at_most = 3 * _heartbeat()  # kept here: a refresh must not pay for a settings lookup
         self.memory = MemoryTier(get_setting("CACHE_MEMORY_BYTES"), get_setting("CACHE_MEMORY_ENTRY_BYTES"))
 
     def generations(self):
         """{table: generation} of every watched table, or None when they cannot be trusted (down or silent)."""
         if self._thread is None and not self._stopping.is_set():
             self._start()
-        generations = self._generations
-        if generations is None or time.monotonic() - self._alive_at > self._silent_for_at_most:
-            return None
-        return generations
+        known = self.known
+        return known if known is not None and time.monotonic() <= self.known_until else None
 
     def _start(self):
         with self._start_lock:
@@ -93,14 +93,14 @@ class GenerationListener:
     def _refresh(self, conn):
         # Only tables whose trigger fires in every session have a generation: a trigger dropped or disabled
         # makes its table unwatched at the next heartbeat, and what reads it is no longer cached.
-        self._generations = dict(conn.execute(WATCHED_GENERATIONS).fetchall())
-        self._alive_at = time.monotonic()
+        self.known = dict(conn.execute(WATCHED_GENERATIONS).fetchall())
+        self.known_until = time.monotonic() + self._silent_for_at_most
 
     def _down(self, exc):
-        if self._generations is not None and exc is not None:
+        if self.known is not None and exc is not None:
             logger.warning("query cache listener lost its connection (%s): the cache is bypassed", exc)
             self._lost = True
-        self._generations = None
+        self.known = None
         self.backend_pid = None
         self.memory.clear()
 

@@ -1,7 +1,9 @@
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -10,7 +12,7 @@ import time_machine
 import rollout
 from query_backends import models as m
 from query_backends.registry import REGISTRY
-from rollout.cache import answers, generations
+from rollout.cache import generations
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.metrics.rollups import metrics
@@ -189,6 +191,38 @@ def test_while_the_listener_is_down_every_call_computes_and_nothing_is_stored(me
         down.stop()
 
 
+def test_a_listener_silent_past_three_heartbeats_bypasses_the_cache(menu, monkeypatch, settings):
+    """A black-holed listener: its connection neither fails nor hears; the generations it last read go stale."""
+    settings.ROLLOUT_CACHE_LISTENER_HEARTBEAT_SECONDS = 0.1
+    silent = generations.GenerationListener()
+    monkeypatch.setattr(generations, "listener", silent)
+    release = threading.Event()
+    try:
+        first, _ = caps(menu)
+        assert caps(menu) == (first, "memory")
+        silent._refresh = lambda conn: release.wait()  # from now on no heartbeat and no notification gets through
+        plain_sql("UPDATE capability SET capscode = 'UNHEARD' WHERE parent_id = %s", [menu])
+        time.sleep(0.5)  # past 3 heartbeats
+        after, hit = caps(menu)
+        assert hit is False and after == fresh_caps(menu) and after != first
+    finally:
+        release.set()
+        silent.stop()
+
+
+def test_an_answer_kept_for_other_tables_is_not_served_to_a_declaration_of_more(menu):
+    """Two declarations of one name: what the first kept was checked against its tables, not the second's."""
+    fewer = SimpleNamespace(name="menu", reads=("bt",), cache="always")
+    more = SimpleNamespace(name="menu", reads=("bt", "capability"), cache="always")
+    before, _ = rollout.cache.cached(fewer, {"root_id": menu}, lambda: fresh_caps(menu))
+    assert rollout.cache.cached(fewer, {"root_id": menu}, lambda: fresh_caps(menu)) == (before, "memory")
+    plain_sql("UPDATE capability SET capscode = 'WRITTEN' WHERE parent_id = %s", [menu])
+    wait_until_heard("capability")
+    after, hit = rollout.cache.cached(more, {"root_id": menu}, lambda: fresh_caps(menu))
+    assert hit is False and after == fresh_caps(menu) and after != before
+    assert rollout.cache.cached(more, {"root_id": menu}, lambda: fresh_caps(menu)) == (after, "memory")
+
+
 @pytest.fixture
 def private_redis(tmp_path):
     with private_redis_server(tmp_path) as server:
@@ -266,11 +300,10 @@ def test_a_stale_cached_answer_is_caught_as_a_stale_cache_discrepancy():
     writes.enable(["bu_list"])
     writes.set_shadow("bu_list", 100)
     flags.invalidate()
-    definition = REGISTRY.get("bu_list")
+    generations.listener.memory.clear()
     served = rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")  # miss: now cached
     # A cache bug, planted: the entry stays current but holds a different answer.
-    params = definition.clean({"bu_id": 2, "fmt": "array"})
-    key = answers._key(definition, params, definition._versions["orm"])
+    key = next(key for key in list(generations.listener.memory._entries) if key[0] == "bu_list")
     kept = generations.listener.memory.get(key)
     generations.listener.memory.put(key, kept._replace(answer=[*served, 999_999]))
     rollout.dispatch("bu_list", actor=ALICE, bu_id=2, fmt="array")
