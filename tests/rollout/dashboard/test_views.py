@@ -73,6 +73,8 @@ def test_a_shadow_note_says_what_is_compared_and_a_retired_query_has_none(admin_
     QueryFlag.objects.filter(name="orm.web_capabilities").update(everyone=True, retired_at=timezone.now())
     html = admin_client.get(reverse("rollout-dashboard")).content.decode()
     assert "shadow 100 %" in row(html, "bu_list")
+    # A capped note ("shadow 100 % → 0.57 % (budget)") wrapped and pushed the last row past 900 px: one line.
+    assert re.search(r"small\.shadow \{ white-space: nowrap; \}", html)
     # Retired, its flag still says shadow 100 %, but the function is gone: no comparison happens.
     assert "shadow" not in row(html, "web_capabilities") and "(function retired)" in row(html, "web_capabilities")
 
