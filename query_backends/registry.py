@@ -7,7 +7,6 @@ says when the pieces of a definition do not agree.
 """
 
 import inspect
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,9 +138,9 @@ class QueryDefinition:
 
     @cached_property
     def _versions(self):
-        """Each backend's code version in cache keys: the twin's whole module (its helpers too) for the
-        candidate, the deploy for the control (its SQL changes only by a migration, i.e. a deploy)."""
-        return {"pg": f"pg:{cache.version_of()}", "orm": f"orm:{cache.version_of(sys.modules[self.twin.__module__])}"}
+        """Each backend's code version in cache keys: the deploy for the function (its SQL changes only by a
+        migration, i.e. a deploy), the twin's module for the twin."""
+        return cache.versions(self)
 
     def allowed_for(self, client_id, params):
         """Tenant isolation: whether a caller of this legacy client may ask with these parameters."""

@@ -7,7 +7,9 @@ The function's arguments, their types and defaults and its return shape are read
 function is missing. Everything else is optional with a default: order (a multiset), equality
 (rollout.equality.compare), ignore rules (none), validation cases (the parameters of the real calls shadow
 mode compared), benchmark samples and a floor (none), the tenant rule (none: only callers of every tenant
-may use the API when the host declares tenants).
+may use the API when the host declares tenants), caching (none: reads= names the tables the answer depends
+on, and rollout.cache serves it while no committed write to them says otherwise — unless the catalog shows
+the function may write or answer differently with nothing changed: `uncached` says why).
 
 A function that writes (or that the catalog cannot show only reads) is never run twice: shadow comparisons,
 rescue and caching are refused until the host declares it read_only=True.
@@ -25,6 +27,7 @@ from typing import ClassVar
 from django.apps import apps
 from django.db import connections
 
+from rollout import cache
 from rollout.equality import compare
 from rollout.errors import InvalidQueryParams, QueryError, infrastructure_failure
 from rollout.params import SQL_DEFAULT, Param, clean_params
@@ -81,6 +84,7 @@ class Query:
     candidate: ClassVar[str] = "twin"
     control_label: ClassVar[str] = "function"
     candidate_label: ClassVar[str] = "twin"
+    cache: ClassVar[str] = "always"  # how rollout.cache keys its answers (no daily roll-over: varies refuses dates)
 
     name: str
     twin: Callable  # takes the function's arguments as keywords, returns the same answer
@@ -226,12 +230,52 @@ class Query:
     def run_many(self, backend, name, values, params):
         return {value: self.run(backend, self.clean({**params, name: value})) for value in values}
 
-    def run_cached(self, backend, params):
-        # Adopted queries are not cached yet (rollout's generic cache reads `reads`); the answer is computed.
-        return self.run(backend, params), False
+    @property
+    def uncached(self):
+        """Why answers are not cached (a sentence), or None when they are: the query names the tables it reads
+        (reads=), the function only reads (writes) and its answer depends on nothing else (catalog.varies: no
+        clock, chance or session in it or what it calls). Kept once read, like writes."""
+        if not self.reads:
+            return "no reads= declared"
+        writes = self.writes
+        if writes:
+            return writes
+        if "_varies" not in self.__dict__:
+            try:
+                self.__dict__["_varies"] = catalog.varies(self.signature)
+            except Exception as exc:  # noqa: BLE001 — what cannot be read is not cached, and read again next time
+                return f"{self.function_name} could not be read from pg_proc ({exc})"
+        return self.__dict__["_varies"]
 
-    def cached_answer(self, backend, params):
-        return False, None
+    def run_cached(self, backend, params):
+        """(answer, hit) through rollout's never-stale cache when the query may be cached (uncached is None)."""
+        if self.uncached:
+            return self.run(backend, params), False
+        return cache.cached(self, self._keyed(params), lambda: self.run(backend, params), self._versions[backend])
+
+    def cached_answer(self, backend, params, tier=None):
+        """(found, answer): what the cache holds now for these parameters — in one tier, or in either."""
+        value = cache.MISS if self.uncached else cache.peek(self, self._keyed(params), tier, self._versions[backend])
+        return (False, None) if value is cache.MISS else (True, value)
+
+    def _keyed(self, params):
+        """The parameters as a cache key takes them: an array argument's list as a tuple."""
+        if not self._takes_arrays:
+            return params
+        return {name: tuple(value) if isinstance(value, list) else value for name, value in params.items()}
+
+    @cached_property
+    def _takes_arrays(self):
+        return any(param.type is list for param in self.params)
+
+    @cached_property
+    def _versions(self):
+        """Each side's code version in cache keys: the function's definition as pg_proc holds it (and the
+        deploy), the twin's whole module."""
+        function = self.signature
+        return cache.versions(
+            self, f"{function.signature} {function.result_sql} {function.volatility}\n{function.body}"
+        )
 
     def compare(self, control, candidate):
         if self.equality is not None:
@@ -275,6 +319,6 @@ class Query:
                 break
             except ValueError:  # no signature to read (a builtin): nothing to check
                 break
-        if self.writes and self.reads:
-            found.append(f"caching is refused: {self.writes}")
+        if self.reads and self.uncached:
+            found.append(f"caching is refused: {self.uncached}")
         return found

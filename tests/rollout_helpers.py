@@ -173,6 +173,16 @@ def committed_generation(table):
         return conn.execute(sql, [table]).fetchone()[0]
 
 
+def wait_until_listener_watches(table):
+    """Until this process's listener has a generation of `table` (its trigger installed and read)."""
+    from rollout.cache import generations
+
+    deadline = time.monotonic() + 30
+    while table not in (generations.listener.generations() or {}):
+        assert time.monotonic() < deadline, f"the listener never watched {table}"
+        time.sleep(0.005)
+
+
 def wait_until_heard(table, listener=None):
     """Until this process's listener holds the committed generation of `table` (the hang guard is not a timing)."""
     from rollout.cache import generations

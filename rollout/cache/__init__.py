@@ -29,6 +29,6 @@ the previous code's answers), for daily entries the UTC date, and the
 parameters. Answers handed out are read-only (frozen.py): a hit copies nothing.
 """
 
-from rollout.cache.answers import MISS, TIERS, cached, peek, version_of
+from rollout.cache.answers import MISS, TIERS, cached, peek, version_of, versions
 
-__all__ = ["MISS", "TIERS", "cached", "peek", "version_of"]
+__all__ = ["MISS", "TIERS", "cached", "peek", "version_of", "versions"]

@@ -2,6 +2,7 @@
 
 import hashlib
 import inspect
+import sys
 import threading
 import time
 from functools import cache as memoize
@@ -21,10 +22,21 @@ TIERS = ("memory", "redis")
 
 
 def version_of(*code):
-    """The version of the code computing an answer: a digest of its source (or its name when it has no
-    readable source) and ROLLOUT_DEPLOY_ID. Part of every key, so a deployed change to that code never
-    meets the answers of the code before it — in this process or in Redis."""
+    """The version of the code computing an answer: a digest of its source (a module, a function; text is
+    taken as it is, e.g. a SQL function's definition; a name when it has no readable source) and
+    ROLLOUT_DEPLOY_ID. Part of every key, so a deployed change to that code never meets the answers of the
+    code before it — in this process or in Redis."""
     return _version(get_setting("DEPLOY_ID"), code)
+
+
+def versions(experiment, *control):
+    """{backend: version} of an experiment's two sides: the candidate's is its twin's whole module (its
+    helpers too), the control's the deploy and `control` (what defines it, when the process can read it)."""
+    twin = sys.modules[experiment.twin.__module__]
+    return {
+        experiment.control: f"{experiment.control}:{version_of(*control)}",
+        experiment.candidate: f"{experiment.candidate}:{version_of(twin)}",
+    }
 
 
 @memoize
@@ -32,7 +44,7 @@ def _version(deploy_id, code):
     digest = hashlib.sha256(deploy_id.encode())
     for piece in code:
         try:
-            text = inspect.getsource(piece)
+            text = piece if isinstance(piece, str) else inspect.getsource(piece)
         except (TypeError, OSError):
             text = f"{getattr(piece, '__module__', '')}.{getattr(piece, '__qualname__', repr(piece))}"
         digest.update(b"\0" + text.encode())

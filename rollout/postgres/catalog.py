@@ -213,27 +213,71 @@ def _code(body):
     return _COMMENTS_AND_TEXT.sub(" ", body)
 
 
-def writes(function, using=DEFAULT_DB_ALIAS, _seen=None):
+def writes(function, using=DEFAULT_DB_ALIAS):
     """Why the function may write (a sentence), or None when it can be shown to only read.
 
     A STABLE or IMMUTABLE function in SQL or PL/pgSQL cannot write: PostgreSQL refuses it. A VOLATILE one
     only reads when its body holds no writing statement, no dynamic SQL, and calls no function that may write.
     """
+    return _first_reason(function, _writes_itself, "may write", using)
+
+
+def _writes_itself(function):
     if function.volatility != "volatile" and function.language in ("sql", "plpgsql"):
-        return None
+        return None, False
     if function.language not in ("sql", "plpgsql"):
-        return f"{function.signature} is written in {function.language}: its body cannot be read to show it only reads"
-    code = _code(function.body)
-    found = _WRITES.search(code)
+        return (
+            f"{function.signature} is written in {function.language}: its body cannot be read to show it only reads",
+            False,
+        )
+    found = _WRITES.search(_code(function.body))
     if found:
-        return f"{function.signature} is VOLATILE and its body says {found.group(1).upper()}"
-    seen = (_seen or set()) | {function.oid}
-    for callee in sorted({match.group(1) for match in _CALLS.finditer(code)}):
-        # Every overload of the name: which one a call picks is decided at run time.
+        return f"{function.signature} is VOLATILE and its body says {found.group(1).upper()}", False
+    return None, True
+
+
+# What makes an answer change while no table it reads does: the clock, chance, the session.
+_VARIES = re.compile(
+    r"\b(now|current_date|current_time|current_timestamp|localtime|localtimestamp|clock_timestamp|"
+    r"statement_timestamp|transaction_timestamp|timeofday|random|random_normal|setseed|gen_random_uuid|"
+    r"uuid_generate_\w+|txid_current\w*|pg_current_xact_id\w*|current_user|session_user|current_role|"
+    r"current_setting|current_schemas?|inet_client_\w+|pg_backend_pid)\b",
+    re.IGNORECASE,
+)
+
+
+def varies(function, using=DEFAULT_DB_ALIAS):
+    """Why the function's answer may change while its arguments and the rows it reads do not (a sentence), or
+    None: what caching its answers needs. Its body, and those of the functions it calls, must not read the
+    clock, chance or the session (now(), current_date, random(), current_user, current_setting…)."""
+    return _first_reason(function, _varies_itself, "may answer differently", using)
+
+
+def _varies_itself(function):
+    if function.language not in ("sql", "plpgsql"):
+        return (
+            f"{function.signature} is written in {function.language}: its body cannot be read to show its "
+            "answer depends only on its arguments and the rows it reads"
+        ), False
+    found = _VARIES.search(_code(function.body))
+    if found:
+        return f"{function.signature} reads {found.group(1)}", False
+    return None, True
+
+
+def _first_reason(function, itself, callee_does, using, seen=frozenset()):
+    """The first reason found in the function (itself(function) -> (reason or None, whether to read the
+    functions it calls)) or, depth first, in a function it calls — every overload of a called name: which
+    one a call picks is decided at run time."""
+    reason, deeper = itself(function)
+    if reason or not deeper:
+        return reason
+    seen = seen | {function.oid}
+    for callee in sorted({match.group(1) for match in _CALLS.finditer(_code(function.body))}):
         for called in map(_function, _matching(callee, using)):
             if called.oid in seen or called.schema in SYSTEM_SCHEMAS:
                 continue
-            reason = writes(called, using, seen)
+            reason = _first_reason(called, itself, callee_does, using, seen)
             if reason:
-                return f"{function.signature} calls {called.signature}, which may write ({reason})"
+                return f"{function.signature} calls {called.signature}, which {callee_does} ({reason})"
     return None

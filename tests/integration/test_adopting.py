@@ -169,6 +169,31 @@ def test_a_stranger_adopts_a_function_by_the_doc(host):
     """).split()
     assert compared == ["3", "0"], compared  # three calls compared, no discrepancy
 
+    # 10. Cache its answers: the declaration names the table, migrate puts the trigger on it; the twin serving,
+    # a repeated call is a hit, and a committed write is seen by the next call once heard.
+    declaration = app / "rollout_queries.py"
+    generated = 'rollout.register(rollout.Query(name="fn_open_tickets", candidate=twins.fn_open_tickets))\n'
+    assert generated in declaration.read_text()
+    declaration.write_text(declaration.read_text().replace(generated, doc["10. Cache its answers (optional)"][0]))
+    _, checked = host.commands(doc["10. Cache its answers (optional)"][1])
+    assert "no issues" in checked, checked
+    host.manage("rollout", "enable", "fn_open_tickets")
+    cached = host.shell("""
+        import time
+        import rollout
+        from tickets.models import Ticket
+        calls = [rollout.dispatch("fn_open_tickets", client_id=1) for _ in range(2)]
+        print(calls, rollout.last_decision().backend, rollout.last_decision().cache_hit)
+        Ticket.objects.create(client_id=1)  # committed (autocommit): the trigger's NOTIFY retires the answer
+        deadline = time.monotonic() + 30
+        while rollout.dispatch("fn_open_tickets", client_id=1) == calls[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        now_open = Ticket.objects.filter(client_id=1, closed=False).count()
+        print(rollout.dispatch("fn_open_tickets", client_id=1), now_open)
+        Ticket.objects.filter(client_id=1).order_by("-id")[0].delete()
+    """).splitlines()
+    assert cached == ["[1, 1] twin True", "2 2"], cached
+
     # A deliberately wrong twin (it counts closed tickets too), serving everyone: recorded, and the guard trips.
     (app / "twins.py").write_text(
         doc["8. Write the twin"][0].replace("filter(client_id=client_id, closed=False)", "filter(client_id=client_id)")
@@ -189,11 +214,11 @@ def test_a_stranger_adopts_a_function_by_the_doc(host):
     assert "tripped" in host.manage("rollout", "status").stdout
     assert host.shell('import rollout; print(rollout.dispatch("fn_open_tickets", client_id=1))').strip() == "1"
 
-    # 10. The right twin again, for everyone; retired (forced: it has served for seconds, not a week).
+    # 11. The right twin again, for everyone; retired (forced: it has served for seconds, not a week).
     (app / "twins.py").write_text(doc["8. Write the twin"][0])
     host.manage("rollout", "clear-guard", "fn_open_tickets")
     host.manage("rollout", "enable", "fn_open_tickets")
-    check, retire, migrate = doc["10. Retire the function"][0].splitlines()
+    check, retire, migrate = doc["11. Retire the function"][0].splitlines()
     assert host.manage(*check.split()[2:], check=False).returncode == 1  # not ready: it says why, exit 1
     written = host.manage(*retire.split()[2:], "--force").stdout
     [migration] = (app / "migrations").glob("0003_retire_fn_open_tickets.py")

@@ -6,6 +6,7 @@ import io
 import pytest
 from django.core import checks
 from django.core.management import call_command
+from django.core.management.sql import emit_post_migrate_signal
 from django.db import connection
 
 import rollout
@@ -16,7 +17,7 @@ from rollout.models import Discrepancy, QueryFlag, RecordedCall
 from rollout.registry import REGISTRY
 from rollout.shadow.queue import background
 from rollout.validation import validate_query
-from tests.rollout_helpers import committed
+from tests.rollout_helpers import committed, plain_sql, wait_until_heard, wait_until_listener_watches
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_discrepancies")]
 
@@ -198,3 +199,52 @@ def test_a_function_that_inserts_is_refused_shadow_and_rescue_and_never_runs_twi
     # The host's word that it only reads lifts the refusal.
     rollout.register(rollout.Query(name="q_take", candidate=take, read_only=True))
     assert writes.set_shadow("q_take", 100).shadow_percent == 100
+
+
+def _watched(table):
+    committed(emit_post_migrate_signal, 0, False, "default")  # what every migrate ends with: the triggers
+    wait_until_listener_watches(table)
+
+
+def test_a_query_that_names_the_tables_it_reads_is_served_from_the_never_stale_cache(adopted):
+    rollout.register(rollout.Query(name="q_open", candidate=open_count, reads=("q_ticket",)))
+    rollout.register(rollout.Query(name="q_setof", candidate=setof, reads=["q_ticket"]))
+    _watched("q_ticket")
+    experiment = REGISTRY.get("q_open")
+    assert experiment.uncached is None
+    params = experiment.clean({"p_client": 1})
+    assert experiment.run_cached("twin", params) == (2, False)
+    assert experiment.run_cached("twin", params) == (2, "memory")
+    assert experiment.cached_answer("twin", params, "redis") == (True, 2)
+    assert experiment.run_cached("function", params) == (2, False)  # each side keeps its own answers
+    plain_sql("UPDATE q_ticket SET closed = false WHERE id = 2")  # outside Django: the trigger hears it
+    wait_until_heard("q_ticket")
+    assert experiment.run_cached("twin", params) == (3, False)
+    many = REGISTRY.get("q_setof")
+    clients = many.clean({"p_clients": [1, 2]})  # an array argument: a list, kept under a tuple
+    assert many.run_cached("twin", clients)[1] is False
+    assert sorted(many.run_cached("twin", clients)[0]) == [1, 2, 3, 4]
+    writes.enable(["q_open"])
+    flags.invalidate()
+    assert [rollout.dispatch("q_open", p_client=2) for _ in range(2)] == [1, 1]
+    assert rollout.last_decision().cache_hit is True  # the twin serving, through the cache
+
+
+CLOCK = """CREATE FUNCTION q_today(p_client bigint) RETURNS bigint LANGUAGE sql STABLE
+    AS $$ SELECT count(*) FROM q_ticket WHERE client_id = p_client AND current_date > DATE '2000-01-01' $$"""
+
+
+def test_caching_is_refused_to_a_function_whose_answer_reads_the_clock(adopted):
+    committed(_execute, CLOCK)
+    rollout.register(rollout.Query(name="q_today", candidate=lambda p_client: 0, reads=("q_ticket",)))
+    try:
+        _watched("q_ticket")
+        experiment = REGISTRY.get("q_today")
+        assert experiment.uncached == "q_today(bigint) reads current_date"
+        assert experiment.run_cached("twin", {"p_client": 1}) == (0, False)
+        assert experiment.run_cached("twin", {"p_client": 1}) == (0, False)
+        found = {(m.id, m.obj): m.msg for m in checks.run_checks() if m.id.startswith("rollout.")}
+        assert "caching is refused: q_today(bigint) reads current_date" in found[("rollout.E001", "q_today")]
+    finally:
+        REGISTRY.unregister("q_today")
+        committed(_execute, "DROP FUNCTION q_today(bigint)")

@@ -1,7 +1,6 @@
 """Any table can be read by a cached answer: migrate puts the trigger on it, a check says when it is missing,
 and what reads a table without one is never cached."""
 
-import time
 from types import SimpleNamespace
 
 import psycopg
@@ -9,8 +8,8 @@ import pytest
 from django.core.management.sql import emit_post_migrate_signal
 
 from rollout import cache
-from rollout.cache import checks, generations, triggers
-from tests.rollout_helpers import committed, database_url, plain_sql, wait_until_heard
+from rollout.cache import checks, triggers
+from tests.rollout_helpers import committed, database_url, plain_sql, wait_until_heard, wait_until_listener_watches
 
 pytestmark = pytest.mark.django_db
 TICKETS = SimpleNamespace(name="open_tickets", reads=("host_ticket",), cache="always")
@@ -19,13 +18,6 @@ TICKETS = SimpleNamespace(name="open_tickets", reads=("host_ticket",), cache="al
 def open_tickets():
     with psycopg.connect(database_url(), autocommit=True) as conn:
         return [row[0] for row in conn.execute("SELECT title FROM host_ticket WHERE open ORDER BY id")]
-
-
-def wait_until_listener_watches(table):
-    deadline = time.monotonic() + 30
-    while table not in (generations.listener.generations() or {}):
-        assert time.monotonic() < deadline, f"the listener never watched {table}"
-        time.sleep(0.005)
 
 
 def watched():

@@ -26,6 +26,12 @@ BEGIN
     RETURN p_client;
 END $$;
 CREATE FUNCTION adopt_calls_open(p_client bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT adopt_open(p_client) $$;
+CREATE FUNCTION adopt_today(p_client bigint) RETURNS bigint LANGUAGE sql STABLE
+    AS $$ SELECT count(*) FROM adopt_ticket WHERE client_id = p_client AND id > extract(doy FROM current_date) $$;
+CREATE FUNCTION adopt_calls_today(p_client bigint) RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+BEGIN -- now() in a comment, and 'random()' in a string, change nothing
+    RETURN adopt_today(p_client) + length('random()');
+END $$;
 CREATE FUNCTION adopt_over(bigint) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT $1 $$;
 CREATE FUNCTION adopt_over(text) RETURNS text LANGUAGE sql STABLE AS $$ SELECT $1 $$;
 """
@@ -76,6 +82,15 @@ def test_a_function_that_inserts_may_write_and_one_that_reads_does_not(functions
     assert catalog.writes(catalog.find("adopt_reads")) is None  # volatile, but its body only reads
     assert "body says INSERT" in catalog.writes(catalog.find("adopt_open"))
     assert "calls adopt_open(bigint), which may write" in catalog.writes(catalog.find("adopt_calls_open"))
+
+
+def test_a_function_that_reads_the_clock_may_answer_differently_and_one_that_reads_rows_does_not(functions):
+    assert catalog.varies(catalog.find("adopt_count")) is None
+    assert catalog.varies(catalog.find("adopt_reads")) is None
+    assert catalog.varies(catalog.find("adopt_today")) == "adopt_today(bigint) reads current_date"
+    assert "calls adopt_today(bigint), which may answer differently" in catalog.varies(
+        catalog.find("adopt_calls_today")
+    )
 
 
 def test_every_function_outside_the_system_schemas_is_listed(functions):
