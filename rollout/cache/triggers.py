@@ -80,6 +80,12 @@ WATCHED_GENERATIONS = f"""
 """
 
 
+_BUMP = """
+    INSERT INTO query_cache_generation (table_name, slot, n) VALUES (%s, 0, 1)
+    ON CONFLICT (table_name, slot) DO UPDATE SET n = query_cache_generation.n + 1
+"""
+
+
 def tables():
     """{table: [what reads it]}: every table a registered experiment or ROLLOUT_CACHE_READS declares."""
     found = {}
@@ -107,6 +113,11 @@ def install(using="default", **kwargs):
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [quoted])
             if not cursor.fetchone()[0]:
                 continue  # not created (yet): the check says so, and nothing reading it is cached
+            # Unwatched until now, the table may have been written unheard (its trigger disabled, or the table
+            # dropped and created again under its name, which fires no trigger): its generation moves on, so
+            # no answer kept under the generation it had before can match again. Before the trigger: no
+            # listener sees the table watched under its old generation, even between autocommitted statements.
+            cursor.execute(_BUMP, [table])
             cursor.execute(
                 f"CREATE OR REPLACE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {quoted} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION query_cache_bump()"

@@ -49,6 +49,21 @@ def test_migrate_watches_a_host_table_and_a_plain_sql_write_retires_its_answers(
     assert cache.cached(TICKETS, {}, open_tickets) == (["printer", "coffee"], False)
 
 
+def test_a_table_dropped_and_created_again_never_serves_the_answers_of_the_old_one(host_table):
+    committed(emit_post_migrate_signal, 0, False, "default")
+    wait_until_listener_watches(host_table)
+    assert cache.cached(TICKETS, {}, open_tickets) == (["printer"], False)
+    assert cache.cached(TICKETS, {}, open_tickets) == (["printer"], "memory")
+    plain_sql("DROP TABLE host_ticket")  # fires no trigger
+    plain_sql("CREATE TABLE host_ticket (id serial PRIMARY KEY, title text NOT NULL, open boolean NOT NULL)")
+    plain_sql("INSERT INTO host_ticket (title, open) VALUES ('scanner', true)")  # before its trigger is back
+    committed(emit_post_migrate_signal, 0, False, "default")
+    # A later commit elsewhere: once it is heard, the listener's generations are from after the migrate.
+    plain_sql("UPDATE job SET jobname = jobname WHERE id = -1")
+    wait_until_heard("job")
+    assert cache.cached(TICKETS, {}, open_tickets) == (["scanner"], False)
+
+
 def test_the_check_names_a_declared_table_without_its_trigger(host_table, settings):
     settings.ROLLOUT_CACHE_READS = (*settings.ROLLOUT_CACHE_READS, "no_such_table")
     found = {warning.obj: warning for warning in checks.triggers_installed()}
