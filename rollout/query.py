@@ -249,13 +249,15 @@ class Query:
 
     def run_cached(self, backend, params):
         """(answer, hit) through rollout's never-stale cache when the query may be cached (uncached is None)."""
-        if self.uncached:
+        if self.uncached or backend not in self._versions:  # an unknown backend: run() names it
             return self.run(backend, params), False
         return cache.cached(self, self._keyed(params), lambda: self.run(backend, params), self._versions[backend])
 
     def cached_answer(self, backend, params, tier=None):
         """(found, answer): what the cache holds now for these parameters — in one tier, or in either."""
-        value = cache.MISS if self.uncached else cache.peek(self, self._keyed(params), tier, self._versions[backend])
+        if self.uncached or backend not in self._versions:
+            return False, None
+        value = cache.peek(self, self._keyed(params), tier, self._versions[backend])
         return (False, None) if value is cache.MISS else (True, value)
 
     def _keyed(self, params):

@@ -217,6 +217,8 @@ def test_a_query_that_names_the_tables_it_reads_is_served_from_the_never_stale_c
     assert experiment.run_cached("twin", params) == (2, "memory")
     assert experiment.cached_answer("twin", params, "redis") == (True, 2)
     assert experiment.run_cached("function", params) == (2, False)  # each side keeps its own answers
+    with pytest.raises(InvalidQueryParams, match="'nope' is not one of function, twin"):
+        experiment.run_cached("nope", params)
     plain_sql("UPDATE q_ticket SET closed = false WHERE id = 2")  # outside Django: the trigger hears it
     wait_until_heard("q_ticket")
     assert experiment.run_cached("twin", params) == (3, False)
