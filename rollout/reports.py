@@ -78,6 +78,12 @@ def open_discrepancies():
     return Counter(Discrepancy.objects.filter(OPEN).values_list("query", flat=True))
 
 
+def shadow_asked(flag):
+    """The shadow percentage the flag asks for; none once retired (no function left to compare with), whatever
+    it kept to give back."""
+    return 0.0 if flag.retired_at else float(flag.shadow_percent)
+
+
 def flag_summary(flag):
     life = stages.summary(flag)
     return {
@@ -88,7 +94,7 @@ def flag_summary(flag):
         "serving": serving(flag),
         "percent": float(flag.percent or 0),
         "percent_key": flag.percent_key,
-        "shadow": float(flag.shadow_percent),
+        "shadow": shadow_asked(flag),
         "guard": guard_status(flag),
     }
 

@@ -16,7 +16,7 @@ from rollout.experiments import flag_name, registry, sides
 from rollout.lifecycle import stages
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, QueryFlag
-from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving
+from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving, shadow_asked
 from rollout.shadow.budget import budget
 
 # range → (minutes shown, minutes per point): a long range is drawn in wider steps so it stays readable.
@@ -141,8 +141,8 @@ def _page(request, title, template, **context):
 def _shadow(query, flag):
     """What the flag asks of shadow mode and, when the shadow budget caps it, what is compared instead: a brief
     line under the serving rule (a longer one wrapped the rows past 1400×900) and the sentence on hover."""
-    asked = float(flag.shadow_percent) if flag else 0.0
-    if not asked or flag.retired_at:  # retired: no control left to compare with, whatever the flag asks
+    asked = shadow_asked(flag) if flag else 0.0
+    if not asked:
         return {"shadow": "", "shadow_why": ""}
     effective = budget.effective_percent(query, asked)
     if effective < asked:

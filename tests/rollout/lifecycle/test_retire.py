@@ -19,6 +19,7 @@ from django.utils import timezone
 
 import rollout
 from query_backends.registry import REGISTRY
+from rollout import reports
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.lifecycle import autopilot, readiness, retire, stages
@@ -216,6 +217,8 @@ def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_
         assert stages.stage(retired) == "retired" and retired.retired_at is not None
         call_command("rollout", "status")
         assert "candidate for everyone (function retired)" in capsys.readouterr().out
+        [row] = [r for r in reports.status() if r["query"] == "web_capabilities"]
+        assert (row["stage"], row["shadow"]) == ("retired", 0)  # the kept 100 % is for migrating back
         # `rollout functions` lists the dropped function as retired, with when; --check does not call it missing,
         # nor does the system check.
         call_command("rollout", "functions", "--check")
