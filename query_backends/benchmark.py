@@ -195,6 +195,20 @@ def slower_than(report, baseline, tolerance=0.10):
     return lines
 
 
+def merged_passes(results):
+    """One query's results from several passes on one database as one: each side's median and p95 the median
+    of the passes' (their mean for two), the ratios recomputed from those, the rest from the first pass."""
+    merged = {**results[0], "passes": len(results), "sides": {}}
+    for side in results[0]["sides"]:
+        found = [r["sides"][side] for r in results if side in r["sides"]]
+        merged["sides"][side] = {
+            key: statistics.median(f[key] for f in found) for key in ("median_ms", "p95_ms", "peak_kib")
+        }
+    for name, (top, bottom) in RATIOS.items():
+        merged[name] = _ratio(merged, top, bottom)
+    return merged
+
+
 def growth(reports):
     """Lines of a table: each query's twin and function medians per report (smallest dataset first), how
     much each grew from one dataset to the next, and how much the twin's time per answer row grew (an

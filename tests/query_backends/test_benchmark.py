@@ -216,6 +216,19 @@ def test_growth_db_measures_each_query_on_each_database_and_prints_the_growth(tm
     assert len(growth_lines) == 2 * 2 + 2  # each query in each database's table, then in the growth table
     reports = json.loads(path.read_text())
     assert [sorted(q["query"] for q in r["queries"]) for r in reports] == [["bu_list", "web_capabilities"]] * 2
+    assert {q["passes"] for r in reports for q in r["queries"]} == {2}
+
+
+def test_passes_merge_into_each_sides_median_and_ratios_from_those():
+    first = report("large", a__function=1.0, a__twin=0.5)["queries"][0]
+    second = report("large", a__function=3.0, a__twin=0.7)["queries"][0]
+    for result in (first, second):
+        for side in result["sides"].values():
+            side.update(p95_ms=2 * side["median_ms"], peak_kib=1.0)
+    merged = benchmark.merged_passes([first, second])
+    assert merged["sides"]["function"] == {"median_ms": 2.0, "p95_ms": 4.0, "peak_kib": 1.0}
+    assert merged["sides"]["twin"]["median_ms"] == pytest.approx(0.6)
+    assert merged["twin/function"] == pytest.approx(0.3) and merged["passes"] == 2
 
 
 def test_growth_db_names_the_database_that_failed():

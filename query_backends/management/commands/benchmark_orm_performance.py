@@ -10,9 +10,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from query_backends.benchmark import RATIOS, growth, loaded_scale, measure, slower_than
+from query_backends.benchmark import RATIOS, growth, loaded_scale, measure, merged_passes, slower_than
 from query_backends.registry import REGISTRY
 
+GROWTH_PASSES = 2  # --growth-db: passes per query, the databases' order mirrored each time
 TARGETS = {"twin/function": 1.0, "memory_hit/function": 0.05, "redis_hit/function": 0.05, "twin/floor": 1.25}
 COLUMNS = (  # heading, width, side or ratio
     ("fn ms", 8, "function"),
@@ -149,8 +150,10 @@ class Command(BaseCommand):
             self.plot(results, options["plot_path"], scale)
 
     def growth_dbs(self, urls, names, iterations, warmup, param_sets, options, json_path):
-        """Each query on each database, one after the other, each run in its own process (its own connections
-        and plans); the reports are merged per database."""
+        """Each query on each database, each run in its own process (its own connections and plans), in
+        GROWTH_PASSES passes whose order of databases mirrors the last (A B, B A): a load that rises or falls
+        during a query's passes weighs on every database alike. The passes' results are merged per database
+        (merged_passes) and the reports per database."""
         reports = [None] * len(urls)
         arguments = ["--iterations", iterations, "--warmup", warmup, "--param-sets", param_sets, "--seed"]
         arguments = [*map(str, arguments), str(options["seed"]), "--skip-router"]
@@ -158,17 +161,22 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory() as scratch:
             path = str(Path(scratch) / "report.json")
             for name in tqdm(names, desc="queries", file=sys.stderr, disable=None):
-                for index, url in enumerate(urls):
-                    run = subprocess.run(
-                        [sys.executable, str(manage), "benchmark_orm_performance", "--queries", name, *arguments]
-                        + ["--json", path],
-                        env={**os.environ, "DATABASE_URL": url},
-                        capture_output=True,
-                        text=True,
-                    )
-                    if run.returncode:
-                        raise CommandError(f"--growth-db {url}: {name} failed: {run.stderr.strip()[-500:]}")
-                    report = self.read_report(path, "--growth-db")
+                passes = [[] for _ in urls]
+                for turn in range(GROWTH_PASSES):
+                    order = list(enumerate(urls))
+                    for index, url in order if turn % 2 == 0 else reversed(order):
+                        run = subprocess.run(
+                            [sys.executable, str(manage), "benchmark_orm_performance", "--queries", name, *arguments]
+                            + ["--json", path],
+                            env={**os.environ, "DATABASE_URL": url},
+                            capture_output=True,
+                            text=True,
+                        )
+                        if run.returncode:
+                            raise CommandError(f"--growth-db {url}: {name} failed: {run.stderr.strip()[-500:]}")
+                        passes[index].append(self.read_report(path, "--growth-db"))
+                for index, runs in enumerate(passes):
+                    report = {**runs[0], "queries": [merged_passes([r["queries"][0] for r in runs])]}
                     if reports[index] is None:
                         reports[index] = report
                     else:
