@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 
 from rollout.experiments import query_name
-from rollout.flags.writes import check_cohort_ids, write
+from rollout.flags.writes import GUARD_LIMITS, check_cohort_ids, guard_limit, write
 from rollout.models import QueryFlag
 from rollout.operations import OperationError, flags_for
 from rollout.routing.actors import percent_keys
@@ -37,6 +37,8 @@ FIELDS = (
     "note",
     "plan",
 )
+
+_GUARD_FIELDS = {field: name for name, (field, *_) in GUARD_LIMITS.items()}
 
 
 def _plain(value):
@@ -75,7 +77,11 @@ def _clean(query, field, value):
             raise OperationError(f"{where}.{exc}") from None
     if field == "percent_key" and value not in percent_keys():
         raise OperationError(f"{where}: {value!r} is not one of {', '.join(percent_keys())}")
+    if field in _GUARD_FIELDS:
+        return guard_limit(_GUARD_FIELDS[field], value, where)
     model_field = QueryFlag._meta.get_field(field)
+    if isinstance(value, float) and model_field.get_internal_type().endswith("IntegerField") and not value.is_integer():
+        raise OperationError(f"{where}: {value!r} is not a whole number")
     if isinstance(value, bool) != (model_field.get_internal_type() == "BooleanField") and value is not None:
         raise OperationError(f"{where}: {value!r} is not a {model_field.get_internal_type().removesuffix('Field')}")
     try:

@@ -7,6 +7,7 @@ so neither undoes the other: a kill racing a shadow change ends killed with the 
 guard sent back stays off until `clear-guard` and an explicit enable.
 """
 
+import math
 from decimal import Decimal, InvalidOperation
 
 from django.db import OperationalError, transaction
@@ -271,29 +272,40 @@ def change_cohort(query, cohort, add=(), remove=(), excluded=False, user=None, s
     return change_cohorts(query, {cohort: add}, {cohort: remove}, excluded, user, source)
 
 
+INT_MAX = 2**31 - 1  # PostgreSQL's integer
 GUARD_LIMITS = {
-    "window": ("guard_window", int, 1, None),
-    "min_sample": ("guard_min_sample", int, 1, None),
+    "window": ("guard_window", int, 1, INT_MAX),
+    "min_sample": ("guard_min_sample", int, 1, INT_MAX),
     "max_discrepancy_rate": ("guard_max_discrepancy_rate", float, 0, 1),
     "max_error_rate": ("guard_max_error_rate", float, 0, 1),
+    "max_latency_ratio": ("guard_max_latency_ratio", float, 0, None),
 }
 
 
+def guard_limit(name, value, where=None):
+    """One guard threshold checked (a number, finite, whole where it counts, within its bounds), named `where`."""
+    _, kind, low, high = GUARD_LIMITS[name]
+    where = where or name
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise OperationError(f"{where}: {value!r} is not a {'whole number' if kind is int else 'number'}") from None
+    if not math.isfinite(number):  # a NaN threshold is never reached: the guard would never trip
+        raise OperationError(f"{where}: {value!r} is not a number")
+    if number < low or (high is not None and number > high):
+        raise OperationError(f"{where}: {value} is not " + (f"between {low} and {high}" if high else f"{low} or more"))
+    return number
+
+
 def set_guard(query, user=None, source="cli", **limits):
-    """Change a flag's guard thresholds (window=, min_sample=, max_discrepancy_rate=, max_error_rate=)."""
+    """Change a flag's guard thresholds (window=, min_sample=, max_discrepancy_rate=, max_error_rate=,
+    max_latency_ratio=)."""
     unknown = sorted(set(limits) - set(GUARD_LIMITS))
     if unknown:
         raise OperationError(f"guard: {', '.join(unknown)} is not one of {', '.join(GUARD_LIMITS)}")
-    values = {}
-    for name, value in limits.items():
-        field, kind, low, high = GUARD_LIMITS[name]
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise OperationError(f"{name}: {value!r} is not a number") from None
-        if number < low or (high is not None and number > high):
-            raise OperationError(f"{name}: {value} is not between {low} and {high if high is not None else 'any'}")
-        values[field] = number
+    values = {GUARD_LIMITS[name][0]: guard_limit(name, value) for name, value in limits.items()}
     return _by_query([query], _set(**values), user, source, "guard " + ", ".join(sorted(limits)))[0]
 
 

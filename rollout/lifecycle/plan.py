@@ -11,6 +11,7 @@ kept on the query's flag (so applying one is a flag write like any other).
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -106,7 +107,8 @@ def _number(value, where, kind, low, high):
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or (kind is int and not float(value).is_integer())
+        or (isinstance(value, float) and not math.isfinite(value))  # NaN, Infinity: Python's json reads them
+        or (kind is int and isinstance(value, float) and not value.is_integer())
     ):
         raise PlanError(f"{where}: {json.dumps(value)} is not a {'whole number' if kind is int else 'number'}")
     if value < low or (high is not None and value > high):

@@ -62,13 +62,20 @@ PLAN_MOVES = {
 
 def _read_json(path, option):
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise OperationError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise OperationError(f"{option}: {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return json.loads(text, parse_constant=_not_a_json_number)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise OperationError(f"{option}: {path} is not JSON: {exc}") from None
+
+
+def _not_a_json_number(constant):
+    # Python's json reads NaN and Infinity, which JSON does not have (nor PostgreSQL's jsonb, where history goes).
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _number(value):
@@ -261,6 +268,8 @@ class Command(BaseCommand):
             query = query or (raw.get("query") if isinstance(raw, dict) else None)
             if not query:
                 raise OperationError('query: name the query, or put "query" in the file')
+            if not isinstance(query, str):
+                raise OperationError(f"query: {json.dumps(query)} is not a query name")
             flag = autopilot.set_plan(query, raw)
             return {"query": query, "applied": flag.plan} if options["json"] else f"{query}: plan applied"
         if not query:

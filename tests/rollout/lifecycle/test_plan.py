@@ -47,12 +47,22 @@ def cli(*args):
         ({"stages": [{"name": "a", "cohorts": {"planet": [1]}}]}, "stages[0].cohorts: cohort: planet is not one of"),
         ({"stages": [{"name": "a", "cohorts": {"site": [987654]}}]}, "stages[0].cohorts: cohort site: no site 987654"),
         ({"stages": [{"name": "a", "everyone": True, "percent": 5}]}, "stages[0].everyone: a stage for everyone"),
+        ({"stages": [{"name": "a", "gates": {"min_comparisons": 10**400}}, {"name": "b"}]}, None),
+        (
+            {"stages": [{"name": "a", "gates": {"min_minutes": float("inf")}}]},
+            "stages[0].gates.min_minutes: Infinity is not a number",
+        ),
     ],
 )
 def test_a_bad_plan_is_refused_with_one_line_naming_the_field(raw, message, tmp_path):
+    if message is None:  # a whole number too big for a float is still a whole number (no OverflowError)
+        assert plan.parse(raw).stages[0].gates["min_comparisons"] == 10**400
+        return
     with pytest.raises(PlanError) as refused:
         plan.parse(raw)
     assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+    if message.endswith("Infinity is not a number"):
+        return  # not JSON: the CLI refuses the file itself (test_a_file_python_reads_but_json_does_not_is_one_line)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(raw))
     with pytest.raises(CommandError, match="^" + message.replace("[", r"\[").replace("(", r"\(")):
@@ -156,6 +166,49 @@ def test_flags_state_travels_as_json_and_a_bad_field_is_named(tmp_path):
     flag = QueryFlag.objects.get(name="orm.bu_list")
     assert (float(flag.percent), flag.percent_key, float(flag.shadow_percent)) == (12.5, "site", 40.0)
     assert transfer.export(["bu_list"]) == exported
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ('{"stages": [{"name": "a", "shadow": NaN}]}', "--apply: .* is not JSON: NaN is not a JSON number"),
+        ('{"flags": {"bu_list": {"guard_max_error_rate": Infinity}}}', "--apply: .* Infinity is not a JSON number"),
+        (b"\xff\xfe{}", "--apply: .* is not UTF-8 text"),
+        ('{"query": ["bu_list"], "stages": [{"name": "a"}]}', r'query: \["bu_list"\] is not a query name'),
+    ],
+)
+def test_a_file_python_reads_but_json_does_not_is_one_line(text, message, tmp_path):
+    path = tmp_path / "file.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    command = "flags" if b"flags" in path.read_bytes() else "plan"
+    with pytest.raises(CommandError, match="^" + message) as refused:
+        cli(command, "--apply", str(path))
+    assert "\n" not in str(refused.value)
+    flag = QueryFlag.objects.get(name="orm.bu_list")
+    assert (flag.plan, flag.guard_max_error_rate) == ({}, QueryFlag._meta.get_field("guard_max_error_rate").default)
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("guard_max_discrepancy_rate", -1, "-1 is not between 0 and 1"),  # would trip on every comparison
+        ("guard_max_discrepancy_rate", 1e29, "1e+29 is not between 0 and 1"),  # would never trip
+        ("guard_max_discrepancy_rate", "x", "'x' is not a number"),
+        ("guard_max_latency_ratio", -2, "-2 is not 0 or more"),
+        ("guard_window", 1.5, "1.5 is not a whole number"),
+        ("guard_window", 10**30, "1000000000000000000000000000000 is not between 1 and 2147483647"),
+        ("guard_min_sample", True, "True is not a whole number"),
+        ("rescue_after", 2.5, "2.5 is not a whole number"),
+    ],
+)
+def test_flags_apply_holds_guard_thresholds_to_the_guards_own_limits(field, value, message):
+    with pytest.raises(OperationError) as refused:
+        transfer.apply({"flags": {"bu_list": {field: value}}})
+    assert str(refused.value) == f"flags.bu_list.{field}: {message}"
+    before = QueryFlag._meta.get_field(field).default
+    assert getattr(QueryFlag.objects.get(name="orm.bu_list"), field) == before
+    with pytest.raises(OperationError, match=r"^max_error_rate: 'nan' is not a number$"):
+        writes.set_guard("bu_list", max_error_rate="nan")
 
 
 def test_moves_on_a_query_without_a_started_plan_are_refused_plainly():
