@@ -4,16 +4,18 @@ The migration (not atomic: each step commits) does, forward:
 1. mark the flag retired (a flags.writes write): the candidate serves everyone with no decision, no shadow and
    no fallback, and the flag's previous state is kept on it;
 2. wait for every process to see that (twice the flag recheck bound);
-3. DROP FUNCTION.
+3. DROP FUNCTION; when PostgreSQL refuses, the flag is given back before the migration fails.
 Backward, in reverse: CREATE the function again from its pg_get_functiondef text (written into the migration),
 then give the flag back its previous state.
 """
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.apps import apps
+from django.db import DatabaseError, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
@@ -29,8 +31,8 @@ from rollout.postgres import catalog, dependencies
 TEMPLATE = '''"""Retire {query}: its twin serves everyone and the function {signature} is dropped.
 
 Written by `manage.py rollout retire {query}` on {written:%Y-%m-%d %H:%M} UTC (docs/lifecycle.md). Migrating
-back recreates the function exactly as it was (DEFINITION, from pg_get_functiondef) and gives the query's flag
-back the state it had.
+back (`{back}`) recreates the function exactly as it was (DEFINITION, from pg_get_functiondef) and gives the
+query's flag back the state it had.
 """
 
 from django.db import migrations
@@ -48,7 +50,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RunPython(retire.forward({query!r}, {name!r}), retire.backward({query!r})),
         migrations.RunPython(retire.wait_for_every_process, migrations.RunPython.noop),
-        migrations.RunSQL({drop!r}, DEFINITION),
+        migrations.RunPython(retire.drop({query!r}, {drop!r}), retire.create(DEFINITION)),
     ]
 '''
 
@@ -117,6 +119,32 @@ def backward(query):
     return run
 
 
+def drop(query, statement):
+    """The last step forward: DROP FUNCTION. When PostgreSQL refuses (something came to depend on the function, a
+    lock), the flag is given back before the migration fails: a retirement that did not happen leaves the query
+    as it was, not retired with its function still there and every flag write refused."""
+
+    def run(apps, schema_editor):
+        try:
+            with transaction.atomic(using=schema_editor.connection.alias), schema_editor.connection.cursor() as cur:
+                cur.execute(statement)
+        except DatabaseError:
+            restore_flag(query, reason="retirement failed: the function could not be dropped")
+            raise
+
+    return run
+
+
+def create(definition):
+    """The first step back: the function created again, exactly as it was."""
+
+    def run(apps, schema_editor):
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(definition)
+
+    return run
+
+
 def wait_for_every_process(apps=None, schema_editor=None):
     """Every process sees a flag change within 1.5 × FLAG_RECHECK_SECONDS; wait twice that before the drop."""
     time.sleep(2 * get_setting("FLAG_RECHECK_SECONDS"))
@@ -134,8 +162,18 @@ def _next_name(loader, label, query):
     return f"{max(numbers, default=0) + 1:04d}_retire_{query}"
 
 
+@dataclass(frozen=True)
+class Written:
+    """A retirement migration written: where, and the migration of its app to migrate back to."""
+
+    path: Path
+    app_label: str
+    name: str
+    back_to: str  # the app's migration before it ("zero" when none): numbers need not follow one another
+
+
 def write_migration(query, force=False):
-    """Write the retirement migration of a ready query (or any, with force); returns its path."""
+    """Write the retirement migration of a ready query (or any, with force); returns what was Written."""
     found = readiness.check(query)
     if not found.ready and not force:
         refused = "; ".join(f"{r.check}: {r.text}" for r in found.reasons if r.ready is not True)
@@ -146,7 +184,11 @@ def write_migration(query, force=False):
     label = _app_label(query)
     loader = MigrationLoader(None, ignore_no_migrations=True)
     name = _next_name(loader, label, query)
-    depends = sorted({*loader.graph.leaf_nodes(label), *loader.graph.leaf_nodes("rollout")})
+    own = loader.graph.leaf_nodes(label)
+    depends = sorted({*own, *loader.graph.leaf_nodes("rollout")})
+    back_to = own[0][1] if len(own) == 1 else "zero" if not own else None
+    if back_to is None:
+        raise OperationError(f"{label}: its migrations have {len(own)} leaves; merge them (`makemigrations --merge`)")
     folder = Path(apps.get_app_config(label).path) / "migrations"
     if not (folder / "__init__.py").exists():  # an app with no migrations yet gets its package
         folder.mkdir(exist_ok=True)
@@ -158,9 +200,10 @@ def write_migration(query, force=False):
             name=f"{label}.{name}",
             signature=function.signature,
             written=timezone.now(),
+            back=f"python manage.py migrate {label} {back_to}",
             definition=dependencies.definition(function),
             dependencies=depends,
-            drop=f"DROP FUNCTION {function.signature};",
+            drop=f"DROP FUNCTION {dependencies.qualified(function)};",
         )
     )
-    return path
+    return Written(path, label, name, back_to)

@@ -104,8 +104,40 @@ def statements_naming(function, limit=10):
         return cursor.fetchall()
 
 
-def definition(function):
-    """The function's CREATE OR REPLACE text as PostgreSQL would write it (pg_get_functiondef)."""
+# schema.name(identity arguments) of the function p: the same function whatever the search_path of whoever runs it.
+_QUALIFIED = (
+    "format('%%I.%%I(%%s)', (SELECT nspname FROM pg_namespace WHERE oid = p.pronamespace), p.proname, "
+    "pg_get_function_identity_arguments(p.oid))"
+)
+# What pg_get_functiondef leaves out and a function recreated must have again: its owner, its privileges (a
+# function created anew is executable by PUBLIC; one that was not must not become so) and its comment.
+_DEFINITION = rf"""
+SELECT concat_ws(E';\n',
+         rtrim(pg_get_functiondef(p.oid), E'\n'),
+         format('ALTER FUNCTION %%s OWNER TO %%s', q.name, p.proowner::regrole),
+         CASE WHEN p.proacl IS NOT NULL THEN format('REVOKE ALL ON FUNCTION %%s FROM PUBLIC', q.name) END,
+         (SELECT string_agg(format('GRANT %%s ON FUNCTION %%s TO %%s%%s', a.privilege_type, q.name,
+                                   CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                                   CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), E';\n')
+            FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner),
+         format('COMMENT ON FUNCTION %%s IS %%L', q.name, obj_description(p.oid, 'pg_proc'))
+       ) || ';'
+FROM pg_proc p
+CROSS JOIN LATERAL (SELECT {_QUALIFIED} AS name) q
+WHERE p.oid = %s
+"""
+
+
+def qualified(function):
+    """schema.name(identity arguments): what the retirement migration drops, whatever its search_path."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_functiondef(%s)", [function.oid])
+        cursor.execute(f"SELECT {_QUALIFIED} FROM pg_proc p WHERE p.oid = %s", [function.oid])
+        return cursor.fetchone()[0]
+
+
+def definition(function):
+    """The statements that create the function again as it is: its CREATE OR REPLACE text as PostgreSQL writes it
+    (pg_get_functiondef), then its owner, privileges and comment."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DEFINITION, [function.oid])
         return cursor.fetchone()[0]

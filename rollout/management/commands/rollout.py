@@ -303,14 +303,14 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps(shown, indent=2) if options["json"] else shown)
                 sys.exit(1)
             return shown
-        path = retire.write_migration(query, force=force)
-        label, name = path.parent.parent.name, path.stem
+        written = retire.write_migration(query, force=force)
+        back = f"python manage.py migrate {written.app_label} {written.back_to}"
         if options["json"]:
-            return {"query": query, "migration": str(path)}
+            return {"query": query, "migration": str(written.path), "apply": written.name, "back_to": written.back_to}
         return (
-            f"{query}: wrote {path}\n"
-            f"apply it with `python manage.py migrate {label} {name}`; migrating back to the migration before it "
-            "restores the function and the flag"
+            f"{query}: wrote {written.path}\n"
+            f"apply it with `python manage.py migrate {written.app_label} {written.name}`; `{back}` migrates it back "
+            "(the function and the flag restored)"
         )
 
     def do_flags(self, queries, export, apply, **options):

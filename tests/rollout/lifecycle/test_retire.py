@@ -23,7 +23,7 @@ from rollout import reports
 from rollout.flags import writes
 from rollout.flags.cache import flags
 from rollout.lifecycle import autopilot, readiness, retire, stages
-from rollout.models import FunctionCallCount, QueryFlag
+from rollout.models import FlagChange, FunctionCallCount, QueryFlag
 from rollout.postgres import dependencies, inventory
 from rollout.routing.actors import Actor
 from tests.rollout_helpers import committed, database_url
@@ -203,8 +203,26 @@ def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_
     writes.set_shadow("web_capabilities", 100)
     flag_before = QueryFlag.objects.get(name="orm.web_capabilities")
     previous = MigrationLoader(connection).graph.leaf_nodes("query_backends")[0][1]
-    path = retire.write_migration("web_capabilities", force=True)  # track_functions is off here: --force
-    name = path.stem
+    # What pg_get_functiondef leaves out must come back too: who owns it, who may run it (not PUBLIC), its comment.
+    sql(
+        "CREATE ROLE life_owner",  # the roles are rolled back with the test's transaction
+        "CREATE ROLE life_reports",
+        f"REVOKE ALL ON FUNCTION {SIGNATURE} FROM PUBLIC",
+        f"GRANT EXECUTE ON FUNCTION {SIGNATURE} TO life_reports WITH GRANT OPTION",
+        f"ALTER FUNCTION {SIGNATURE} OWNER TO life_owner",
+        f"COMMENT ON FUNCTION {SIGNATURE} IS 'web menu, 50% of the app''s calls'",
+    )
+    catalog = (
+        "SELECT proacl::text, proowner::regrole::text, obj_description(oid, 'pg_proc') FROM pg_proc "
+        f"WHERE oid = '{SIGNATURE}'::regprocedure"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(catalog)
+        as_it_was = cursor.fetchone()
+    written = retire.write_migration("web_capabilities", force=True)  # track_functions is off here: --force
+    path, name = written.path, written.name
+    assert (written.app_label, written.back_to) == ("query_backends", previous)
+    assert f"python manage.py migrate query_backends {previous}" in path.read_text()
     try:
         assert path.parent.name == "migrations" and path.parent.parent.name == "query_backends"
         call_command("migrate", "query_backends", name, verbosity=0)
@@ -233,11 +251,35 @@ def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_
         call_command("migrate", "query_backends", previous, verbosity=0)
         assert dependencies.find(SIGNATURE) is not None
         assert definition.run("pg", definition.clean({"root_id": 1})) == before
+        with connection.cursor() as cursor:
+            cursor.execute(catalog)
+            assert cursor.fetchone() == as_it_was
         restored = QueryFlag.objects.get(name="orm.web_capabilities")
         assert restored.retired_at is None and restored.stage_since == flag_before.stage_since
         assert (restored.everyone, restored.shadow_percent) == (flag_before.everyone, flag_before.shadow_percent)
         flags.invalidate()
         rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
         assert rollout.last_decision().rule == "everyone"
+    finally:
+        path.unlink()
+
+
+def test_a_drop_postgresql_refuses_leaves_the_query_as_it_was_not_retired(ready_settings):
+    """--force past a dependent view: the DROP fails after the flag was retired (the migration is not atomic).
+    The flag is given back, so the query is not left retired with its function there and every write refused."""
+    everyone_for_a_week()
+    sql("CREATE VIEW life_still_needs_it AS SELECT * FROM fn_get_web_caps(1)")
+    version = QueryFlag.objects.get(name="orm.web_capabilities").version
+    path = retire.write_migration("web_capabilities", force=True).path
+    try:
+        with pytest.raises(Exception, match="depend"):
+            call_command("migrate", "query_backends", path.stem, verbosity=0)
+        assert dependencies.find(SIGNATURE) is not None
+        flag = QueryFlag.objects.get(name="orm.web_capabilities")
+        assert flag.retired_at is None and flag.everyone is True and flag.version == version + 2
+        last = FlagChange.objects.filter(flag_name="orm.web_capabilities").first()
+        assert last.reason == "retirement failed: the function could not be dropped"
+        writes.kill(["web_capabilities"])  # the kill switch works again
+        assert QueryFlag.objects.get(name="orm.web_capabilities").everyone is False
     finally:
         path.unlink()
