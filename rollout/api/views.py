@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rollout import reports
 from rollout.api.auth import callers
 from rollout.api.errors import ALLOWED_METHODS, error_response, json_error, method_not_allowed
+from rollout.errors import InvalidQueryParams
 from rollout.experiments import get_experiment
 from rollout.metrics.rollups import metrics
 from rollout.routing.actors import tenant_label, tenant_of
@@ -71,6 +72,14 @@ def status(request):
     return JsonResponse({"queries": reports.status()}, encoder=DjangoJSONEncoder)
 
 
+def _one_value_each(query_string):
+    """Each parameter once: `?ids=1&ids=2` is refused, not served for ids 2 alone (a list is one value, "1,2")."""
+    for key, values in query_string.lists():
+        if len(values) > 1:
+            raise InvalidQueryParams(key, f"given {len(values)} times; give it once (a list is one value: 1,2,3)")
+    return query_string.dict()
+
+
 def _connection_lost():
     """The request's connection is gone, and no transaction of the caller's went with it."""
     return not connection.in_atomic_block and not (connection.connection is not None and connection.is_usable())
@@ -84,7 +93,7 @@ def _serve(request, name, served):
         experiment = served["experiment"] = get_experiment(name)
     except LookupError:
         return json_error(404, f"unknown query {name!r}")
-    given = {key: request.GET.getlist(key)[-1] for key in request.GET}
+    given = _one_value_each(request.GET)
     params = experiment.clean(given, parse=True)
     client_id = tenant_of(caller.actor)
     if not caller.any_tenant and not experiment.allowed_for(client_id, params):

@@ -115,6 +115,10 @@ def test_unknown_query_is_404_and_bad_parameters_are_400_naming_them(client, wor
         assert response.json()["parameter"] == name and name in response.json()["error"]
     response = client.get(url("asset_details", site_id=1, mdtz="yesterday"))
     assert response.status_code == 400 and response.json()["parameter"] == "mdtz"
+    # A parameter given twice was served with its last value: `site_id=1&site_id=2` asked for one site's rows.
+    response = client.get(reverse("api-query", args=["bu_list"]) + f"?bu_id={world['own']}&bu_id={world['own']}")
+    assert response.status_code == 400 and response.json()["parameter"] == "bu_id"
+    assert "given 2 times" in response.json()["error"]
 
 
 @pytest.mark.parametrize("query", REGISTRY.names())
