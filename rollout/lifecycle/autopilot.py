@@ -89,19 +89,20 @@ def _replaced(flag, stage):
     return replaced
 
 
-def _to_stage(the_plan, index, expect_stage, *, autopilot=False, unpause=False, replacing=None):
+def _to_stage(the_plan, index, expect_stage, *, autopilot=None, unpause=False, replacing=None):
     """A change putting the flag at stage `index` of the plan, if the locked row is still at expect_stage (and,
     given `replacing`, would still overwrite exactly that).
 
-    The autopilot's change also does nothing when the row got paused, killed or tripped since it looked."""
+    autopilot: the version of the flag the autopilot judged. Its change does nothing when the row was written
+    since — paused, killed, tripped, or an operator's percent or shadow that its evidence did not see."""
 
     @_Change
     def change(flag):
         moved = flag.plan_stage != expect_stage or (
             replacing is not None and _replaced(flag, the_plan.stages[index]) != replacing
         )
-        if moved or (autopilot and (flag.plan_paused or _why_stopped(flag))):
-            if autopilot:
+        if moved or (autopilot is not None and flag.version != autopilot):
+            if autopilot is not None:
                 return []
             raise OperationError(f"{query_name(flag.name)}: its plan or flag moved while this was asked; look again")
         stage = the_plan.stages[index]
@@ -149,7 +150,7 @@ def step(flag, now=None, source="autopilot"):
         )
     following = the_plan.stages[at + 1]
     why = "gates met: " + ("; ".join(f"{c.gate} {c.seen}" for c in checks) or "none set")
-    change = _to_stage(the_plan, at + 1, at, autopilot=True)
+    change = _to_stage(the_plan, at + 1, at, autopilot=flag.version)
     write([flag.name], change, source=source, reason=f"autopilot: {stage.name} → {following.name}; {why}")
     if not change.acted:
         return Move(query, RACED, stage.name, reason="moved or paused by someone else first")

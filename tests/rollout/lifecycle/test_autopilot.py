@@ -154,6 +154,21 @@ def test_an_operator_pause_at_the_same_moment_wins_over_the_autopilot():
     assert not FlagChange.objects.filter(flag_name="orm.bu_list", source="autopilot").exists()
 
 
+def test_an_operators_shadow_change_at_the_same_moment_wins_over_the_autopilot():
+    """The tick judged the flag before an operator changed its shadow: it must not advance on evidence that
+    did not see that write, and the operator's value stays."""
+    stale = started(minutes_ago=60)
+    compared(25)
+    writes.set_shadow("bu_list", 30)  # after the autopilot read the flag, before it wrote; the plan stage unchanged
+    move = autopilot.step(stale, now=timezone.now() + timedelta(hours=1))
+    assert move.outcome == RACED
+    after = flag()
+    assert (after.plan_stage, float(after.shadow_percent)) == (0, 30.0)
+    assert not FlagChange.objects.filter(flag_name="orm.bu_list", source="autopilot").exists()
+    [move] = autopilot.tick(now=timezone.now() + timedelta(hours=1))  # the next tick judges the flag as it is
+    assert move.outcome == ADVANCED and flag().plan_stage == 1
+
+
 def test_two_ticks_at_once_advance_a_query_once():
     stale = started(minutes_ago=60)
     compared(25)
