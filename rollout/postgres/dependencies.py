@@ -8,6 +8,7 @@
 - pg_stat_statements, when the extension is installed: statement texts that name it.
 """
 
+import re
 from dataclasses import dataclass
 
 from django.db import connection
@@ -72,8 +73,14 @@ def dependents(function):
 def bodies_naming(function):
     """Other functions and procedures whose body names it (a word match: a comment counts too)."""
     with connection.cursor() as cursor:
-        cursor.execute(_BODIES, [function.oid, function.name])
+        cursor.execute(_BODIES, [function.oid, _literally(function.name)])
         return [row[0] for row in cursor.fetchall()]
+
+
+def _literally(name):
+    """The name as a regular expression matching only itself: `$` (legal in a name) or a quoted name's `(` would
+    otherwise be an anchor or a syntax error, and a body calling the function would go unnamed."""
+    return re.sub(r"(\W)", r"\\\1", name)
 
 
 def track_functions():
@@ -99,7 +106,7 @@ def statements_naming(function, limit=10):
         cursor.execute(
             r"SELECT query, calls FROM pg_stat_statements WHERE query ~* ('\m' || %s || '\M') "
             "ORDER BY calls DESC LIMIT %s",
-            [function.name, limit],
+            [_literally(function.name), limit],
         )
         return cursor.fetchall()
 

@@ -189,6 +189,17 @@ def test_pg_depend_names_a_trigger_a_default_a_check_constraint_and_an_index():
     assert "index life_t_double" in found
 
 
+def test_a_body_naming_a_function_whose_name_is_no_regular_expression_is_still_named():
+    sql(
+        "CREATE FUNCTION life$caps() RETURNS int LANGUAGE sql AS 'SELECT 1'",  # `$` is legal in a name
+        "CREATE FUNCTION life_uses() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN life$caps(); END $f$",
+        "CREATE FUNCTION \"life(caps\"() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        'CREATE FUNCTION life_quoted() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN "life(caps"(); END $f$',
+    )
+    assert dependencies.bodies_naming(dependencies.find("life$caps()")) == ["life_uses()"]
+    assert dependencies.bodies_naming(dependencies.find('"life(caps"()')) == ["life_quoted()"]
+
+
 def test_retire_refuses_a_query_that_is_not_ready_in_one_line():
     with pytest.raises(CommandError, match=r"^web_capabilities: not ready to retire \(served_everyone: stage"):
         call_command("rollout", "retire", "web_capabilities")
