@@ -11,7 +11,7 @@
 import re
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 # pg_depend rows pointing at the function, each described as the thing an operator would look for.
 _DEPENDENTS = """
@@ -81,6 +81,16 @@ def _literally(name):
     """The name as a regular expression matching only itself: `$` (legal in a name) or a quoted name's `(` would
     otherwise be an anchor or a syntax error, and a body calling the function would go unnamed."""
     return re.sub(r"(\W)", r"\\\1", name)
+
+
+def counted_here(using):
+    """Whether PostgreSQL counts a call made through the alias `using` where calls() reads (default's database):
+    a read replica keeps its own statistics. A call counted as the application's own but never seen here would
+    hide as many calls from outside — a function someone else still calls would look ready to drop."""
+    if using == DEFAULT_DB_ALIAS:
+        return True
+    mine, theirs = connections[DEFAULT_DB_ALIAS].settings_dict, connections[using].settings_dict
+    return all(mine.get(key) == theirs.get(key) for key in ("NAME", "HOST", "PORT"))
 
 
 def track_functions():

@@ -29,6 +29,7 @@ from django.db import connections, transaction
 from rollout.conf import get_setting
 from rollout.experiments import get_experiment, registry
 from rollout.metrics.rollups import FUNCTION_CALLS, metrics
+from rollout.postgres import dependencies
 from rollout.shadow import result as kinds
 from rollout.shadow.job import FALLBACK, RESCUE, SHADOW, Job, infrastructure
 from rollout.shadow.observation import Observation, observe
@@ -56,8 +57,10 @@ def snapshot(using=None):
 def sides(experiment, params, using=None):
     """(control, candidate) Observations of one call, inside an open snapshot."""
     using = using or get_setting("SHADOW_DATABASE")
-    # The application's own call of the function (retirement tells it from anyone else's).
-    metrics.increment(experiment.name, experiment.control, FUNCTION_CALLS)
+    # The application's own call of the function (retirement tells it from anyone else's), where PostgreSQL
+    # counts it too: a comparison on a read replica is not a call the primary's statistics ever see.
+    if dependencies.counted_here(using):
+        metrics.increment(experiment.name, experiment.control, FUNCTION_CALLS)
     return tuple(
         observe(backend, experiment.run, backend, params, using=using)
         for backend in (experiment.control, experiment.candidate)
