@@ -22,7 +22,11 @@ from rollout.shadow.replay import replay
 
 @admin.action(description="Send back to the control (kill)", permissions=["change"])
 def kill(modeladmin, request, queryset):
-    flags = writes.kill([query_name(f.name) for f in queryset], user=request.user, source="admin")
+    try:
+        flags = writes.kill([query_name(f.name) for f in queryset], user=request.user, source="admin")
+    except writes.OperationError as exc:  # busy or retired flags, named once every other flag is killed
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return
     modeladmin.message_user(request, f"{len(flags)} flag(s) sent back to the control.", messages.WARNING)
 
 

@@ -37,6 +37,10 @@ class WritingFunction(OperationError):
     """The query's function may write: running it a second time (shadow, rescue) would write twice."""
 
 
+class Retired(OperationError):
+    """The query is retired (its function dropped): only its retirement migration changes its flag."""
+
+
 class GuardTripped(OperationError):
     """The guard sent the flag back: only clear-guard, then an explicit enable, turns it on again."""
 
@@ -102,7 +106,7 @@ def _refuse_undoing_a_trip(flag, before):
 def _refuse_changing_retired(flag, before, fields):
     """A retired query's function is gone: only its retirement migration (forward or back) changes its flag."""
     if before["retired_at"] and flag.retired_at and set(fields) - {"note"}:
-        raise OperationError(
+        raise Retired(
             f"{flag.name}: retired {flag.retired_at:%Y-%m-%d %H:%M:%S}, its function is dropped; migrate the "
             "retirement back to change its flag"
         )
@@ -167,18 +171,27 @@ def kill(queries=(), user=None, source="cli", reason="kill switch"):
     """Every named query (or all) back to the control for everyone; cohorts are kept for later.
 
     Each flag in a transaction of its own: a row another writer holds must not keep the others from being
-    killed. The busy ones are named afterwards (FlagBusy) once every other flag is killed."""
-    killed, busy = [], []
+    killed. The busy ones are named afterwards (FlagBusy) once every other flag is killed. A retired query has
+    no control left to go back to: the kill of all queries passes it by; one named is refused (Retired), after
+    the others are killed."""
+    killed, busy, retired = [], [], []
     for name in flag_names(queries):
         try:
             killed += write([name], _set(everyone=False, killed_by=source), user=user, source=source, reason=reason)
         except FlagBusy:
             busy.append(query_name(name))
+        except Retired:
+            retired.append(query_name(name))
+    done = f"; the others were killed: {', '.join(query_name(f.name) for f in killed)}" if killed else ""
     if busy:
-        done = f"; the others were killed: {', '.join(query_name(f.name) for f in killed)}" if killed else ""
         raise FlagBusy(
             f"flag {', '.join(busy)}: another change held it for more than "
             f"{get_setting('FLAG_LOCK_TIMEOUT_SECONDS'):g} s; it was NOT killed, run the kill again{done}"
+        )
+    if retired and queries:
+        raise Retired(
+            f"flag {', '.join(retired)}: retired (its function is dropped), no control to send it back to; migrate "
+            f"the retirement back to change its flag{done}"
         )
     return killed
 

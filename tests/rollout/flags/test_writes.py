@@ -131,6 +131,30 @@ def test_a_kill_of_every_query_kills_all_it_can_and_names_the_busy_one(settings,
     assert all(f.everyone is False for f in QueryFlag.objects.filter(name__in=[f"orm.{q}" for q in others]))
 
 
+def test_a_retired_query_does_not_stop_the_kill_of_every_other_query(admin_client):
+    """The kill of all queries (and the admin's action on all of them) stopped at the first retired flag in its
+    order: the queries after it were left on their twins."""
+    from rollout.lifecycle import retire
+
+    others = ["asset_details", "web_capabilities"]  # after bu_list in the kill's order
+    writes.enable(["bu_list", *others])
+    retire.retire_flag("bu_list", "test")
+    call_command("rollout", "kill", stdout=io.StringIO())
+    assert all(f.everyone is False for f in QueryFlag.objects.filter(name__in=[f"orm.{q}" for q in others]))
+    assert QueryFlag.objects.get(name=FLAG).retired_at is not None  # passed by: it has no control to go back to
+    writes.enable(others)
+    with pytest.raises(CommandError, match=r"^flag bu_list: retired \(.* the others were killed: web_capabilities$"):
+        call_command("rollout", "kill", "bu_list", "web_capabilities", stdout=io.StringIO())
+    assert QueryFlag.objects.get(name="orm.web_capabilities").everyone is False
+    writes.enable(others)
+    selected = list(QueryFlag.objects.values_list("pk", flat=True))
+    url = reverse("admin:rollout_queryflag_changelist")
+    response = admin_client.post(url, {"action": "kill", "_selected_action": selected}, follow=True)
+    assert response.status_code == 200
+    assert any("bu_list: retired" in str(m) for m in response.context["messages"])
+    assert all(f.everyone is False for f in QueryFlag.objects.filter(name__in=[f"orm.{q}" for q in others]))
+
+
 # --- the admin ------------------------------------------------------------------------------------------------
 
 
