@@ -75,7 +75,8 @@ def evaluate(result):
     """Trip the result's flag if a threshold is reached; returns the reason, or None."""
     flag_name = result.flag
     flag = QueryFlag.objects.filter(name=flag_name).first()
-    if flag is None or flag.guard_tripped_at is not None:
+    # A retired query has no control to send back to (comparisons queued before its retirement still arrive).
+    if flag is None or flag.guard_tripped_at is not None or flag.retired_at is not None:
         return None
     numbers = measure(flag_name, flag.guard_window)
     if numbers["sample"] < flag.guard_min_sample:

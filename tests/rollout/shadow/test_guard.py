@@ -62,6 +62,16 @@ def test_the_guard_trips_exactly_at_its_threshold_after_the_minimum_sample():
     assert change.changes["everyone"] == [True, False] and "discrepancy rate" in change.reason
 
 
+def test_comparisons_queued_before_a_retirement_never_make_the_guard_write_a_retired_flag():
+    from rollout.lifecycle import retire
+
+    guard_flag()
+    retire.retire_flag("bu_list", "test")
+    assert feed([True] * 10) == [None] * 10  # a write of a retired flag raised, and with it the publish
+    flag = QueryFlag.objects.get(name="orm.bu_list")
+    assert flag.guard_tripped_at is None and flag.retired_at is not None
+
+
 def test_the_guard_does_not_trip_below_its_threshold():
     guard_flag()
     assert feed([False] * 9 + [True] + [False] * 5) == [None] * 15
