@@ -203,7 +203,9 @@ def write_migration(query, force=False):
             back=f"python manage.py migrate {label} {back_to}",
             definition=dependencies.definition(function),
             dependencies=depends,
-            drop=f"DROP FUNCTION {dependencies.qualified(function)};",
+            # IF EXISTS: gone already (a second retirement migration of the query) is retired, not a failure that
+            # would give the flag back with no function behind it.
+            drop=f"DROP FUNCTION IF EXISTS {dependencies.qualified(function)};",
         )
     )
     return Written(path, label, name, back_to)

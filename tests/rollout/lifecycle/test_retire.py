@@ -275,6 +275,19 @@ def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_
         path.unlink()
 
 
+def test_a_second_retirement_migration_finds_the_function_gone_and_leaves_the_query_retired(ready_settings):
+    everyone_for_a_week()
+    first = retire.write_migration("web_capabilities", force=True).path
+    second = retire.write_migration("web_capabilities", force=True).path  # written before the first is applied
+    try:
+        call_command("migrate", "query_backends", second.stem, verbosity=0)  # the first, then the second
+        assert dependencies.find(SIGNATURE) is None
+        assert QueryFlag.objects.get(name="orm.web_capabilities").retired_at is not None
+    finally:
+        first.unlink()
+        second.unlink()
+
+
 def test_a_drop_postgresql_refuses_leaves_the_query_as_it_was_not_retired(ready_settings):
     """--force past a dependent view: the DROP fails after the flag was retired (the migration is not atomic).
     The flag is given back, so the query is not left retired with its function there and every write refused."""
