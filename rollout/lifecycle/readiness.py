@@ -207,9 +207,24 @@ def _minute(moment):
 def _external_calls(query, function):
     """PostgreSQL's calls of the function over the window minus the application's own: never fewer than the
     calls from outside (see _Reading), and "cannot tell" when own calls in flight at the window's edges could
-    account for what is left."""
-    if dependencies.track_functions() == "none":
+    account for what is left, or where PostgreSQL does not count the function's calls at all."""
+    tracking = dependencies.track_functions()
+    if tracking == "none":
         return Reason("external_calls", None, f"cannot tell: track_functions is 'none'; {ENABLE_TRACKING}")
+    if function.language == "sql":
+        return Reason(
+            "external_calls",
+            None,
+            "cannot tell: it is a SQL-language function, which PostgreSQL may inline into the statement that calls "
+            "it, and an inlined call is never counted (pg_stat_user_functions), whatever track_functions says",
+        )
+    if function.language in ("c", "internal") and tracking != "all":
+        return Reason(
+            "external_calls",
+            None,
+            f"cannot tell: track_functions = '{tracking}' counts only procedural-language functions, and this one "
+            f"is {function.language}; set it to 'all'",
+        )
     now = timezone.now()
     window = timedelta(hours=get_setting("RETIRE_CALL_WINDOW_HOURS"))
     base = FunctionCallCount.objects.filter(function=function.signature, taken_at__lte=now - window).first()

@@ -50,13 +50,15 @@ class Function:
     oid: int
     signature: str  # oid::regprocedure, e.g. fn_get_web_caps(bigint)
     name: str  # proname, what other code names it by
+    language: str = "plpgsql"  # its pg_language name: which track_functions setting counts its calls
 
 
 def find(signature):
     """The installed function of this signature (regprocedure text), or None."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT p.oid, p.oid::regprocedure::text, p.proname FROM pg_proc p WHERE p.oid = to_regprocedure(%s)",
+            "SELECT p.oid, p.oid::regprocedure::text, p.proname, l.lanname FROM pg_proc p "
+            "JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = to_regprocedure(%s)",
             [signature],
         )
         row = cursor.fetchone()

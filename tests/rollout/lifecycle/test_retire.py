@@ -173,6 +173,15 @@ def test_with_track_functions_off_it_says_so_plainly_and_is_not_ready(ready_sett
     assert not readiness.check("web_capabilities").ready
 
 
+def test_external_calls_cannot_be_told_for_a_function_postgresql_may_inline(ready_settings):
+    """A SQL-language function may be inlined into the calling statement, and an inlined call is never counted
+    (whatever track_functions says): its external calls read "none from outside" and ready."""
+    everyone_for_a_week()
+    sql("SET track_functions = 'all'", "CREATE FUNCTION life_sql(bigint) RETURNS bigint LANGUAGE sql AS 'SELECT $1'")
+    inlined = readiness._external_calls("web_capabilities", dependencies.find("life_sql(bigint)"))
+    assert inlined.ready is None and "SQL-language function" in inlined.text
+
+
 def test_pg_depend_names_a_trigger_a_default_a_check_constraint_and_an_index():
     sql(
         "CREATE FUNCTION life_double(bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2'",
