@@ -59,16 +59,16 @@ def retire_flag(query, why, source="migration"):
     """Mark the flag retired, keeping its state to give back and its function's signature (which `rollout
     functions` still lists once the function is gone). The migration's first step."""
     signature = readiness.control_function(query)
-    described = catalog.as_data(catalog.find(signature))
 
     def change(flag):
         if flag.retired_at is not None:
-            return []  # a re-run of a migration that failed after this step
+            return []  # a re-run of a migration that failed after this step, or a second one: the function is gone
         flag.retired_from = {
             "values": values_of(flag),
             "stage_since": flag.stage_since and flag.stage_since.isoformat(),
             "function": signature,
-            "catalog": described,  # what a rollout.Query reads its parameters from once the function is gone
+            # what a rollout.Query reads its parameters from once the function is gone
+            "catalog": catalog.as_data(catalog.find(signature)),
         }
         flag.retired_at = timezone.now()
         return ["retired_from", "retired_at"]
