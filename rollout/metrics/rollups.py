@@ -373,6 +373,10 @@ class Metrics:
         """Delete every rollup of one backend name (a benchmark's own, taking back what it counted)."""
         return self._on_writer(lambda cursor: cursor.execute(f"DELETE FROM {TABLE} WHERE backend = %s", [backend]))
 
+    def forget_minute(self, minute):
+        """Delete every rollup of one minute (a benchmark's scratch minute, taking back what it counted)."""
+        return self._on_writer(lambda cursor: cursor.execute(f"DELETE FROM {TABLE} WHERE minute = %s", [minute]))
+
     @staticmethod
     def since(before, after):
         """Counter totals added between two snapshots, summed over queries and backends."""

@@ -16,6 +16,8 @@ from query_backends.benchmark import NEVER_CACHED, measure, schedule, slower_tha
 from query_backends.errors import QueryError
 from query_backends.registry import REGISTRY
 from rollout import cache
+from rollout.experiments import flag_name
+from rollout.models import GuardSample, MetricMinute, RecordedCall
 
 pytestmark = pytest.mark.django_db
 SIDES = ("function", "twin", "floor", "memory_hit", "redis_hit")
@@ -125,10 +127,22 @@ def test_the_command_rejects_a_bad_baseline(tmp_path):
         call_command("benchmark_orm_performance", "--param-sets", "0")
 
 
-def test_the_router_part_measures_the_control_on_rotating_parameters(no_discrepancies, capsys):
+def left_by(query):
+    """Rows a measurement of the query could leave: its metrics, its guard's samples, its recorded calls."""
+    return (
+        MetricMinute.objects.filter(query=query).count(),
+        GuardSample.objects.filter(flag=flag_name(query)).count(),
+        RecordedCall.objects.filter(query=query).count(),
+    )
+
+
+def test_the_router_part_measures_the_control_on_rotating_parameters_and_leaves_nothing(no_discrepancies, capsys):
+    before = left_by("bu_list")
     call_command("benchmark_orm_performance", "--queries", "bu_list", "--iterations", "2", "--warmup", "0")
     out = capsys.readouterr().out
     assert "router (bu_list): decision_us_median" in out and "shadow/no_shadow" in out
+    # It dispatched and compared (shadow 100 % pinned): none of it is left as the query's evidence.
+    assert left_by("bu_list") == before
 
 
 def test_sample_params_is_the_definitions_sampler():
