@@ -40,6 +40,6 @@ def shutdown():
 
     background.shutdown()
     try:
-        metrics.flush(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
+        metrics.flush_if_counting(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
     except Exception:  # noqa: BLE001 — the database gone as well: these counts go with the process
         logging.getLogger(__name__).warning("could not flush the metrics at shutdown")

@@ -271,6 +271,12 @@ class Metrics:
         self._ensure_writer()
         self._writer.submit(self._write_pending).result(timeout=timeout)
 
+    def flush_if_counting(self, timeout=30):
+        """flush(), where this process has counted or read anything: a process that never did has no writer,
+        and starts none at its exit."""
+        if self._pid == os.getpid():
+            self.flush(timeout)
+
     def snapshot(self):
         """{(query, backend): {counter: n, ..., "p50", "p95", "p99", "samples"}} across processes.
 

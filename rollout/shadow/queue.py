@@ -227,16 +227,12 @@ class Background:
         return self._queue.unfinished_tasks
 
     def shutdown(self):
-        """Drain for at most SHADOW_DRAIN_SECONDS; count what is left as drops; flush the metrics. Once: a
-        server's own hook and atexit both call it, and what the first counted as dropped stays counted once."""
+        """Drain for at most SHADOW_DRAIN_SECONDS; count what is left as drops. Once: a server's own hook and
+        atexit both call it (through rollout.shutdown), and what the first counted as dropped stays counted once."""
         if self._queue is None or self._pid != os.getpid() or self._closing:
             return
         if self.drain(get_setting("SHADOW_DRAIN_SECONDS")):
             self._drop_the_rest()
-        try:
-            metrics.flush(timeout=get_setting("SHADOW_DRAIN_SECONDS"))
-        except Exception:  # noqa: BLE001 — at exit with the database gone: the counts go with the process
-            logger.warning("could not flush the metrics at shutdown")
 
 
 def _keys(batch):
@@ -290,7 +286,11 @@ def _on_sigterm(signum, frame):
 
 
 def install_shutdown_hooks():
-    """Drain at exit; make SIGTERM an orderly exit where nothing else (gunicorn, Celery) has claimed it."""
-    atexit.register(background.shutdown)
+    """rollout.shutdown at exit: a process's queued comparisons drained and its counts written, a short one's too
+    (a cron job's calls are the application's own, which retirement's check tells from calls from outside).
+    SIGTERM made an orderly exit where nothing else (gunicorn, Celery) has claimed it."""
+    import rollout
+
+    atexit.register(rollout.shutdown)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
