@@ -82,6 +82,9 @@ class QueryFlag(models.Model):
     guard_reason = models.TextField(blank=True)
     # Who last turned the flag off for everyone ("guard" after a trip): the status says why it is off.
     killed_by = models.CharField(max_length=20, blank=True, editable=False)
+    # What `everyone` was before the kill (Yes or unknown): the kill does not change the lifecycle stage, so the
+    # stage of a killed flag is read with this value (set by flags.writes when `everyone` becomes No).
+    killed_from = models.BooleanField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Where this flag is used.")
     # The lifecycle (rollout.lifecycle): the query's plan, where it stands in it, and its retirement.
     plan = models.JSONField(

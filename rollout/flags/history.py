@@ -21,9 +21,11 @@ from rollout.models import FlagChange, QueryFlag
 TRACKED_FIELDS = tuple(
     field.name
     for field in QueryFlag._meta.concrete_fields
-    # killed_by only explains `everyone = No` in the status; the change to `everyone` is what is recorded.
+    # killed_by and killed_from only explain `everyone = No` (who, and the stage it keeps); the change to `everyone`
+    # is what is recorded.
     # stage_since follows from the fields that changed the stage; retired_from is a copy of them.
-    if field.name not in ("id", "name", "created", "modified", "version", "killed_by", "stage_since", "retired_from")
+    if field.name
+    not in ("id", "name", "created", "modified", "version", "killed_by", "killed_from", "stage_since", "retired_from")
 )
 
 _author = ContextVar("rollout_change_author", default=(None, "code", ""))

@@ -67,6 +67,7 @@ def write(names, change, *, user=None, source="code", reason="", expected_versio
                     _refuse_undoing_a_trip(flag, before)
                     _refuse_changing_retired(flag, before, fields)
                     _refuse_running_a_writer_twice(flag, fields)
+                    fields += _remember_kill(flag, before)
                     fields += _stamp_stage(flag, before, was)
                     flag._rollout_before = before  # the history's diff, without reading the row again
                     flag.save(update_fields=fields)  # and the version, bumped
@@ -112,11 +113,26 @@ def _refuse_changing_retired(flag, before, fields):
         )
 
 
+def _remember_kill(flag, before):
+    """A kill (by anyone: CLI, admin, guard) keeps what `everyone` was, so the stage stays what it was; lifting
+    it forgets it."""
+    if flag.everyone is False:
+        killed_from = flag.killed_from if before["everyone"] is False else before["everyone"]
+    else:
+        killed_from = None
+    if killed_from == flag.killed_from:
+        return []
+    flag.killed_from = killed_from
+    return ["killed_from"]
+
+
 def _stamp_stage(flag, before, was):
     """Time in stage starts again when the write moves the flag to another lifecycle or plan stage (unless the
-    write sets it itself: a retirement migrated back gives the stage its time back)."""
+    write sets it itself: a retirement migrated back gives the stage its time back). A kill, and the enable that
+    lifts it, change no stage."""
     if flag.stage_since != was["stage_since"] or (
-        stage_of(before) == stage_of(values_of(flag)) and flag.plan_stage == was["plan_stage"]
+        stage_of(before, killed_from=was["killed_from"]) == stage_of(values_of(flag), killed_from=flag.killed_from)
+        and flag.plan_stage == was["plan_stage"]
     ):
         return []
     flag.stage_since = timezone.now()

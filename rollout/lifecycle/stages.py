@@ -17,11 +17,12 @@ NOT_STARTED, SHADOW, COHORTS, PERCENTAGE, EVERYONE, RETIRED = (
 STAGES = (NOT_STARTED, SHADOW, COHORTS, PERCENTAGE, EVERYONE, RETIRED)
 
 
-def stage_of(values, members=False):
-    """The stage of a flag's tracked values (flags.history.values_of); members: it has users or groups."""
+def stage_of(values, members=False, killed_from=None):
+    """The stage of a flag's tracked values (flags.history.values_of); members: it has users or groups;
+    killed_from: what `everyone` was before the kill (QueryFlag.killed_from), read in its place while killed."""
     if values.get("retired_at"):
         return RETIRED
-    if values.get("everyone"):
+    if values.get("everyone") or (values.get("everyone") is False and killed_from):
         return EVERYONE
     if values.get("percent"):
         return PERCENTAGE
@@ -41,7 +42,7 @@ def stage(flag):
     from rollout.flags.history import values_of
 
     members = bool(flag.pk) and (bool(flag.users.all()) or bool(flag.groups.all()))
-    return stage_of(values_of(flag), members)
+    return stage_of(values_of(flag), members, flag.killed_from)
 
 
 def since(flag):

@@ -40,6 +40,26 @@ def test_each_write_that_changes_the_stage_starts_its_time_again_and_others_do_n
     assert stages.stage(flag()) == "everyone"
 
 
+def test_a_kill_and_the_enable_that_lifts_it_keep_the_stage_and_its_time():
+    flag = lambda: QueryFlag.objects.get(name="orm.bu_list")  # noqa: E731
+    a_day_in_percentage()
+    writes.enable(["bu_list"])
+    served_everyone_since = flag().stage_since
+    writes.kill(["bu_list"])
+    assert stages.stage(flag()) == "everyone" and flag().stage_since == served_everyone_since
+    writes.set_shadow("bu_list", 50)  # another write while killed: still the stage it was killed in
+    assert stages.stage(flag()) == "everyone" and flag().stage_since == served_everyone_since
+    writes.enable(["bu_list"])
+    assert stages.stage(flag()) == "everyone" and flag().stage_since == served_everyone_since
+    writes.set_percent("bu_list", 20)
+    writes.disable(["bu_list"])  # a kill of a percentage flag keeps the percentage
+    percentage_since = flag().stage_since
+    writes.kill(["bu_list"])
+    assert stages.stage(flag()) == "percentage" and flag().stage_since == percentage_since
+    writes.enable(["bu_list"])  # lifting it to everyone is a stage change
+    assert stages.stage(flag()) == "everyone" and flag().stage_since > percentage_since
+
+
 def test_the_api_shows_each_querys_stage_and_time_in_stage_to_whoever_may_view_flags(client, admin_client):
     a_day_in_percentage()
     assert client.get("/api/rollout/status").status_code == 401
