@@ -13,8 +13,9 @@ from settings.environment import (
     env_choice,
     env_float,
     env_int,
-    env_list,
+    env_networks,
     environment_name,
+    log_level,
     secret_key,
 )
 
@@ -158,7 +159,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1.0,
 }
 ROLLOUT_METRICS_TOKEN = _env.get("ROLLOUT_METRICS_TOKEN", "")
-ROLLOUT_METRICS_ALLOWED_IPS = tuple(env_list(_env, "ROLLOUT_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
+ROLLOUT_METRICS_ALLOWED_IPS = tuple(env_networks(_env, "ROLLOUT_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]))
 # The answer cache (rollout/cache); the environment keeps the names operators already use.
 ROLLOUT_CACHE_TTL_SECONDS = env_int(_env, "QUERY_CACHE_TTL_SECONDS", 60, minimum=1)
 ROLLOUT_CACHE_MEMORY_BYTES = env_int(_env, "QUERY_CACHE_MEMORY_BYTES", 64 * 1024 * 1024, minimum=0)
@@ -191,7 +192,7 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
-LOG_LEVEL = _env.get("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = log_level(_env)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -4,6 +4,7 @@ Every function takes the environment mapping explicitly so tests can pass
 their own; a bad value raises ConfigurationError naming the variable.
 """
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -69,6 +70,25 @@ def env_list(environ, name, default):
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_networks(environ, name, default):
+    """A comma-separated list of IP addresses or networks (10.0.0.0/8), each checked as Python's ipaddress reads it."""
+    entries = env_list(environ, name, default)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigurationError(f"{name}: {entry!r} is not an IP address or network") from None
+    return entries
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(environ):
+    """LOG_LEVEL in any case, one of Python's logging levels."""
+    return env_choice({"LOG_LEVEL": environ.get("LOG_LEVEL", "").strip().upper()}, "LOG_LEVEL", "INFO", LOG_LEVELS)
+
+
 def database_config(environ, base_dir: Path, start_embedded=None):
     """DATABASES['default'] from DATABASE_URL, or an embedded PostgreSQL when it is unset."""
     url = environ.get("DATABASE_URL", "").strip()
@@ -107,6 +127,11 @@ def database_config(environ, base_dir: Path, start_embedded=None):
             "max_size": env_int(environ, "DB_POOL_MAX_SIZE", 10, minimum=1),
             "timeout": env_float(environ, "DB_POOL_TIMEOUT", 3.0, minimum=0.1),
         }
+        if options["pool"]["min_size"] > options["pool"]["max_size"]:
+            raise ConfigurationError(
+                f"DB_POOL_MIN_SIZE={options['pool']['min_size']} must be at most "
+                f"DB_POOL_MAX_SIZE ({options['pool']['max_size']})"
+            )
         config["CONN_MAX_AGE"] = 0
         # The backend checks each pooled connection as it hands it out, without the pool's back-off
         # (settings/postgresql/base.py); Django's own health check would add that back-off.

@@ -1,10 +1,11 @@
 """/metrics in the Prometheus text format, from the shared metrics store.
 
 Access: a bearer token (ROLLOUT_METRICS_TOKEN) or a client address in
-ROLLOUT_METRICS_ALLOWED_IPS (default: loopback only).
+ROLLOUT_METRICS_ALLOWED_IPS: addresses or networks (default: loopback only).
 """
 
 import hmac
+import ipaddress
 import logging
 
 from django.db import DatabaseError
@@ -77,7 +78,11 @@ def _permitted(request):
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if token and given and hmac.compare_digest(given, token):
         return True
-    return request.META.get("REMOTE_ADDR") in get_setting("METRICS_ALLOWED_IPS")
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(entry, strict=False) for entry in get_setting("METRICS_ALLOWED_IPS"))
 
 
 def view(request):

@@ -132,8 +132,29 @@ def test_bad_scalar_variables_name_themselves():
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("variable,value", [("DATABASE_URL", "mysql://x@y/z"), ("REDIS_URL", "http://nope")])
-def test_manage_py_reports_a_malformed_url_in_one_line(variable, value):
+def test_bad_log_level_pool_sizes_and_metrics_addresses_name_themselves():
+    assert env.log_level({"LOG_LEVEL": "warning"}) == "WARNING" and env.log_level({}) == "INFO"
+    with pytest.raises(env.ConfigurationError, match="LOG_LEVEL='LOUD'"):
+        env.log_level({"LOG_LEVEL": "loud"})
+    with pytest.raises(env.ConfigurationError, match=r"DB_POOL_MIN_SIZE=20 must be at most DB_POOL_MAX_SIZE \(10\)"):
+        env.database_config({"DATABASE_URL": PG, "DB_POOL_MIN_SIZE": "20"}, ROOT, no_embedded)
+    assert env.env_networks({"IPS": "10.0.0.0/8, ::1"}, "IPS", []) == ["10.0.0.0/8", "::1"]
+    with pytest.raises(env.ConfigurationError, match="IPS: 'notanip' is not an IP address or network"):
+        env.env_networks({"IPS": "127.0.0.1,notanip"}, "IPS", [])
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("DATABASE_URL", "mysql://x@y/z"),
+        ("REDIS_URL", "http://nope"),
+        ("LOG_LEVEL", "LOUD"),
+        ("DB_POOL_MIN_SIZE", "20"),
+        ("ROLLOUT_METRICS_ALLOWED_IPS", "notanip"),
+    ],
+)
+def test_manage_py_reports_a_bad_variable_in_one_line(variable, value):
     environ = {**os.environ, "DATABASE_URL": PG, variable: value}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60

@@ -159,6 +159,10 @@ def test_metrics_are_prometheus_text_for_allowed_callers(client, settings):
     assert 'rollout_calls_total{backend="pg",query="bu_list"} 1.0' in body
     assert 'rollout_latency_seconds{backend="pg",quantile="0.50",query="bu_list"}' in body
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+    settings.ROLLOUT_METRICS_ALLOWED_IPS = ("10.1.0.0/16",)
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="10.2.0.1").status_code == 403
+    settings.ROLLOUT_METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")
     settings.ROLLOUT_METRICS_TOKEN = "s3cret"
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer nope").status_code == 403
