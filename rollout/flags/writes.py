@@ -384,15 +384,22 @@ def ensure_flags(source="migration", using="default", names=None):
     return created
 
 
-def forget(query, user=None, source="cli"):
-    """Delete the flag and the discrepancies of a query that is no longer registered (e.g. the demo's)."""
+def forget(query, user=None, source="cli", missing_ok=False):
+    """Delete the flag and the discrepancies of a query that is no longer registered (e.g. the demo's).
+
+    A name with neither is refused unless missing_ok: it is a typo far more often than a query already forgotten.
+    """
     from rollout.models import Discrepancy
 
     if query in registry().names():
-        raise OperationError(f"query: {query} is still registered; only a retired query's records can be forgotten")
+        raise OperationError(
+            f"query: {query} is still registered; only the records of a query no longer registered can be forgotten"
+        )
     with transaction.atomic(), changed_by(user, source, "query no longer registered"):
         _, flags = QueryFlag.objects.filter(name=flag_name(query)).delete()
         _, discrepancies = Discrepancy.objects.filter(query=query).delete()
+        if not (flags or discrepancies or missing_ok):
+            raise OperationError(f"query: {query} has no flag and no discrepancies; nothing to forget")
     return {
         "flags": flags.get(QueryFlag._meta.label, 0),
         "discrepancies": discrepancies.get(Discrepancy._meta.label, 0),

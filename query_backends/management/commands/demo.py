@@ -136,7 +136,7 @@ class Command(BaseCommand):
         from rollout.flags import writes
 
         bring_back_retired()
-        writes.forget(DEMO_QUERY, source="demo")
+        writes.forget(DEMO_QUERY, source="demo", missing_ok=True)
         self.reset_flags(names)
         self.metrics.reset()
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.template.defaultfilters import pluralize
 
 from rollout import reports
 from rollout.api import tokens
@@ -257,7 +258,8 @@ class Command(BaseCommand):
         return (
             deleted
             if options["json"]
-            else f"{query}: deleted {deleted['flags']} flag and {deleted['discrepancies']} discrepancies"
+            else f"{query}: deleted {deleted['flags']} flag{pluralize(deleted['flags'])} and "
+            f"{deleted['discrepancies']} discrepanc{pluralize(deleted['discrepancies'], 'y,ies')}"
         )
 
     def do_plan(self, query, export, apply, reason, force, **options):

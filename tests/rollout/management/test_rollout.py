@@ -93,11 +93,17 @@ def test_forget_removes_what_a_retired_query_left_and_refuses_a_registered_one()
 
     QueryFlag.objects.create(name="orm.retired", note="retired")
     Discrepancy.objects.create(query="retired", flag="orm.retired", kind="mismatch", fingerprint="x" * 64)
-    assert rollout("forget", "retired") == "retired: deleted 1 flag and 1 discrepancies\n"
+    assert rollout("forget", "retired") == "retired: deleted 1 flag and 1 discrepancy\n"
     assert not QueryFlag.objects.filter(name="orm.retired").exists()
     assert not Discrepancy.objects.filter(query="retired").exists()
-    with pytest.raises(CommandError, match="bu_list is still registered"):
+    Discrepancy.objects.create(query="gone", flag="orm.gone", kind="mismatch", fingerprint="y" * 64)
+    Discrepancy.objects.create(query="gone", flag="orm.gone", kind="mismatch", fingerprint="z" * 64)
+    assert rollout("forget", "gone") == "gone: deleted 0 flags and 2 discrepancies\n"
+    with pytest.raises(CommandError, match="bu_list is still registered; only the records of a query no longer"):
         rollout("forget", "bu_list")
+    # A typo, or a query already forgotten: nothing to delete is refused rather than reported as done.
+    with pytest.raises(CommandError, match=r"^query: retired has no flag and no discrepancies; nothing to forget$"):
+        rollout("forget", "retired")
 
 
 def test_cohort_add_remove_and_exclude_of_several_declared_cohorts():
