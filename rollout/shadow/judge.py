@@ -28,6 +28,7 @@ from django.db import connections, transaction
 
 from rollout.conf import get_setting
 from rollout.experiments import get_experiment, registry
+from rollout.flags.cache import flags
 from rollout.metrics.rollups import FUNCTION_CALLS, metrics
 from rollout.postgres import dependencies
 from rollout.shadow import result as kinds
@@ -129,6 +130,9 @@ def _still_cached(experiment, backend, params, fresh):
 
 
 def _shadow(experiment, job):
+    state = flags.get(job.flag)
+    if state is not None and state.retired:  # the retirement waited for every process: this one knows by now
+        return _result(job, kinds.RETIRED)
     params = experiment.clean(job.params, parse=True)
     served = job.served
     if infrastructure(experiment, served):

@@ -36,13 +36,26 @@ KINDS = (
     Kind("noise", "noise", False, False, False, ("comparisons", "noise")),
     # A connection lost, a shutdown, a serialization failure or a timeout on either side, after one retry.
     Kind("infrastructure", "infrastructure", False, False, False, ("infrastructure",)),
+    # Sampled before the query was retired, judged after its function was dropped: nothing left to compare
+    # with. A drop (calls = compared + dropped), neither a control error nor evidence against a migration back.
+    Kind("retired", "function retired first", False, False, False, ("drops",)),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 RECORDED_CHOICES = [(kind.name, kind.label) for kind in KINDS if kind.recorded]  # Discrepancy.kind's choices
 
-MATCHED, IGNORED, MISMATCH, CANDIDATE_ERROR, CONTROL_ERROR, DIFFERENT_ERRORS, STALE_CACHE, RESCUED, NOISE, INFRA = (
-    kind.name for kind in KINDS
-)
+(
+    MATCHED,
+    IGNORED,
+    MISMATCH,
+    CANDIDATE_ERROR,
+    CONTROL_ERROR,
+    DIFFERENT_ERRORS,
+    STALE_CACHE,
+    RESCUED,
+    NOISE,
+    INFRA,
+    RETIRED,
+) = (kind.name for kind in KINDS)
 
 
 @dataclass(frozen=True)

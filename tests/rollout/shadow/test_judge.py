@@ -8,6 +8,8 @@ import rollout
 from query_backends.errors import LegacyDataError
 from query_backends.models import BusinessUnit
 from query_backends.registry import REGISTRY, IgnoreRule
+from rollout.flags.cache import flags
+from rollout.lifecycle import retire
 from rollout.metrics.rollups import metrics
 from rollout.shadow.queue import background
 from tests.rollout.shadow.support import ALICE, held_until, raise_runtime, records, rename_unit, replace, shadow_all
@@ -119,3 +121,28 @@ def test_data_moving_under_a_comparison_is_noise_not_a_discrepancy(monkeypatch):
     numbers = metrics.snapshot()[("bu_list", "orm")]
     assert numbers["noise"] >= 1 and numbers["discrepancies"] == 0 and records("bu_list") == []
     assert numbers["comparisons"] == 31
+
+
+def dropped(*args, **kwargs):
+    raise LegacyDataError("function fn_get_web_caps(bigint) does not exist")
+
+
+def test_a_comparison_judged_after_its_function_was_dropped_by_a_retirement_is_a_drop(monkeypatch):
+    # Sampled before the retirement, judged after the DROP: the control can only fail now. That is neither noise
+    # nor a control error (recorded where the served answer was omitted, it blocked readiness again after a
+    # migration back): the comparison is dropped.
+    shadow_all("web_capabilities")
+    gate = threading.Event()
+    held_until(gate, monkeypatch)
+    try:
+        rollout.dispatch("web_capabilities", actor=ALICE, root_id=1)
+        retire.retire_flag("web_capabilities", "test")
+        replace("web_capabilities", monkeypatch, function=dropped)
+        flags.invalidate()
+        assert flags.get("orm.web_capabilities").retired  # this process knows, as retirement waits for
+    finally:
+        gate.set()
+    background.drain()
+    numbers = metrics.snapshot()[("web_capabilities", "orm")]
+    assert (numbers.get("comparisons", 0), numbers["drops"], numbers.get("control_errors", 0)) == (0, 1, 0)
+    assert records("web_capabilities") == []
