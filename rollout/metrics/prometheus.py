@@ -2,6 +2,11 @@
 
 Access: a bearer token (ROLLOUT_METRICS_TOKEN) or a client address in
 ROLLOUT_METRICS_ALLOWED_IPS: addresses or networks (default: loopback only).
+
+Every per-backend series also carries `role` ("control" or "candidate", as in
+a routing Decision): each query names its own backends (the legacy queries "pg"
+and "orm", a host's rollout.Query "function" and "twin"), so rules and
+dashboards select on the role and hold for any query.
 """
 
 import hmac
@@ -14,34 +19,45 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 from rollout.conf import get_setting
+from rollout.experiments import sides
 from rollout.metrics.rollups import COUNTERS, metrics
 
 logger = logging.getLogger(__name__)
 
 
+def role(query, backend):
+    """The part `backend` plays in `query`, "control" or "candidate"; "" for a backend the query does not name
+    (a query no longer registered keeps its rows until they expire, with no role to tell)."""
+    control, candidate = sides(query)
+    return {control.backend: "control", candidate.backend: "candidate"}.get(backend, "")
+
+
 class SnapshotCollector:
     def collect(self):
-        snapshot = metrics.snapshot()
+        rows = [
+            ((query, backend, role(query, backend)), row)
+            for (query, backend), row in sorted(metrics.snapshot().items())
+        ]
         for name in COUNTERS:
             family = CounterMetricFamily(
                 f"rollout_{name}",
                 f"Rollout {name.replace('_', ' ')}, per query and backend",
-                labels=["query", "backend"],
+                labels=["query", "backend", "role"],
             )
-            for (query, backend), row in sorted(snapshot.items()):
-                family.add_metric([query, backend], row[name])
+            for labels, row in rows:
+                family.add_metric(labels, row[name])
             yield family
         latency = SummaryMetricFamily(
             "rollout_latency_seconds",
             "Latency quantiles over the last samples",
-            labels=["query", "backend", "quantile"],
+            labels=["query", "backend", "role", "quantile"],
         )
-        for (query, backend), row in sorted(snapshot.items()):
+        for (query, backend, part), row in rows:
             for quantile in ("p50", "p95", "p99"):
                 if row[quantile] is not None:
                     latency.add_sample(
                         "rollout_latency_seconds",
-                        {"query": query, "backend": backend, "quantile": f"0.{quantile[1:]}"},
+                        {"query": query, "backend": backend, "role": part, "quantile": f"0.{quantile[1:]}"},
                         row[quantile],
                     )
         yield latency

@@ -1,5 +1,6 @@
-"""monitoring/: the Prometheus rules pass promtool (check and unit tests), and every series the rules and the
-Grafana dashboard read is one /metrics exposes."""
+"""monitoring/: the Prometheus rules pass promtool (check and unit tests), every series the rules and the
+Grafana dashboard read is one /metrics exposes, and each carries the role its backend plays, whatever the query
+calls it."""
 
 import json
 import os
@@ -8,8 +9,13 @@ import shutil
 import subprocess
 
 import pytest
+from django.db import connection
 
 import rollout
+from rollout.flags import writes
+from rollout.flags.cache import flags
+from rollout.metrics.rollups import metrics
+from rollout.registry import REGISTRY
 from rollout.routing.actors import Actor
 from tests.rollout_helpers import ROOT
 
@@ -57,11 +63,53 @@ def test_every_grafana_panel_expression_is_valid_promql(tmp_path):
 @pytest.mark.django_db
 def test_the_rules_and_the_dashboard_read_only_series_that_metrics_exposes(client):
     rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1)
-    exposed = set(re.findall(r"^(rollout_\w+?)(?:\{| )", client.get("/metrics").content.decode(), re.M))
+    body = client.get("/metrics").content.decode()
+    exposed = set(re.findall(r"^(rollout_\w+?)(?:\{| )", body, re.M))
     texts = [(MONITORING / "rules.yml").read_text(), *dashboard_expressions()]
     used = {name for text in texts for name in re.findall(r"\brollout_\w+", text)}
     assert used and used <= exposed, f"not exposed: {sorted(used - exposed)}"
+    # …and select on labels it sets: a matcher on a label no series carries selects nothing, silently.
+    labels = set(re.findall(r'[{,](\w+)="', body))
+    selected = {label for text in texts for label in re.findall(r'[{,]\s*(\w+)\s*!?=~?"', text)}
+    assert "role" in selected and selected <= labels, f"never set: {sorted(selected - labels)}"
     assert {"rollout_guard_tripped", "rollout_open_discrepancies", "rollout_drops_total"} <= used
+
+
+@pytest.fixture
+def host_query():
+    """A host's adopted function (rollout.Query), served by its twin, which raises: its backends are "function"
+    and "twin", not the legacy queries' "pg" and "orm"."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION q_doubled(p_n bigint) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT p_n * 2 $$"
+        )
+
+    def twin(p_n):
+        raise RuntimeError("twin bug")
+
+    rollout.register(rollout.Query(name="q_doubled", candidate=twin))
+    writes.ensure_flags(names=["q_doubled"])
+    writes.enable(["q_doubled"])
+    flags.invalidate()
+    yield
+    REGISTRY.unregister("q_doubled")
+
+
+@pytest.mark.django_db
+def test_every_series_says_the_role_of_its_backend_whatever_the_query_calls_it(client, host_query):
+    assert rollout.dispatch("q_doubled", p_n=21) == 42  # the control's answer, after the twin raised
+    rollout.dispatch("bu_list", actor=Actor(person=1), bu_id=1)
+    metrics.increment("q_unregistered", "twin", "calls")
+    body = client.get("/metrics").content.decode()
+    # What the rules select on (role="candidate"), for the host query as for the legacy one.
+    assert 'rollout_fallbacks_total{backend="twin",query="q_doubled",role="candidate"} 1.0' in body
+    assert 'rollout_calls_total{backend="function",query="q_doubled",role="control"} 1.0' in body
+    assert 'rollout_calls_total{backend="pg",query="bu_list",role="control"} 1.0' in body
+    assert re.search(
+        r'rollout_latency_seconds\{backend="function",quantile="0.50",query="q_doubled",role="control"\}', body
+    )
+    # A query no longer registered has no role to tell: none is made up.
+    assert 'rollout_calls_total{backend="twin",query="q_unregistered",role=""} 1.0' in body
 
 
 @pytest.mark.django_db

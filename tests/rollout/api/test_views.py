@@ -156,8 +156,8 @@ def test_metrics_are_prometheus_text_for_allowed_callers(client, settings):
     response = client.get("/metrics")
     assert response.status_code == 200
     body = response.content.decode()
-    assert 'rollout_calls_total{backend="pg",query="bu_list"} 1.0' in body
-    assert 'rollout_latency_seconds{backend="pg",quantile="0.50",query="bu_list"}' in body
+    assert 'rollout_calls_total{backend="pg",query="bu_list",role="control"} 1.0' in body
+    assert 'rollout_latency_seconds{backend="pg",quantile="0.50",query="bu_list",role="control"}' in body
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     settings.ROLLOUT_METRICS_ALLOWED_IPS = ("10.1.0.0/16",)
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
