@@ -80,6 +80,18 @@ def database_url(name=None):
     return f"postgresql://{settings['USER']}@{host}:{settings['PORT'] or 5432}/{name}"
 
 
+def manage(*argv, environ=None, timeout=120):
+    """`manage.py ARGV` in a process of its own, in this environment or the one given: its CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *argv],
+        cwd=ROOT,
+        env=os.environ if environ is None else environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def python_process(code, **environment):
     """A separate Django process on the test database and the same cache, reading code from -c."""
     prelude = "import django, os, sys, time\ndjango.setup()\n"

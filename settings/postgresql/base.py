@@ -25,9 +25,12 @@ from psycopg import Error as DriverError
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from settings.postgresql.circuit import circuit_for
+from settings.postgresql.client import DatabaseClient
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    client_class = DatabaseClient
+
     def get_new_connection(self, conn_params):
         if not self.pool:
             return super().get_new_connection(conn_params)

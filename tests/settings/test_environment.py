@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from settings import environment as env
+from tests.rollout_helpers import manage
 
 ROOT = Path(__file__).resolve().parents[2]
 PG = "postgres://postgres@127.0.0.1:5432/app"
@@ -156,9 +157,7 @@ def test_bad_log_level_pool_sizes_and_metrics_addresses_name_themselves():
 )
 def test_manage_py_reports_a_bad_variable_in_one_line(variable, value):
     environ = {**os.environ, "DATABASE_URL": PG, variable: value}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
-    )
+    result = manage("check", environ=environ)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

@@ -1,13 +1,11 @@
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
 
 import rollout
 from rollout.routing.actors import Actor
-from tests.rollout_helpers import ROOT
+from tests.rollout_helpers import manage
 
 
 @pytest.mark.smoke
@@ -19,14 +17,7 @@ def test_check_deploy_is_clean_with_production_settings():
         "ALLOWED_HOSTS": "rollout.example.com",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", environ=environ)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -35,9 +26,7 @@ def test_check_deploy_is_clean_with_production_settings():
 @pytest.mark.parametrize("weak", ["s3cret", "ab" * 40, "django-insecure-" + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2])
 def test_production_refuses_a_weak_secret_key_in_one_line(weak):
     environ = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": weak, "ALLOWED_HOSTS": "rollout.example.com"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
-    )
+    result = manage("check", environ=environ)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "SECRET_KEY is weak" in lines[0], result.stderr
 
@@ -57,13 +46,6 @@ def test_slow_call_logs_hold_ids_not_secrets(settings, caplog):
 def test_production_without_allowed_hosts_stops_in_one_line_naming_it():
     environ = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": "p" * 30 + "Q9#xL2!vR7&mZ4@kT1^wN8*bF5" * 2}
     environ.pop("ALLOWED_HOSTS", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage("check", "--deploy", environ=environ)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "ALLOWED_HOSTS must name" in lines[0], result.stderr
