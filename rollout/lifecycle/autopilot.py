@@ -234,6 +234,18 @@ def resume(query, user=None, source="cli"):
     return write([flag.name], change, user=user, source=source, reason="plan resumed")[0]
 
 
+def stop(query, user=None, source="cli"):
+    """Take the query off its plan: the autopilot leaves it alone, its flag stays as it is, the plan stays stored
+    (`--start` starts it again from its first stage)."""
+    [flag] = flags_for([query])
+
+    def change(flag):
+        flag.plan_stage, flag.plan_paused, flag.plan_paused_reason = None, False, ""
+        return ["plan_stage", "plan_paused", "plan_paused_reason"]
+
+    return write([flag.name], change, user=user, source=source, reason="plan stopped")[0]
+
+
 def skip(query, user=None, source="cli"):
     """On to the next stage now, whatever the evidence says (recorded as the operator's decision)."""
     return _move(query, +1, "skipped to", user, source)

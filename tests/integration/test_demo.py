@@ -8,6 +8,7 @@ from query_backends.management.commands.demo import bring_back_retired
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.postgres import dependencies
+from tests.legacy_world import ids_of
 from tests.rollout_helpers import ROOT, committed, free_port, reset_flags, run_in_process
 
 
@@ -109,6 +110,28 @@ def test_the_demo_rolls_out_stage_by_stage_and_leaves_its_story_to_see():
     user, password = re.search(r"admin login: (\S+) / (\S+)", out).groups()
     assert (ROOT / ".data" / "demo-admin-password").read_text().strip() == password
     assert committed(lambda: authenticate(username=user, password=password) is not None)
+
+
+@pytest.mark.django_db
+def test_a_second_run_starts_clean_whatever_was_tried_between_runs():
+    """docs/operations.md's own tries after the demo (a query it never rolls out) and a started plan: the next run
+    puts every registered query back on the control, its plan stopped, before stage 1."""
+    from query_backends.management.commands.demo import Command
+    from rollout.flags import writes
+    from rollout.flags.cache import flags
+    from rollout.lifecycle import autopilot, plan, stages
+
+    writes.set_shadow("bulist_by_identifier", 100)
+    writes.change_cohort("bulist_by_identifier", "site", add=ids_of("SITE", 2))
+    writes.set_percent("bulist_by_identifier", 10, key="site")
+    autopilot.set_plan("bu_list", plan.starting_plan().as_dict())
+    autopilot.start("bu_list")
+    writes.kill(["sites_list_web"])
+    command = Command()
+    command.flags, command.metrics = flags, metrics
+    command.start_clean()
+    for flag in QueryFlag.objects.all():
+        assert (stages.stage(flag), flag.everyone, flag.plan_stage) == ("not started", None, None), flag.name
 
 
 def test_the_operations_guide_rolls_on_with_a_query_the_demo_leaves_untouched():

@@ -31,7 +31,7 @@ from query_backends.benchmark import sample_params
 from query_backends.management import ports
 from query_backends.models import GroupMembership, People
 from query_backends.registry import REGISTRY
-from rollout.experiments import query_name
+from rollout.experiments import query_name, registry
 from rollout.metrics.rollups import current_minute, recorded_in_minute
 from rollout.reports import as_json
 
@@ -47,6 +47,17 @@ LEGEND = (
     "  shadow 100 % asks for every call; the shadow budget (ROLLOUT_SHADOW_BUDGET, 10 % of the calls' own\n"
     "  database time) compares fewer when comparing every one would cost more, and the dashboard says so."
 )
+# A fresh install's serving rules (rollout.flags.transfer's fields): the control for everyone, nothing compared.
+FRESH_RULES = {
+    "cohorts": {},
+    "exclusions": {},
+    "staff": False,
+    "superusers": False,
+    "authenticated": False,
+    "percent": 0,
+    "shadow_percent": 0,
+    "rescue": False,
+}
 QUERIES = ("job_needs", "external_tour_job_needs", "bu_list", "sites_list_web", "asset_details", "web_capabilities")
 
 
@@ -105,7 +116,7 @@ class Command(BaseCommand):
             ("5. ORM for 50 %", lambda: self.each(names, writes.set_percent, 50)),
             ("6. ORM for everyone", lambda: [self.enable_unless_tripped(q) for q in names]),
         ]
-        self.start_clean(names)
+        self.start_clean()
         self.stdout.write(LEGEND)
         rng = random.Random(7)
         # Each stage is counted in a minute of its own, the retirement's in this one, so the dashboard's
@@ -130,14 +141,14 @@ class Command(BaseCommand):
         finally:
             REGISTRY.unregister(DEMO_QUERY)
 
-    def start_clean(self, names):
+    def start_clean(self):
         """A second run starts where the first did: the previous run's numbers, flags and demo query forgotten,
         the function it retired back."""
         from rollout.flags import writes
 
         bring_back_retired()
         writes.forget(DEMO_QUERY, source="demo", missing_ok=True)
-        self.reset_flags(names)
+        self.reset_flags()
         self.metrics.reset()
 
     def where_to_look(self, discrepancy, retired, login, port, serve):
@@ -228,20 +239,22 @@ class Command(BaseCommand):
             groups.setdefault(person, set()).add(group)
         return [Actor(person=p, client=c, site=s, people_group=groups.get(p, ())) for p, c, s in people]
 
-    def reset_flags(self, names):
-        """Every demo flag back to where a fresh install starts: the control for everyone, no shadow."""
+    def reset_flags(self):
+        """Every registered query's flag back to where a fresh install starts (the control for everyone, no
+        shadow, no rule, no started plan), not only the demo's own: a newcomer's tries between two runs too."""
         from rollout import operations
-        from rollout.flags import writes
+        from rollout.flags import transfer, writes
+        from rollout.lifecycle import autopilot
 
-        for flag in operations.flags_for(names):
+        flags = operations.flags_for(registry().names())
+        for flag in flags:
             query = query_name(flag.name)
             if flag.guard_tripped_at:
                 writes.clear_guard(query, source="demo")
+            if flag.plan_stage is not None:
+                autopilot.stop(query, source="demo")
             writes.disable([query], source="demo")
-            writes.set_percent(query, 0, source="demo")
-            writes.set_shadow(query, 0, source="demo")
-            if flag.cohorts.get("site"):
-                writes.change_cohort(query, "site", remove=flag.cohorts["site"], source="demo")
+        transfer.apply({"flags": {query_name(flag.name): dict(FRESH_RULES) for flag in flags}}, source="demo")
         self.flags.invalidate()
 
     def drive(self, names, params, pool, calls, rng, title):

@@ -58,6 +58,7 @@ PLAN_MOVES = {
     "resume": "let the autopilot drive again",
     "skip": "on to the next stage now, whatever the evidence",
     "back": "back to the previous stage",
+    "stop": "off the plan: the autopilot leaves it, its flag stays as it is",
 }
 
 

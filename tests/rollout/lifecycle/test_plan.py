@@ -259,3 +259,16 @@ def test_start_refuses_when_the_flag_changed_between_its_look_and_its_write():
     with pytest.raises(OperationError, match="moved while this was asked"):
         writes.write(["orm.bu_list"], change)
     assert float(QueryFlag.objects.get(name="orm.bu_list").percent) == 20
+
+
+def test_stop_takes_a_query_off_its_plan_leaving_its_flag_and_a_new_start_begins_at_the_first_stage():
+    autopilot.set_plan("bu_list", {"stages": [{"name": "shadow", "shadow": 100}, {"name": "all", "everyone": True}]})
+    autopilot.start("bu_list")
+    autopilot.skip("bu_list")
+    cli("plan", "bu_list", "--stop")
+    flag = QueryFlag.objects.get(name="orm.bu_list")
+    assert (flag.plan_stage, flag.everyone, bool(flag.plan)) == (None, True, True)
+    assert not [move for move in autopilot.tick() if move.query == "bu_list"]
+    with pytest.raises(OperationError, match="its plan has not started"):
+        autopilot.back("bu_list")
+    assert autopilot.start("bu_list", force=True).plan_stage == 0
