@@ -17,7 +17,7 @@ from rollout.experiments import flag_name, get_experiment
 from rollout.flags.cache import flags
 from rollout.flags.state import FlagState
 from rollout.metrics.rollups import metrics, recorded_in_minute
-from rollout.models import GuardSample, RecordedCall
+from rollout.models import GuardSample, RecordedCall, RecordedComparison
 from rollout.routing.actors import Actor
 from rollout.routing.router import decide, dispatch
 from rollout.shadow.queue import background
@@ -43,7 +43,7 @@ def read_only():
 @contextmanager
 def taken_back(query):
     """What measuring the router counts and records under the query (its calls in the metrics, its comparisons'
-    guard samples and recorded calls) is not the query's evidence for its guard, a plan's gates or its
+    guard samples, claims and recorded calls) is not the query's evidence for its guard, a plan's gates or its
     validation cases: it is counted in a minute of its own, judged on this process's threads (a Celery worker
     would record it after we looked), and deleted afterwards. A discrepancy it finds is real, and stays."""
     started = timezone.now()
@@ -57,6 +57,7 @@ def taken_back(query):
     finally:
         GuardSample.objects.filter(flag=flag_name(query), judged_at__gte=started).delete()
         RecordedCall.objects.filter(query=query, seen_at__gte=started).delete()
+        RecordedComparison.objects.filter(recorded_at__gte=started).delete()  # claims of judged jobs, no query
         metrics.forget_minute(SCRATCH_MINUTE)
 
 

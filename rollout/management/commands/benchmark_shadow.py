@@ -18,10 +18,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from rollout.experiments import flag_name, get_experiment, registry
 from rollout.metrics.rollups import metrics
-from rollout.models import Discrepancy, RecordedComparison
+from rollout.models import Discrepancy, RecordedCall, RecordedComparison
+from rollout.routing.benchmark import taken_back
 from rollout.routing.router import decide
 from rollout.shadow import job
 from rollout.shadow.observation import Observation, ReportedError
@@ -96,6 +98,7 @@ class Command(BaseCommand):
             for _ in range(count)
         ]
         recorded = Discrepancy.objects.filter(query=query, kind="rescued", examples__control_error__contains=run)
+        began = timezone.now()
         try:
             started = time.perf_counter()
             for rescue in jobs:
@@ -112,16 +115,18 @@ class Command(BaseCommand):
                     raise CommandError(f"{seen} of {count} records written, none for 60 s: are the workers running?")
             elapsed = time.perf_counter() - started
         finally:
-            self._take_back(run, query, [j.id for j in jobs])
+            self._take_back(run, query, [j.id for j in jobs], began)
         self.stdout.write(
             f"{count} records of {query} via {background.mode}: {elapsed:.2f} s, {count / elapsed:,.0f} records/s"
         )
 
     @staticmethod
-    def _take_back(run, query, comparison_ids):
-        """Delete what the records benchmark wrote: its discrepancy, its claims, its metrics."""
+    def _take_back(run, query, comparison_ids, began):
+        """Delete what the records benchmark wrote: its discrepancy, its claims, its metrics, the parameters it
+        recorded as a real call (its jobs' empty ones, which validation would take for a case)."""
         time.sleep(1.5)  # the last metrics writes of this process land first
         metrics.flush()
+        RecordedCall.objects.filter(query=query, params={}, seen_at__gte=began).delete()
         Discrepancy.objects.filter(query=query, examples__control_error__contains=run).distinct().delete()
         RecordedComparison.objects.filter(comparison_id__in=comparison_ids).delete()
         metrics.forget_backend(run)
@@ -138,13 +143,13 @@ class Command(BaseCommand):
         decision = dataclasses.replace(decide(query, None, experiment)[0], shadow=True)
         served = Observation.of(decision.backend, experiment.run, decision.backend, params)
         timings = []
-        for i in range(count):
-            started = time.perf_counter()
-            job.sample(experiment, decision, params, served, None)
-            timings.append(time.perf_counter() - started)
-            if i % 500 == 499:
-                background.drain()  # keep the queue from filling: a full queue would time a drop instead
-        background.drain()
+        with taken_back(query):  # the sampled jobs are judged for real: none of it stays as the query's evidence
+            for i in range(count):
+                started = time.perf_counter()
+                job.sample(experiment, decision, params, served, None)
+                timings.append(time.perf_counter() - started)
+                if i % 500 == 499:
+                    background.drain()  # keep the queue from filling: a full queue would time a drop instead
         ordered = sorted(timings)
         self.stdout.write(
             f"{count} samples of {query}: median {statistics.median(timings) * 1e6:.1f} µs, "

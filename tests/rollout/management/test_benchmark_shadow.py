@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from rollout.experiments import flag_name
-from rollout.models import Discrepancy, QueryFlag, RecordedComparison, SentBatch
+from rollout.models import Discrepancy, GuardSample, QueryFlag, RecordedCall, RecordedComparison, SentBatch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,15 +20,24 @@ def rows(table):
         return cursor.fetchone()[0]
 
 
-def test_the_records_benchmark_leaves_nothing_in_the_database():
-    def counts():  # what is there already (a failed worker test may leave a batch behind) stays as it was
-        tables = (Discrepancy, RecordedComparison, SentBatch)
-        return (*(model.objects.count() for model in tables), rows("rollout_metricminute"))
+def counts():  # what is there already (a failed worker test may leave a batch behind) stays as it was
+    tables = (Discrepancy, RecordedComparison, SentBatch, RecordedCall, GuardSample)
+    return (*(model.objects.count() for model in tables), rows("rollout_metricminute"))
 
+
+def test_the_records_benchmark_leaves_nothing_in_the_database():
     before = counts()
     out = io.StringIO()
     call_command("benchmark_shadow", "records", "--count", "40", "--query", "bu_list", stdout=out)
     assert "40 records of bu_list" in out.getvalue()
+    assert counts() == before
+
+
+def test_the_sample_benchmark_leaves_nothing_though_its_jobs_are_judged():
+    before = counts()
+    out = io.StringIO()
+    call_command("benchmark_shadow", "sample", "bu_list", "--count", "30", "--param", "bu_id=1", stdout=out)
+    assert "30 samples of bu_list" in out.getvalue()
     assert counts() == before
 
 
