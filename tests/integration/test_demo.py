@@ -148,6 +148,19 @@ def test_the_operations_guide_rolls_on_with_a_query_the_demo_leaves_untouched():
     assert len(queries) == 1 and queries <= set(REGISTRY.names()) and not queries & set(QUERIES), queries
 
 
+def test_the_docs_start_plans_of_queries_the_demo_leaves_untouched():
+    """The README has a newcomer run the demo first: a query it rolled out serves everyone, and `--start` refuses
+    to replace that, so every plan the docs start is of a query the demo never rolls out."""
+    from query_backends.management.commands.demo import QUERIES
+
+    started = {
+        match.group(1)
+        for guide in (ROOT / "docs").glob("*.md")
+        for match in re.finditer(r"manage\.py rollout plan (\w+) --start", guide.read_text())
+    }
+    assert started and not started & set(QUERIES), started
+
+
 @pytest.mark.django_db
 def test_the_demo_compares_in_its_own_process_where_a_broker_is_configured():
     """With REDIS_URL (or CELERY_BROKER_URL) set, comparisons would go to Celery workers the demo never starts:
