@@ -9,10 +9,11 @@ from collections import Counter
 from django.db.models import Q
 
 from rollout.experiments import flag_name, get_experiment, registry
-from rollout.flags.state import EVERYONE_OFF, RETIRED, FlagState
+from rollout.flags.state import EVERYONE_OFF, PERCENT, RETIRED, FlagState
 from rollout.lifecycle import stages
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
+from rollout.shadow.budget import budget
 
 STATUS_COLUMNS = ("query", "stage", "in_stage", "serving", "percent", "shadow", "calls", "discrepancy_rate", "guard")
 HISTORY_COLUMNS = ("when", "flag", "by", "changes")
@@ -84,6 +85,19 @@ def shadow_asked(flag):
     return 0.0 if flag.retired_at else float(flag.shadow_percent)
 
 
+def shadow_compared(query, flag):
+    """(asked, compared): the shadow percentage the flag asks for and the share the shadow budget compares now."""
+    asked = shadow_asked(flag) if flag else 0.0
+    return asked, budget.effective_percent(query, asked) if asked else 0.0
+
+
+def percent_in_force(flag):
+    """The flag's percentage when its percent rule decides for someone; None when a rule before it answers for
+    everyone (enabled, killed, retired) and the stored percentage is only kept to give back."""
+    in_force = PERCENT in {rule.name for rule in FlagState.from_flag(flag).rules_in_force()}
+    return float(flag.percent or 0) if in_force else None
+
+
 def flag_summary(flag):
     life = stages.summary(flag)
     return {
@@ -100,6 +114,7 @@ def flag_summary(flag):
 
 
 def status():
+    budget.refresh()  # the shares compared now, as the dashboard shows them
     flags = {f.name: f for f in QueryFlag.objects.prefetch_related("users", "groups")}
     numbers = metrics.snapshot()
     rows = []
@@ -116,6 +131,7 @@ def status():
                     "serving": "control (missing flag)",
                     "percent": 0,
                     "shadow": 0,
+                    "shadow_compared": 0,
                     "calls": calls,
                     "discrepancy_rate": rate,
                     "guard": "-",
@@ -130,8 +146,9 @@ def status():
                 "stage_since": summary["stage_since"],
                 "in_stage": summary["in_stage"],
                 "serving": summary["serving"],
-                "percent": summary["percent"],
+                "percent": percent_in_force(flag),
                 "shadow": summary["shadow"],
+                "shadow_compared": shadow_compared(query, flag)[1],
                 "calls": calls,
                 "discrepancy_rate": rate,
                 "guard": summary["guard"],
@@ -150,6 +167,16 @@ def _cell(value):
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def status_table(rows):
+    """`rollout status` as text: a shadow share the budget caps reads `asked → compared (budget)`."""
+    return table([{**row, "shadow": _shadow_cell(row)} for row in rows], STATUS_COLUMNS)
+
+
+def _shadow_cell(row):
+    asked, compared = row["shadow"], row["shadow_compared"]
+    return f"{_cell(asked)} → {compared:.2g} (budget)" if compared < asked else asked
 
 
 def table(rows, columns):

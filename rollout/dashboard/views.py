@@ -16,7 +16,7 @@ from rollout.experiments import flag_name, registry, sides
 from rollout.lifecycle import stages
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, QueryFlag
-from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving, shadow_asked
+from rollout.reports import OPEN, discrepancy_rate, guard_status, open_discrepancies, serving, shadow_compared
 from rollout.shadow.budget import budget
 
 # range → (minutes shown, minutes per point): a long range is drawn in wider steps so it stays readable.
@@ -141,10 +141,9 @@ def _page(request, title, template, **context):
 def _shadow(query, flag):
     """What the flag asks of shadow mode and, when the shadow budget caps it, what is compared instead: a brief
     line under the serving rule (a longer one wrapped the rows past 1400×900) and the sentence on hover."""
-    asked = shadow_asked(flag) if flag else 0.0
+    asked, effective = shadow_compared(query, flag)
     if not asked:
         return {"shadow": "", "shadow_why": ""}
-    effective = budget.effective_percent(query, asked)
     if effective < asked:
         return {
             "shadow": f"shadow {asked:g} % → {effective:.2g} % (budget)",

@@ -364,9 +364,7 @@ class Command(BaseCommand):
             cursor.execute(f"DROP FUNCTION {signature}")
         self.print_stage(None, *self.drive([RETIRED_QUERY], params, pool, calls, rng, title))
         status = [row for row in reports.status() if row["query"] == RETIRED_QUERY]
-        self.stdout.write(
-            "  `rollout status`:\n" + textwrap.indent(reports.table(status, reports.STATUS_COLUMNS), "    ")
-        )
+        self.stdout.write("  `rollout status`:\n" + textwrap.indent(reports.status_table(status), "    "))
         found = inventory.inventory()
         found["functions"] = [row for row in found["functions"] if row["query"] == RETIRED_QUERY]
         self.stdout.write("  `rollout functions`:\n" + textwrap.indent(inventory.text(found), "    "))

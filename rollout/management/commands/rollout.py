@@ -195,7 +195,7 @@ class Command(BaseCommand):
 
     def do_status(self, **options):
         rows = reports.status()
-        return rows if options["json"] else reports.table(rows, reports.STATUS_COLUMNS)
+        return rows if options["json"] else reports.status_table(rows)
 
     def _changed(self, flags, options, what):
         """One line per flag: what this command changed, then what serves whom now."""

@@ -1,5 +1,6 @@
 import io
 import json
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -27,6 +28,31 @@ def test_status_lists_every_query_as_a_table_and_as_json():
     assert {r["query"] for r in rows} >= {"job_needs", "web_capabilities"}
     assert all(r["serving"] == "control (no rule)" and r["guard"] == "armed" for r in rows)
     assert all(r["stage"] == "not started" and r["stage_since"] for r in rows)
+
+
+def test_status_shows_the_share_the_budget_compares_and_only_the_percent_in_force(settings):
+    from rollout.shadow.budget import budget
+
+    settings.ROLLOUT_SHADOW_BUDGET = 0.10  # no comparison measured yet: at most the budget's share is compared
+    budget.forget()
+    rollout("shadow", "bu_list", "100")
+    rollout("percent", "job_needs", "50")
+
+    def rows():
+        by_query = {r["query"]: r for r in json.loads(rollout("--json", "status"))}
+        lines = rollout("status").splitlines()
+        header = re.split(r"\s{2,}", lines[0])
+        cells = {line.split()[0]: dict(zip(header, re.split(r"\s{2,}", line))) for line in lines[1:]}
+        return by_query, cells
+
+    by_query, cells = rows()
+    assert (by_query["bu_list"]["shadow"], by_query["bu_list"]["shadow_compared"]) == (100, pytest.approx(10))
+    assert cells["bu_list"]["shadow"] == "100 → 10 (budget)"
+    assert by_query["job_needs"]["percent"] == 50 and cells["job_needs"]["percent"] == "50"
+    rollout("enable", "job_needs")  # everyone: the 50 % kept to give back decides for no one
+    by_query, cells = rows()
+    assert by_query["job_needs"]["percent"] is None and cells["job_needs"]["percent"] == "-"
+    assert float(flag("job_needs").percent) == 50
 
 
 def test_tables_end_their_lines_at_the_last_character():
