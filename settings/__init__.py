@@ -73,7 +73,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_config(_env, BASE_DIR)}
+DATABASES = {"default": database_config(_env, BASE_DIR, production=PRODUCTION)}
 if _env.get("DATABASE_REPLICA_URL", "").strip():
     # A read replica for shadow comparisons (ROLLOUT_SHADOW_DATABASE=replica); records go to default.
     DATABASES["replica"] = database_config({"DATABASE_URL": _env["DATABASE_REPLICA_URL"]}, BASE_DIR)

@@ -89,9 +89,14 @@ def log_level(environ):
     return env_choice({"LOG_LEVEL": environ.get("LOG_LEVEL", "").strip().upper()}, "LOG_LEVEL", "INFO", LOG_LEVELS)
 
 
-def database_config(environ, base_dir: Path, start_embedded=None):
-    """DATABASES['default'] from DATABASE_URL, or an embedded PostgreSQL when it is unset."""
+def database_config(environ, base_dir: Path, start_embedded=None, production=False):
+    """DATABASES['default'] from DATABASE_URL, or an embedded PostgreSQL when it is unset (not in production)."""
     url = environ.get("DATABASE_URL", "").strip()
+    if not url and production:
+        raise ConfigurationError(
+            "DATABASE_URL must name the database when DJANGO_ENV=production "
+            "(the embedded PostgreSQL is for development)"
+        )
     if not url:
         data_dir = Path(environ.get("EMBEDDED_PG_DIR") or base_dir / ".data" / "pgdata")
         if start_embedded is None:

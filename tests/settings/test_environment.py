@@ -43,6 +43,13 @@ def test_database_url_sets_pool_and_statement_timeout():
     assert "pool" not in no_pool["OPTIONS"] and no_pool["CONN_MAX_AGE"] == 60
 
 
+@pytest.mark.smoke
+def test_production_refuses_the_embedded_server():
+    with pytest.raises(env.ConfigurationError, match="DATABASE_URL must name the database when DJANGO_ENV=production"):
+        env.database_config({}, ROOT, start_embedded=no_embedded, production=True)
+    assert env.database_config({"DATABASE_URL": PG}, ROOT, no_embedded, production=True)["NAME"] == "app"
+
+
 def test_unset_database_url_starts_the_embedded_server(tmp_path):
     started = []
 
