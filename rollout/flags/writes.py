@@ -107,10 +107,17 @@ def _refuse_undoing_a_trip(flag, before):
 def _refuse_changing_retired(flag, before, fields):
     """A retired query's function is gone: only its retirement migration (forward or back) changes its flag."""
     if before["retired_at"] and flag.retired_at and set(fields) - {"note"}:
-        raise Retired(
-            f"{flag.name}: retired {flag.retired_at:%Y-%m-%d %H:%M:%S}, its function is dropped; migrate the "
-            "retirement back to change its flag"
+        refused = Retired(
+            f"{flag.name}: retired {flag.retired_at:%Y-%m-%d %H:%M:%S}, its function is dropped; {undo_of(flag)} "
+            "to change its flag"
         )
+        refused.undo = undo_of(flag)
+        raise refused
+
+
+def undo_of(flag):
+    """How the flag's retirement is brought back: migrating it back, unless it was retired another way."""
+    return (flag.retired_from or {}).get("undo") or "migrate the retirement back"
 
 
 def _remember_kill(flag, before):
@@ -190,14 +197,15 @@ def kill(queries=(), user=None, source="cli", reason="kill switch"):
     killed. The busy ones are named afterwards (FlagBusy) once every other flag is killed. A retired query has
     no control left to go back to: the kill of all queries passes it by; one named is refused (Retired), after
     the others are killed."""
-    killed, busy, retired = [], [], []
+    killed, busy, retired, undo = [], [], [], set()
     for name in flag_names(queries):
         try:
             killed += write([name], _set(everyone=False, killed_by=source), user=user, source=source, reason=reason)
         except FlagBusy:
             busy.append(query_name(name))
-        except Retired:
+        except Retired as refused:
             retired.append(query_name(name))
+            undo.add(refused.undo)
     done = f"; the others were killed: {', '.join(query_name(f.name) for f in killed)}" if killed else ""
     if busy:
         raise FlagBusy(
@@ -206,8 +214,8 @@ def kill(queries=(), user=None, source="cli", reason="kill switch"):
         )
     if retired and queries:
         raise Retired(
-            f"flag {', '.join(retired)}: retired (its function is dropped), no control to send it back to; migrate "
-            f"the retirement back to change its flag{done}"
+            f"flag {', '.join(retired)}: retired (its function is dropped), no control to send it back to; "
+            f"{' or '.join(sorted(undo))} to change its flag{done}"
         )
     return killed
 

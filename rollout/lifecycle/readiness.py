@@ -64,7 +64,14 @@ class Readiness:
             "reasons": [r.as_dict() for r in self.reasons],
         }
 
+    @property
+    def retired(self):
+        """Already retired: there is nothing left to be ready for (and the check is still not a go-ahead)."""
+        return any(reason.check == "retired" for reason in self.reasons)
+
     def text(self):
+        if self.retired:  # one reason, and not a "no": the line says it all
+            return f"{self.query} ({self.function}): RETIRED already: {self.reasons[0].text}"
         head = f"{self.query} ({self.function or 'no function'}): {'READY' if self.ready else 'NOT READY'} to retire"
         marks = {True: "ok  ", False: "NO  ", None: "??  "}
         return "\n".join([head, *(f"  {marks[r.ready]}{r.check}: {r.text}" for r in self.reasons)])
@@ -83,7 +90,13 @@ def check(query):
     signature = control_function(query)
     if flag.retired_at:
         return Readiness(
-            query, signature, (Reason("retired", False, f"already retired {flag.retired_at:%Y-%m-%d %H:%M}"),)
+            query,
+            signature,
+            (
+                Reason(
+                    "retired", False, f"its function was dropped {flag.retired_at:%Y-%m-%d %H:%M}; nothing to retire"
+                ),
+            ),
         )
     function = dependencies.find(signature)
     if function is None:

@@ -55,9 +55,11 @@ class Migration(migrations.Migration):
 '''
 
 
-def retire_flag(query, why, source="migration"):
+def retire_flag(query, why, source="migration", undo="migrate the retirement back"):
     """Mark the flag retired, keeping its state to give back and its function's signature (which `rollout
-    functions` still lists once the function is gone). The migration's first step."""
+    functions` still lists once the function is gone). The migration's first step.
+
+    undo: how this retirement is brought back, as a refused write names it (the demo retires with no migration)."""
     signature = readiness.control_function(query)
 
     def change(flag):
@@ -69,6 +71,7 @@ def retire_flag(query, why, source="migration"):
             "function": signature,
             # what a rollout.Query reads its parameters from once the function is gone
             "catalog": catalog.as_data(catalog.find(signature)),
+            "undo": undo,
         }
         flag.retired_at = timezone.now()
         return ["retired_from", "retired_at"]

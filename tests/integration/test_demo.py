@@ -5,6 +5,7 @@ from django.contrib.auth import authenticate
 from django.utils import timezone
 
 from query_backends.management.commands.demo import bring_back_retired
+from rollout.flags import writes
 from rollout.metrics.rollups import metrics
 from rollout.models import Discrepancy, FlagChange, QueryFlag
 from rollout.postgres import dependencies
@@ -30,6 +31,10 @@ def look_then_forget(started, left):
     )
     left["series"] = metrics.series(15)
     left["function"] = dependencies.find("fn_get_web_caps(bigint)")
+    try:
+        writes.set_shadow("web_capabilities", 10)
+    except writes.Retired as refused:
+        left["refused"] = str(refused)
     forget_demo(started)
     left["function_back"] = dependencies.find("fn_get_web_caps(bigint)")
 
@@ -98,6 +103,8 @@ def test_the_demo_rolls_out_stage_by_stage_and_leaves_its_story_to_see():
         done = out.split("== done")[1]
         assert "web_capabilities is retired: fn_get_web_caps(bigint) dropped" in done
         assert "rollout status" in done and "rollout functions" in done
+        # A write to it names how this retirement comes back: there is no migration to migrate back.
+        assert "run `manage.py demo` again" in left["refused"] and "migrate" not in left["refused"]
         # The second run found the first run's function back (its flag too: a retired flag refuses the reset
         # before stage 1): its readiness check read the function.
         check = out.split("`rollout retire web_capabilities --check` first:")[1]

@@ -358,7 +358,12 @@ class Command(BaseCommand):
             "  running the steps of the migration `rollout retire` writes (none is written into this checkout)"
         )
         signature = readiness.control_function(RETIRED_QUERY)
-        retire.retire_flag(RETIRED_QUERY, "the demo's stage 8", source="demo")
+        retire.retire_flag(
+            RETIRED_QUERY,
+            "the demo's stage 8",
+            source="demo",
+            undo="run `manage.py demo` again (the demo retired it with no migration; its next run brings it back)",
+        )
         retire.wait_for_every_process()
         with connection.cursor() as cursor:
             cursor.execute(f"DROP FUNCTION {signature}")

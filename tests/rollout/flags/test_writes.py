@@ -155,6 +155,21 @@ def test_a_retired_query_does_not_stop_the_kill_of_every_other_query(admin_clien
     assert all(f.everyone is False for f in QueryFlag.objects.filter(name__in=[f"orm.{q}" for q in others]))
 
 
+def test_a_write_to_a_retired_query_names_how_that_retirement_comes_back():
+    """The demo retires with no migration: "migrate the retirement back" named a migration that does not exist."""
+    from rollout.lifecycle import retire
+
+    retire.retire_flag("bu_list", "test", undo="run the demo again")
+    with pytest.raises(writes.Retired, match=r"its function is dropped; run the demo again to change its flag$"):
+        writes.set_shadow("bu_list", 10)
+    with pytest.raises(writes.Retired, match=r"no control to send it back to; run the demo again to change its flag$"):
+        writes.kill(["bu_list"])
+    retire.restore_flag("bu_list")
+    retire.retire_flag("bu_list", "migration 0099_retire_bu_list")  # a migration's: migrating back brings it back
+    with pytest.raises(writes.Retired, match=r"dropped; migrate the retirement back to change its flag$"):
+        writes.enable(["bu_list"])
+
+
 # --- the admin ------------------------------------------------------------------------------------------------
 
 

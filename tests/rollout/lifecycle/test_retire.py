@@ -267,6 +267,14 @@ def test_retire_migrate_the_twin_serves_with_the_function_gone_migrate_back_and_
         assert not [m for m in checks.run_checks() if m.id == "query_backends.W001"]
         with pytest.raises(CommandError, match=r"retired .*migrate the retirement back"):
             call_command("rollout", "kill", "web_capabilities")
+        # --check says it is retired, not "NOT READY", and still exits 1: it is no go-ahead to retire it again.
+        with pytest.raises(SystemExit) as exited:
+            call_command("rollout", "retire", "web_capabilities", "--check")
+        checked = capsys.readouterr().out
+        assert exited.value.code == 1 and "NOT READY" not in checked and " NO " not in checked
+        assert re.match(
+            r"web_capabilities \(fn_get_web_caps\(bigint\)\): RETIRED already: its function was dropped ", checked
+        )
 
         call_command("migrate", "query_backends", previous, verbosity=0)
         assert dependencies.find(SIGNATURE) is not None
