@@ -134,11 +134,16 @@ def test_a_second_run_starts_clean_whatever_was_tried_between_runs():
     autopilot.set_plan("bu_list", plan.starting_plan().as_dict())
     autopilot.start("bu_list")
     writes.kill(["sites_list_web"])
+    writes.set_guard("asset_questionsets", window=500)
+    writes.set_rescue("schedule_for_adhoc", True, after=10)
+    fresh = QueryFlag.objects.filter(name="orm.job_needs").values().get()
     command = Command()
     command.flags, command.metrics = flags, metrics
     command.start_clean()
     for flag in QueryFlag.objects.all():
         assert (stages.stage(flag), flag.everyone, flag.plan_stage) == ("not started", None, None), flag.name
+        for field in ("guard_window", "rescue", "rescue_after", "fallback", "exclusions"):
+            assert getattr(flag, field) == fresh[field], (flag.name, field)
 
 
 def test_the_operations_guide_rolls_on_with_a_query_the_demo_leaves_untouched():

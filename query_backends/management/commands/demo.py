@@ -47,17 +47,6 @@ LEGEND = (
     "  shadow 100 % asks for every call; the shadow budget (ROLLOUT_SHADOW_BUDGET, 10 % of the calls' own\n"
     "  database time) compares fewer when comparing every one would cost more, and the dashboard says so."
 )
-# A fresh install's serving rules (rollout.flags.transfer's fields): the control for everyone, nothing compared.
-FRESH_RULES = {
-    "cohorts": {},
-    "exclusions": {},
-    "staff": False,
-    "superusers": False,
-    "authenticated": False,
-    "percent": 0,
-    "shadow_percent": 0,
-    "rescue": False,
-}
 QUERIES = ("job_needs", "external_tour_job_needs", "bu_list", "sites_list_web", "asset_details", "web_capabilities")
 
 
@@ -245,6 +234,7 @@ class Command(BaseCommand):
         from rollout import operations
         from rollout.flags import transfer, writes
         from rollout.lifecycle import autopilot
+        from rollout.models import QueryFlag
 
         flags = operations.flags_for(registry().names())
         for flag in flags:
@@ -254,7 +244,14 @@ class Command(BaseCommand):
             if flag.plan_stage is not None:
                 autopilot.stop(query, source="demo")
             writes.disable([query], source="demo")
-        transfer.apply({"flags": {query_name(flag.name): dict(FRESH_RULES) for flag in flags}}, source="demo")
+        # A fresh install's values of what travels, but the note, the sticky key and the plan (a stored plan is the
+        # operator's; a started one was stopped above); everyone was put back to unknown by disable.
+        fresh = {
+            field: QueryFlag._meta.get_field(field).get_default()
+            for field in transfer.FIELDS
+            if field not in ("everyone", "note", "percent_key", "plan")
+        }
+        transfer.apply({"flags": {query_name(flag.name): fresh for flag in flags}}, source="demo")
         self.flags.invalidate()
 
     def drive(self, names, params, pool, calls, rng, title):
