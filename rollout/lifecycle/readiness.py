@@ -110,11 +110,14 @@ def _served(flag):
     now = timezone.now()
     hours = get_setting("RETIRE_AFTER_HOURS")
     life = stages.summary(flag, now)
-    served = life["stage"] == stages.EVERYONE and life["time_in_stage"] >= hours * 3600
+    # A kill keeps the stage and its time (the clock goes on after it is lifted), but while it holds the function
+    # is what serves: never ready then.
+    killed = " (killed: the function serves)" if flag.everyone is False else ""
+    served = life["stage"] == stages.EVERYONE and life["time_in_stage"] >= hours * 3600 and not killed
     yield Reason(
         "served_everyone",
         served,
-        f"stage {life['stage']} for {life['time_in_stage_text']} (needs everyone for {hours:g} h)",
+        f"stage {life['stage']} for {life['time_in_stage_text']}{killed} (needs everyone for {hours:g} h)",
     )
     found = evidence.gather(flag, now)
     least = get_setting("RETIRE_MIN_COMPARISONS")

@@ -209,6 +209,15 @@ def test_a_body_naming_a_function_whose_name_is_no_regular_expression_is_still_n
     assert dependencies.bodies_naming(dependencies.find('"life(caps"()')) == ["life_quoted()"]
 
 
+def test_a_kill_keeps_the_week_served_but_is_never_ready_while_it_holds(ready_settings):
+    everyone_for_a_week()
+    writes.kill(["web_capabilities"])
+    served = reasons()["served_everyone"]
+    assert served.ready is False and "stage everyone for 8d" in served.text and "killed" in served.text
+    writes.enable(["web_capabilities"])  # lifted: the week still counts
+    assert reasons()["served_everyone"].ready is True
+
+
 def test_retire_refuses_a_query_that_is_not_ready_in_one_line():
     with pytest.raises(CommandError, match=r"^web_capabilities: not ready to retire \(served_everyone: stage"):
         call_command("rollout", "retire", "web_capabilities")
